@@ -1,0 +1,77 @@
+//! Cores for the top eigenvector of `AᵀA`, where the rows `a_i` of `A` arrive as a stream.
+//!
+//! Each core is a small state machine: `new(params)`, `update(rows)`, `merge(other)` where the
+//! math allows, and `finish() -> Result<TopEigen>`. Rows are passed as one contiguous
+//! row-major `&[f64]` buffer of `n × d` values (see [`crate::rows`]).
+
+pub mod exact;
+
+pub use exact::Gram;
+
+/// What every top-eigenvector core reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopEigen {
+    /// Unit-norm estimate of `v_1`; the sign is fixed so that the largest-magnitude component
+    /// is positive (the contract says "sign arbitrary"; a fixed rule makes runs comparable).
+    pub vector: Vec<f64>,
+    /// Estimate of `σ_1²`, the top eigenvalue of `AᵀA`.
+    pub eigenvalue: f64,
+    /// The second eigenvalue `σ_2²` when the core knows it (the exact core does).
+    pub second_eigenvalue: Option<f64>,
+    /// `‖A‖_F² = trace(AᵀA)`.
+    pub frobenius_sq: f64,
+    /// Rows consumed.
+    pub rows: u64,
+    /// Rows stored verbatim ("heavy" rows in Kacham–Woodruff); zero for the exact core.
+    pub heavy_rows: u64,
+    /// Bytes of algorithm state held at the end of the pass (counted, not estimated).
+    pub state_bytes: u64,
+}
+
+/// Flips `v` so that its largest-magnitude component is positive (first one on ties).
+pub fn canonical_sign(v: &mut [f64]) {
+    let mut best = 0usize;
+    for (i, x) in v.iter().enumerate() {
+        if x.abs() > v[best].abs() {
+            best = i;
+        }
+    }
+    if v.get(best).is_some_and(|x| *x < 0.0) {
+        v.iter_mut().for_each(|x| *x = -*x);
+    }
+}
+
+/// Sign-free alignment `⟨u, v⟩² / (‖u‖² ‖v‖²)` ∈ [0, 1]: the metric of every eigenvector test.
+pub fn alignment(u: &[f64], v: &[f64]) -> f64 {
+    assert_eq!(u.len(), v.len(), "alignment of vectors of different lengths");
+    let (mut uv, mut uu, mut vv) = (0.0, 0.0, 0.0);
+    for (a, b) in u.iter().zip(v) {
+        uv += a * b;
+        uu += a * a;
+        vv += b * b;
+    }
+    if uu == 0.0 || vv == 0.0 {
+        return 0.0;
+    }
+    (uv * uv) / (uu * vv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_sign_makes_largest_component_positive() {
+        let mut v = vec![0.1, -0.9, 0.3];
+        canonical_sign(&mut v);
+        assert_eq!(v, vec![-0.1, 0.9, -0.3]);
+    }
+
+    #[test]
+    fn alignment_is_sign_free_and_scale_free() {
+        let u = [1.0, 2.0, -3.0];
+        let v = [-2.0, -4.0, 6.0];
+        assert!((alignment(&u, &v) - 1.0).abs() < 1e-15);
+        assert_eq!(alignment(&[1.0, 0.0], &[0.0, 5.0]), 0.0);
+    }
+}

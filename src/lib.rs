@@ -1,0 +1,26 @@
+//! # sketchpipe
+//!
+//! Streams large tables (Parquet, CSV, or SQL over them) as Arrow record batches through
+//! sketching operators and writes small Parquet summaries that can be queried with SQL.
+//!
+//! The crate is layered; each layer depends only on the ones above it in this list:
+//! 1. **cores** — pure algorithms on slices ([`eigen`]): no Arrow, no I/O, no async.
+//! 2. **rows** — the bridge from Arrow record batches to contiguous dense rows ([`rows`]).
+//! 3. **operators** — a core + its rows adapter + its output tables ([`operators`]).
+//! 4. **pipeline** — TOML spec → validated plan → run with tokio ([`pipeline`]).
+//! 5. **front ends** — the CLI (`src/main.rs`), the SQL command ([`query`]) and the data
+//!    generators ([`generate`]).
+
+pub mod eigen;
+pub mod error;
+pub mod generate;
+pub mod operators;
+pub mod pipeline;
+pub mod progress;
+pub mod query;
+pub mod rows;
+
+pub use error::{Error, Result};
+
+/// The program version recorded in every output table's Parquet metadata.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,207 @@
+//! The `sketchpipe` command line: `run`, `sql`, `generate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use sketchpipe::generate::{Dtype, LowRank};
+use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
+use sketchpipe::progress::ProgressMode;
+use sketchpipe::query::{run_query, OutputFormat};
+use sketchpipe::{Error, Result};
+
+/// Stream large tables through sketching operators and query the small summaries with SQL.
+#[derive(Parser, Debug)]
+#[command(name = "sketchpipe", version, about, long_about = None)]
+struct Cli {
+    /// Print nothing but errors (no progress bar or log lines).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a pipeline file: scan its sources, run its stages, write their Parquet outputs.
+    ///
+    /// Each stage writes OUTPUT_DIR/STAGE/*.parquet and _SUCCESS atomically: a failed or
+    /// interrupted run leaves the previous output untouched.
+    Run(RunArgs),
+    /// Query stage outputs with SQL: each stage is a schema, each of its tables a table.
+    ///
+    /// Example: sketchpipe sql --pipeline pipelines/demo.toml "SELECT * FROM top.stats"
+    Sql(SqlArgs),
+    /// Write a reproducible synthetic table (Parquet, or CSV when --out ends in .csv).
+    #[command(subcommand)]
+    Generate(GenerateKind),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The pipeline file (TOML).
+    pipeline: PathBuf,
+    /// Write outputs here instead of the file's [pipeline] output_dir.
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// Write into STAGE/date=YYYY-MM-DD/ partitions; a rerun of a date replaces that date only.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    run_date: Option<NaiveDate>,
+    /// Override a stage parameter, e.g. --set top.algorithm=exact (repeatable).
+    #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("where").required(true).args(["pipeline", "dir"]))]
+struct SqlArgs {
+    /// Query the outputs of this pipeline file (its [pipeline] output_dir).
+    #[arg(long, value_name = "PIPELINE.toml")]
+    pipeline: Option<PathBuf>,
+    /// Query the outputs under this directory.
+    #[arg(long, value_name = "OUTPUT_DIR")]
+    dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// The SQL query, e.g. "SELECT * FROM top.vector ORDER BY abs(value) DESC LIMIT 5".
+    query: String,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum GenerateKind {
+    /// Low-rank plus noise rows with a chosen top eigengap R = σ₁²/σ₂² (columns: id, emb).
+    LowRank(LowRankArgs),
+}
+
+#[derive(Args, Debug)]
+struct LowRankArgs {
+    /// Output file (.parquet, or .csv for one column per dimension).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Number of rows.
+    #[arg(long, default_value_t = 10_000)]
+    rows: u64,
+    /// Row dimension d.
+    #[arg(long, default_value_t = 32)]
+    dim: usize,
+    /// Eigengap R = λ₁/λ₂ of the expected AᵀA.
+    #[arg(long, default_value_t = 10.0)]
+    gap: f64,
+    /// Number of directions with eigenvalue ≥ 1 (λ₂ = … = λ_rank = 1).
+    #[arg(long, default_value_t = 8)]
+    rank: usize,
+    /// Eigenvalue of the remaining d − rank directions.
+    #[arg(long, default_value_t = 0.01)]
+    noise: f64,
+    /// Random seed: the same flags and seed give the same file.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Element type of the embedding.
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    dtype: DtypeArg,
+    /// Rows per record batch (and Parquet row group).
+    #[arg(long, default_value_t = 8192)]
+    batch_rows: usize,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum DtypeArg {
+    F32,
+    F64,
+}
+
+fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("`{s}` is not a date in YYYY-MM-DD form ({e})"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let progress = if cli.quiet {
+        ProgressMode::Quiet
+    } else {
+        ProgressMode::Auto
+    };
+    match cli.command {
+        Command::Run(args) => {
+            let spec = PipelineSpec::load(&args.pipeline, &args.set)?;
+            let opts = RunOptions {
+                output_dir: args.output_dir,
+                run_date: args.run_date,
+                progress,
+            };
+            pipeline::run(&spec, &opts).await?;
+            Ok(())
+        }
+        Command::Sql(args) => {
+            let dir = match (args.dir, args.pipeline) {
+                (Some(dir), _) => dir,
+                (None, Some(file)) => PipelineSpec::load(&file, &[])?.output_dir,
+                (None, None) => return Err(Error::Config("give --pipeline or --dir".into())),
+            };
+            let format = match args.format {
+                Format::Table => OutputFormat::Table,
+                Format::Csv => OutputFormat::Csv,
+                Format::Json => OutputFormat::Json,
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            run_query(&dir, &args.query, format, &mut out).await
+        }
+        Command::Generate(GenerateKind::LowRank(a)) => {
+            let spec = LowRank {
+                rows: a.rows,
+                dim: a.dim,
+                gap: a.gap,
+                rank: a.rank,
+                noise: a.noise,
+                seed: a.seed,
+                dtype: match a.dtype {
+                    DtypeArg::F32 => Dtype::F32,
+                    DtypeArg::F64 => Dtype::F64,
+                },
+                batch_rows: a.batch_rows,
+            };
+            let out = a.out;
+            let generated = tokio::task::spawn_blocking(move || spec.write(&out, progress))
+                .await
+                .map_err(|e| Error::Numeric(format!("generator task failed: {e}")))??;
+            if progress != ProgressMode::Quiet {
+                eprintln!(
+                    "sketchpipe: wrote {} ({} rows, {:.1} MB)",
+                    generated.path.display(),
+                    generated.rows,
+                    generated.bytes as f64 / 1e6
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Reading one TOML table key by key, so that every error names the file, the section and
+//! the key, and unknown keys are caught (the keys a section accepts are exactly the ones its
+//! parser asked for).
+
+use std::path::Path;
+
+use toml::{Table, Value};
+
+use crate::{Error, Result};
+
+/// A TOML table being validated; see the module docs.
+pub struct Keys<'a> {
+    file: &'a Path,
+    section: String,
+    table: &'a Table,
+    known: Vec<&'static str>,
+}
+
+impl<'a> Keys<'a> {
+    /// `section` is how the table is spelled in the file, e.g. `[stages.top]`.
+    pub fn new(file: &'a Path, section: impl Into<String>, table: &'a Table) -> Self {
+        Keys {
+            file,
+            section: section.into(),
+            table,
+            known: Vec::new(),
+        }
+    }
+
+    /// A configuration error about `key` in this section.
+    pub fn error(&self, key: &str, msg: impl std::fmt::Display) -> Error {
+        Error::Config(format!(
+            "{}: {} key `{key}`: {msg}",
+            self.file.display(),
+            self.section
+        ))
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        if !self.known.contains(&key) {
+            self.known.push(key);
+        }
+        self.table.get(key)
+    }
+
+    fn type_error(&self, key: &str, want: &str, got: &Value) -> Error {
+        self.error(key, format!("expected {want}, got {} `{got}`", got.type_str()))
+    }
+
+    /// An optional string.
+    pub fn string(&mut self, key: &'static str) -> Result<Option<String>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(self.type_error(key, "a string", v)),
+        }
+    }
+
+    /// A required string.
+    pub fn required_string(&mut self, key: &'static str) -> Result<String> {
+        self.string(key)?
+            .ok_or_else(|| self.error(key, "is required but missing"))
+    }
+
+    /// An optional string that must be one of `choices`.
+    pub fn choice(&mut self, key: &'static str, choices: &[&str]) -> Result<Option<String>> {
+        let value = self.string(key)?;
+        if let Some(v) = &value {
+            if !choices.contains(&v.as_str()) {
+                return Err(self.error(
+                    key,
+                    format!("`{v}` is not one of: {}", choices.join(", ")),
+                ));
+            }
+        }
+        Ok(value)
+    }
+
+    /// An optional boolean.
+    pub fn boolean(&mut self, key: &'static str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Boolean(b)) => Ok(Some(*b)),
+            Some(v) => Err(self.type_error(key, "true or false", v)),
+        }
+    }
+
+    /// An optional non-negative integer.
+    pub fn unsigned(&mut self, key: &'static str) -> Result<Option<u64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
+            Some(v) => Err(self.type_error(key, "a non-negative integer", v)),
+        }
+    }
+
+    /// A required list of strings (a single string is accepted as a list of one).
+    pub fn string_list(&mut self, key: &'static str) -> Result<Vec<String>> {
+        let list = match self.get(key) {
+            None => return Err(self.error(key, "is required but missing")),
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        Value::String(s) => out.push(s.clone()),
+                        v => return Err(self.type_error(key, "a list of strings", v)),
+                    }
+                }
+                out
+            }
+            Some(v) => return Err(self.type_error(key, "a list of strings", v)),
+        };
+        if list.is_empty() {
+            return Err(self.error(key, "must name at least one column"));
+        }
+        Ok(list)
+    }
+
+    /// Fails on any key the parser did not ask for, listing the ones it accepts.
+    pub fn finish(self) -> Result<()> {
+        for key in self.table.keys() {
+            if !self.known.contains(&key.as_str()) {
+                let mut known = self.known.clone();
+                known.sort_unstable();
+                return Err(self.error(
+                    key,
+                    format!("unknown key (accepted keys: {})", known.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Keys<'a> {
+    /// The raw value of `key` (marking it as accepted), for sections with their own structure.
+    pub fn table_value(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.get(key)
+    }
+}

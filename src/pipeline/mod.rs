@@ -1,0 +1,16 @@
+//! The pipeline layer: a TOML file → a validated plan → a run with tokio.
+//!
+//! * [`spec`] parses and validates the pipeline file (no data read);
+//! * [`source`] turns sources into DataFusion data frames;
+//! * [`run`] checks every stage against its input schema, then scans each input once, feeding
+//!   every stage that reads it, and hands the results to
+//! * [`sink`], which writes each stage's tables atomically.
+
+mod keys;
+pub mod run;
+pub mod sink;
+pub mod source;
+pub mod spec;
+
+pub use run::{run, RunOptions, RunSummary, StageSummary};
+pub use spec::{FileFormat, Input, OpSpec, PipelineSpec, SourceSpec, StageSpec};

@@ -1,0 +1,513 @@
+//! The pipeline file: TOML → a validated [`PipelineSpec`], before any data is read.
+//!
+//! Validation covers unknown sections and keys, unknown ops, bad values, stages whose input
+//! does not exist, and dependency cycles; every error names the file, the section and the key.
+//! Column names and types are checked later against the sources' schemas (see
+//! [`super::run`]), still before any row is read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use toml::{Table, Value};
+
+use super::keys::Keys;
+use crate::operators::{Algorithm, TableDecl, TopEigenvectorOp, TopEigenvectorParams};
+use crate::rows::OnInvalid;
+use crate::{Error, Result};
+
+/// The ops this build implements.
+pub const OPS: [&str; 1] = ["top_eigenvector"];
+/// Ops of the product contract that later versions add; named so the error can say so.
+const PLANNED_OPS: [&str; 5] = [
+    "coordinated_sketch",
+    "sketch_product",
+    "sketch_merge",
+    "sketch_regression",
+    "prune_scores",
+];
+/// Names that would clash with DataFusion's own schemas in `sketchpipe sql`.
+const RESERVED_NAMES: [&str; 3] = ["public", "information_schema", "datafusion"];
+
+/// A validated pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    /// The pipeline file, as given.
+    pub file: PathBuf,
+    pub name: String,
+    /// Where stage outputs go (`[pipeline] output_dir`, relative to the pipeline file).
+    pub output_dir: PathBuf,
+    pub sources: BTreeMap<String, SourceSpec>,
+    /// Stages in an order where every stage comes after the stage it reads from.
+    pub stages: Vec<StageSpec>,
+}
+
+/// A named input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    /// A file, a directory of files or a glob; `path` is resolved against the pipeline file.
+    Path {
+        path: PathBuf,
+        /// Whether `path` holds glob characters.
+        glob: bool,
+        format: FileFormat,
+        /// CSV only: whether the first line names the columns.
+        has_header: bool,
+    },
+    /// Any SQL query; the other `path` sources are registered as tables under their names.
+    Sql { query: String },
+}
+
+impl SourceSpec {
+    /// How the source is described in output metadata and messages.
+    pub fn describe(&self) -> String {
+        match self {
+            SourceSpec::Path { path, .. } => path.display().to_string(),
+            SourceSpec::Sql { query } => format!("sql: {query}"),
+        }
+    }
+}
+
+/// File formats a `path` source can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Parquet,
+    Csv,
+}
+
+impl FileFormat {
+    fn from_extension(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "parquet" | "parq" | "pq" => Some(FileFormat::Parquet),
+            "csv" => Some(FileFormat::Csv),
+            _ => None,
+        }
+    }
+
+    /// The file extension DataFusion lists for this format.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            FileFormat::Parquet => ".parquet",
+            FileFormat::Csv => ".csv",
+        }
+    }
+}
+
+/// What a stage reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Input {
+    /// A `[sources.NAME]` entry.
+    Source(String),
+    /// Table `table` written by stage `stage` earlier in the same run (`source = "stage.table"`).
+    StageTable { stage: String, table: String },
+}
+
+impl std::fmt::Display for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Source(s) => write!(f, "source `{s}`"),
+            Input::StageTable { stage, table } => write!(f, "table `{stage}.{table}`"),
+        }
+    }
+}
+
+/// A validated stage.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    pub name: String,
+    pub input: Input,
+    pub op: OpSpec,
+    /// The stage's keys as written (after `--set`), recorded in output metadata.
+    pub params: Table,
+}
+
+/// The op of a stage, with its validated parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpSpec {
+    TopEigenvector(TopEigenvectorParams),
+}
+
+impl OpSpec {
+    /// The op's name as written in the pipeline file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OpSpec::TopEigenvector(_) => "top_eigenvector",
+        }
+    }
+
+    /// The tables the op writes.
+    pub fn tables(&self) -> Vec<TableDecl> {
+        match self {
+            OpSpec::TopEigenvector(_) => TopEigenvectorOp::tables(),
+        }
+    }
+
+    /// The input columns the op reads (the scan projects only these).
+    pub fn columns(&self) -> &[String] {
+        match self {
+            OpSpec::TopEigenvector(p) => &p.columns,
+        }
+    }
+
+    /// The seed recorded in output metadata.
+    pub fn seed(&self) -> Option<u64> {
+        match self {
+            OpSpec::TopEigenvector(p) => Some(p.seed),
+        }
+    }
+}
+
+impl PipelineSpec {
+    /// Reads and validates a pipeline file, applying `--set STAGE.KEY=VALUE` overrides first.
+    pub fn load(file: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::io(format!("cannot read pipeline file {}", file.display()), e))?;
+        Self::parse(&text, file, overrides)
+    }
+
+    /// Validates pipeline-file text; `file` is used for messages and to resolve relative paths.
+    pub fn parse(text: &str, file: &Path, overrides: &[String]) -> Result<Self> {
+        let mut doc: Table = text.parse().map_err(|e: toml::de::Error| {
+            Error::Config(format!("{}: invalid TOML: {}", file.display(), e.message().trim()))
+        })?;
+        apply_overrides(&mut doc, file, overrides)?;
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+
+        let mut top = Keys::new(file, "top level", &doc);
+        let pipeline = section(&mut top, "pipeline")?;
+        let sources_table = section(&mut top, "sources")?;
+        let stages_table = section(&mut top, "stages")?;
+        top.finish()?;
+
+        let mut keys = Keys::new(file, "[pipeline]", &pipeline);
+        let default_name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pipeline".into());
+        let name = keys.string("name")?.unwrap_or(default_name);
+        let output_dir = keys
+            .string("output_dir")?
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("out").join(&name));
+        keys.string("description")?;
+        keys.finish()?;
+
+        let mut sources = BTreeMap::new();
+        for (sname, value) in &sources_table {
+            let section = format!("[sources.{sname}]");
+            let table = as_table(file, &section, value)?;
+            check_name(file, &section, sname)?;
+            sources.insert(sname.clone(), parse_source(file, &section, table, &base)?);
+        }
+
+        if stages_table.is_empty() {
+            return Err(Error::Config(format!(
+                "{}: the pipeline has no [stages.NAME] sections: nothing to do",
+                file.display()
+            )));
+        }
+        let mut stages = Vec::new();
+        for (name, value) in &stages_table {
+            let section = format!("[stages.{name}]");
+            let table = as_table(file, &section, value)?;
+            check_name(file, &section, name)?;
+            stages.push(parse_stage(file, &section, name, table)?);
+        }
+        let stages = resolve_order(file, &sources, stages)?;
+
+        Ok(PipelineSpec {
+            file: file.to_path_buf(),
+            name,
+            output_dir: base.join(output_dir),
+            sources,
+            stages,
+        })
+    }
+}
+
+fn section(keys: &mut Keys<'_>, name: &'static str) -> Result<Table> {
+    match keys.table_value(name) {
+        None => Ok(Table::new()),
+        Some(Value::Table(t)) => Ok(t.clone()),
+        Some(v) => Err(keys.error(name, format!("expected a table, got {}", v.type_str()))),
+    }
+}
+
+fn as_table<'a>(file: &Path, section: &str, value: &'a Value) -> Result<&'a Table> {
+    value.as_table().ok_or_else(|| {
+        Error::Config(format!(
+            "{}: {section}: expected a table of keys, got {}",
+            file.display(),
+            value.type_str()
+        ))
+    })
+}
+
+fn check_name(file: &Path, section: &str, name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        return Err(Error::Config(format!(
+            "{}: {section}: the name `{name}` must be lower-case letters, digits and `_`, starting \
+             with a letter (it becomes an SQL identifier)",
+            file.display()
+        )));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(Error::Config(format!(
+            "{}: {section}: `{name}` is reserved by the SQL engine; choose another name",
+            file.display()
+        )));
+    }
+    Ok(())
+}
+
+fn parse_source(file: &Path, section: &str, table: &Table, base: &Path) -> Result<SourceSpec> {
+    let mut keys = Keys::new(file, section, table);
+    let path = keys.string("path")?;
+    let sql = keys.string("sql")?;
+    let format = keys.choice("format", &["parquet", "csv"])?;
+    let has_header = keys.boolean("has_header")?;
+    keys.finish()?;
+    match (path, sql) {
+        (Some(_), Some(_)) => Err(keys_error(file, section, "sql", "give either `path` or `sql`, not both")),
+        (None, None) => Err(keys_error(file, section, "path", "is required (or give `sql`)")),
+        (None, Some(query)) => {
+            if format.is_some() || has_header.is_some() {
+                return Err(keys_error(file, section, "format", "only applies to `path` sources"));
+            }
+            Ok(SourceSpec::Sql { query })
+        }
+        (Some(p), None) => {
+            let path = base.join(&p);
+            let glob = p.contains(['*', '?', '[']);
+            let format = match format.as_deref() {
+                Some("parquet") => FileFormat::Parquet,
+                Some("csv") => FileFormat::Csv,
+                _ => detect_format(&path, glob).ok_or_else(|| {
+                    keys_error(
+                        file,
+                        section,
+                        "path",
+                        format!(
+                            "cannot tell the format of `{p}` from its name; add format = \
+                             \"parquet\" or \"csv\""
+                        ),
+                    )
+                })?,
+            };
+            if has_header.is_some() && format != FileFormat::Csv {
+                return Err(keys_error(file, section, "has_header", "only applies to CSV sources"));
+            }
+            Ok(SourceSpec::Path {
+                path,
+                glob,
+                format,
+                has_header: has_header.unwrap_or(true),
+            })
+        }
+    }
+}
+
+fn keys_error(file: &Path, section: &str, key: &str, msg: impl std::fmt::Display) -> Error {
+    Error::Config(format!("{}: {section} key `{key}`: {msg}", file.display()))
+}
+
+/// The format of a file or glob from its extension; of a directory, from the first file in it
+/// with a known extension (listing a directory reads no data).
+fn detect_format(path: &Path, glob: bool) -> Option<FileFormat> {
+    if glob || !path.is_dir() {
+        return FileFormat::from_extension(path);
+    }
+    let mut names: Vec<PathBuf> = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    names.sort();
+    names.iter().find_map(|p| FileFormat::from_extension(p))
+}
+
+fn parse_stage(file: &Path, section: &str, name: &str, table: &Table) -> Result<StageSpec> {
+    let mut keys = Keys::new(file, section, table);
+    let op = keys.required_string("op")?;
+    let op = match op.as_str() {
+        "top_eigenvector" => OpSpec::TopEigenvector(parse_top_eigenvector(&mut keys)?),
+        other if PLANNED_OPS.contains(&other) => {
+            return Err(keys.error(
+                "op",
+                format!(
+                    "`{other}` is not available in sketchpipe {} yet (available: {})",
+                    crate::VERSION,
+                    OPS.join(", ")
+                ),
+            ))
+        }
+        other => {
+            return Err(keys.error(
+                "op",
+                format!("unknown op `{other}` (available: {})", OPS.join(", ")),
+            ))
+        }
+    };
+    let source = keys.required_string("source")?;
+    keys.finish()?;
+    let input = match source.split_once('.') {
+        Some((stage, table)) => Input::StageTable {
+            stage: stage.to_string(),
+            table: table.to_string(),
+        },
+        None => Input::Source(source),
+    };
+    Ok(StageSpec {
+        name: name.to_string(),
+        input,
+        op,
+        params: table.clone(),
+    })
+}
+
+fn parse_top_eigenvector(keys: &mut Keys<'_>) -> Result<TopEigenvectorParams> {
+    let columns = keys.string_list("columns")?;
+    let algorithm = keys
+        .choice("algorithm", &Algorithm::NAMES)?
+        .map(|s| Algorithm::parse(&s).expect("choice checked"))
+        .unwrap_or(Algorithm::RandomOrder);
+    if !algorithm.is_available() {
+        return Err(keys.error(
+            "algorithm",
+            format!(
+                "`{}` is not available in sketchpipe {} yet (it is the default once it is); \
+                 set algorithm = \"exact\"",
+                algorithm.as_str(),
+                crate::VERSION
+            ),
+        ));
+    }
+    let seed = keys.unsigned("seed")?.unwrap_or(42);
+    let shuffle = keys.boolean("shuffle")?.unwrap_or(false);
+    let on_invalid = keys
+        .choice("on_invalid", &["error", "skip"])?
+        .map(|s| OnInvalid::parse(&s).expect("choice checked"))
+        .unwrap_or_default();
+    Ok(TopEigenvectorParams {
+        columns,
+        algorithm,
+        seed,
+        shuffle,
+        on_invalid,
+    })
+}
+
+/// Applies `--set STAGE.KEY=VALUE`: VALUE is read as a TOML value (`7`, `true`, `"x"`,
+/// `["a", "b"]`), and as a plain string when it is not one.
+fn apply_overrides(doc: &mut Table, file: &Path, overrides: &[String]) -> Result<()> {
+    for item in overrides {
+        let bad = |msg: &str| Error::Config(format!("--set {item}: {msg}"));
+        let (lhs, raw) = item
+            .split_once('=')
+            .ok_or_else(|| bad("expected STAGE.KEY=VALUE"))?;
+        let (stage, key) = lhs
+            .trim()
+            .split_once('.')
+            .ok_or_else(|| bad("expected STAGE.KEY=VALUE"))?;
+        let value = format!("v = {raw}")
+            .parse::<Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| Value::String(raw.to_string()));
+        let stage_table = doc
+            .get_mut("stages")
+            .and_then(Value::as_table_mut)
+            .and_then(|s| s.get_mut(stage))
+            .and_then(Value::as_table_mut)
+            .ok_or_else(|| bad(&format!("{} has no stage `{stage}`", file.display())))?;
+        stage_table.insert(key.to_string(), value);
+    }
+    Ok(())
+}
+
+/// Checks every stage's input exists and orders stages so each follows the stage it reads;
+/// a dependency cycle is an error that spells the cycle out.
+fn resolve_order(
+    file: &Path,
+    sources: &BTreeMap<String, SourceSpec>,
+    stages: Vec<StageSpec>,
+) -> Result<Vec<StageSpec>> {
+    let by_name: BTreeMap<&str, &StageSpec> =
+        stages.iter().map(|s| (s.name.as_str(), s)).collect();
+    for stage in &stages {
+        let ok = match &stage.input {
+            Input::Source(s) => sources.contains_key(s),
+            Input::StageTable { stage: other, table } => by_name
+                .get(other.as_str())
+                .is_some_and(|o| o.op.tables().iter().any(|t| t.name == table)),
+        };
+        if !ok {
+            let mut known: Vec<String> = sources.keys().map(|s| format!("`{s}`")).collect();
+            for s in &stages {
+                if s.name != stage.name {
+                    known.extend(s.op.tables().iter().map(|t| format!("`{}.{}`", s.name, t.name)));
+                }
+            }
+            let what = match &stage.input {
+                Input::Source(s) => format!("no source named `{s}`"),
+                Input::StageTable { stage, table } => {
+                    format!("no stage `{stage}` writing a table `{table}`")
+                }
+            };
+            return Err(keys_error(
+                file,
+                &format!("[stages.{}]", stage.name),
+                "source",
+                format!("{what} (known: {})", known.join(", ")),
+            ));
+        }
+    }
+
+    // Depth-first topological sort; `path` holds the stages on the current chain.
+    fn visit<'a>(
+        name: &'a str,
+        by_name: &BTreeMap<&'a str, &'a StageSpec>,
+        done: &mut BTreeSet<&'a str>,
+        path: &mut Vec<&'a str>,
+        order: &mut Vec<&'a str>,
+    ) -> std::result::Result<(), Vec<String>> {
+        if done.contains(name) {
+            return Ok(());
+        }
+        if let Some(pos) = path.iter().position(|p| *p == name) {
+            let mut cycle: Vec<String> = path[pos..].iter().map(|s| s.to_string()).collect();
+            cycle.push(name.to_string());
+            return Err(cycle);
+        }
+        path.push(name);
+        if let Input::StageTable { stage, .. } = &by_name[name].input {
+            visit(stage, by_name, done, path, order)?;
+        }
+        path.pop();
+        done.insert(name);
+        order.push(name);
+        Ok(())
+    }
+    let (mut done, mut order) = (BTreeSet::new(), Vec::new());
+    for stage in &stages {
+        visit(&stage.name, &by_name, &mut done, &mut Vec::new(), &mut order).map_err(|cycle| {
+            keys_error(
+                file,
+                &format!("[stages.{}]", cycle[0]),
+                "source",
+                format!("dependency cycle: {}", cycle.join(" → ")),
+            )
+        })?;
+    }
+    let position: BTreeMap<String, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), i))
+        .collect();
+    let mut stages = stages;
+    stages.sort_by_key(|s| position[&s.name]);
+    Ok(stages)
+}

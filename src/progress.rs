@@ -1,0 +1,134 @@
+//! Progress reporting for long scans: a bar on a terminal, plain periodic log lines when
+//! stderr is not a terminal (cron, Airflow, CI), nothing with `--quiet`.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How a run reports progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, log lines otherwise.
+    #[default]
+    Auto,
+    /// Log lines, whatever stderr is.
+    Log,
+    /// Nothing but errors.
+    Quiet,
+}
+
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Progress of one scan: rows and decoded bytes, rate, and an ETA when the total row count is
+/// known (Parquet footers carry it for free).
+pub struct Progress {
+    label: String,
+    total: Option<u64>,
+    rows: u64,
+    bytes: u64,
+    start: Instant,
+    last_log: Instant,
+    sink: Sink,
+}
+
+enum Sink {
+    Bar(ProgressBar),
+    Log,
+    Quiet,
+}
+
+impl Progress {
+    pub fn new(label: impl Into<String>, total: Option<u64>, mode: ProgressMode) -> Self {
+        let label = label.into();
+        let terminal = std::io::stderr().is_terminal();
+        let sink = match mode {
+            ProgressMode::Quiet => Sink::Quiet,
+            ProgressMode::Auto if terminal => {
+                let bar = match total {
+                    Some(t) => ProgressBar::new(t).with_style(
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {human_pos}/{human_len} rows  {msg}  {per_sec}  ETA {eta}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                    ),
+                    None => ProgressBar::new_spinner().with_style(
+                        ProgressStyle::with_template("{prefix} {spinner} {human_pos} rows  {msg}  {per_sec}")
+                            .expect("valid template"),
+                    ),
+                };
+                bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+                bar.set_prefix(label.clone());
+                Sink::Bar(bar)
+            }
+            ProgressMode::Auto | ProgressMode::Log => {
+                eprintln!(
+                    "sketchpipe: {label}: started{}",
+                    total.map(|t| format!(" ({t} rows)")).unwrap_or_default()
+                );
+                Sink::Log
+            }
+        };
+        let now = Instant::now();
+        Progress {
+            label,
+            total,
+            rows: 0,
+            bytes: 0,
+            start: now,
+            last_log: now,
+            sink,
+        }
+    }
+
+    /// Records one batch.
+    pub fn inc(&mut self, rows: u64, bytes: u64) {
+        self.rows += rows;
+        self.bytes += bytes;
+        match &self.sink {
+            Sink::Bar(bar) => {
+                bar.set_position(self.rows);
+                bar.set_message(format!("{:.1} MB", self.bytes as f64 / 1e6));
+            }
+            Sink::Log if self.last_log.elapsed() >= LOG_EVERY => {
+                self.last_log = Instant::now();
+                eprintln!("sketchpipe: {}: {}", self.label, self.line());
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends the scan, leaving a final summary line (except in quiet mode).
+    pub fn finish(self) {
+        match &self.sink {
+            Sink::Bar(bar) => {
+                bar.finish_and_clear();
+                eprintln!("sketchpipe: {}: done, {}", self.label, self.line());
+            }
+            Sink::Log => eprintln!("sketchpipe: {}: done, {}", self.label, self.line()),
+            Sink::Quiet => {}
+        }
+    }
+
+    fn line(&self) -> String {
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        let rate = self.rows as f64 / secs;
+        let mut s = format!("{} rows", self.rows);
+        if let Some(t) = self.total.filter(|t| *t > 0) {
+            s += &format!(" ({:.0}%)", 100.0 * self.rows as f64 / t as f64);
+        }
+        s += &format!(
+            ", {:.1} MB decoded, {:.0} rows/s, {:.1}s",
+            self.bytes as f64 / 1e6,
+            rate,
+            secs
+        );
+        if let Some(t) = self.total {
+            if self.rows < t && rate > 0.0 {
+                s += &format!(", ETA {:.0}s", (t - self.rows) as f64 / rate);
+            }
+        }
+        s
+    }
+}

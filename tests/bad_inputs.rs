@@ -1,0 +1,210 @@
+//! Every bad input gives a non-zero exit, a message naming the problem (file, stage, key,
+//! column, row), and no output at all.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::*;
+use datafusion::arrow::array::{ArrayRef, ListArray, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::Float64Type;
+use tempfile::TempDir;
+
+/// Writes `data.parquet` (a few good rows, `emb` list + `name` string) into `dir`.
+fn good_data(dir: &Path) {
+    let known = KnownSpectrum::new(3, 5, 1);
+    let b = known.batch(0..known.n());
+    let names: ArrayRef = Arc::new(StringArray::from(vec!["a"; known.n()]));
+    let b = RecordBatch::try_from_iter(
+        b.schema().fields().iter().map(|f| f.name().clone()).zip(b.columns().iter().cloned())
+            .chain([("name".to_string(), names)]),
+    )
+    .unwrap();
+    write_parquet(&dir.join("data.parquet"), &b);
+}
+
+fn list_data(dir: &Path, rows: Vec<Option<Vec<Option<f64>>>>) {
+    let emb: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(rows));
+    let b = RecordBatch::try_from_iter([("emb", emb)]).unwrap();
+    write_parquet(&dir.join("data.parquet"), &b);
+}
+
+const HEAD: &str = "[pipeline]\noutput_dir = \"out\"\n[sources.src]\npath = \"data.parquet\"\n";
+const STAGE: &str = "[stages.top]\nop = \"top_eigenvector\"\nsource = \"src\"\ncolumns = [\"emb\"]\nalgorithm = \"exact\"\n";
+
+/// Runs the pipeline `text` after `setup`, and checks it fails with every `expected` fragment
+/// in its message and leaves nothing under the output directory.
+fn fails(setup: impl Fn(&Path), text: &str, expected: &[&str]) {
+    let tmp = TempDir::new().unwrap();
+    setup(tmp.path());
+    let file = write_pipeline(tmp.path(), text);
+    let out = sketchpipe(&["run", file.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "expected failure, got success; stderr:\n{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for e in expected {
+        assert!(err.contains(e), "message lacks `{e}`:\n{err}");
+    }
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "the error is not the last line:\n{err}");
+    let left = files_under(&tmp.path().join("out"));
+    assert!(left.is_empty(), "partial output left behind: {left:?}");
+}
+
+#[test]
+fn missing_file() {
+    fails(|_| {}, &format!("{HEAD}{STAGE}"), &["data.parquet", "does not exist", "[sources.src]"]);
+}
+
+#[test]
+fn unknown_column() {
+    fails(
+        good_data,
+        &format!("{HEAD}{}", STAGE.replace("[\"emb\"]", "[\"embedding\"]")),
+        &["pipeline.toml", "[stages.top]", "`columns`", "unknown column `embedding`", "emb, name"],
+    );
+}
+
+#[test]
+fn string_column_where_numbers_are_expected() {
+    fails(
+        good_data,
+        &format!("{HEAD}{}", STAGE.replace("[\"emb\"]", "[\"name\"]")),
+        &["[stages.top]", "`name` has type Utf8", "expected numbers"],
+    );
+}
+
+#[test]
+fn ragged_list() {
+    fails(
+        |d| list_data(d, vec![Some(vec![Some(1.0), Some(2.0)]), Some(vec![Some(1.0), Some(2.0), Some(3.0)])]),
+        &format!("{HEAD}{STAGE}"),
+        &["stage `top`", "column `emb`", "row 1", "ragged", "on_invalid"],
+    );
+}
+
+#[test]
+fn nan_value() {
+    fails(
+        |d| list_data(d, vec![Some(vec![Some(1.0), Some(2.0)]), Some(vec![Some(f64::NAN), Some(2.0)])]),
+        &format!("{HEAD}{STAGE}"),
+        &["stage `top`", "column `emb`", "row 1", "NaN"],
+    );
+}
+
+#[test]
+fn empty_table() {
+    fails(|d| list_data(d, vec![]), &format!("{HEAD}{STAGE}"), &["stage `top`", "no rows"]);
+}
+
+#[test]
+fn every_row_invalid_under_skip() {
+    fails(
+        |d| list_data(d, vec![None, None]),
+        &format!("{HEAD}{STAGE}on_invalid = \"skip\"\n"),
+        &["all 2 input rows were invalid"],
+    );
+}
+
+#[test]
+fn unknown_toml_key() {
+    fails(
+        good_data,
+        &format!("{HEAD}{STAGE}algoritm = \"exact\"\n"),
+        &["pipeline.toml", "[stages.top]", "`algoritm`", "unknown key", "algorithm"],
+    );
+}
+
+#[test]
+fn unknown_key_in_a_source_and_in_pipeline() {
+    fails(good_data, &format!("{HEAD}compression = 1\n{STAGE}"), &["[sources.src]", "`compression`", "unknown key"]);
+    fails(good_data, &format!("{}{STAGE}", HEAD.replace("[pipeline]\n", "[pipeline]\nouput = 1\n")), &["[pipeline]", "`ouput`"]);
+}
+
+#[test]
+fn stage_whose_source_does_not_exist() {
+    fails(
+        good_data,
+        &format!("{HEAD}{}", STAGE.replace("source = \"src\"", "source = \"nope\"")),
+        &["[stages.top]", "`source`", "no source named `nope`", "`src`"],
+    );
+}
+
+#[test]
+fn dependency_cycle() {
+    let text = format!(
+        "{HEAD}[stages.a]\nop = \"top_eigenvector\"\nsource = \"b.vector\"\ncolumns = [\"value\"]\n\
+         algorithm = \"exact\"\n[stages.b]\nop = \"top_eigenvector\"\nsource = \"a.vector\"\n\
+         columns = [\"value\"]\nalgorithm = \"exact\"\n"
+    );
+    fails(good_data, &text, &["dependency cycle", "a → b → a"]);
+}
+
+#[test]
+fn bad_values_and_unknown_ops() {
+    fails(good_data, &format!("{HEAD}{}", STAGE.replace("exact", "fast")), &["`algorithm`", "`fast` is not one of", "exact"]);
+    fails(good_data, &format!("{HEAD}{}", STAGE.replace("top_eigenvector", "pca")), &["`op`", "unknown op `pca`"]);
+    fails(good_data, &format!("{HEAD}{STAGE}seed = -1\n"), &["`seed`", "non-negative integer"]);
+    fails(good_data, &format!("{HEAD}{STAGE}shuffle = \"yes\"\n"), &["`shuffle`", "true or false"]);
+    fails(good_data, &format!("{HEAD}{STAGE}\n[stages.top2\n"), &["pipeline.toml", "invalid TOML"]);
+    fails(good_data, &format!("{HEAD}[stages.Top]\nop = \"top_eigenvector\"\n"), &["`Top`", "lower-case"]);
+    fails(good_data, HEAD, &["no [stages.NAME] sections"]);
+}
+
+#[test]
+fn unimplemented_algorithms_say_so() {
+    fails(
+        good_data,
+        &format!("{HEAD}{}", STAGE.replace("algorithm = \"exact\"\n", "")),
+        &["`algorithm`", "`random-order` is not available", "algorithm = \"exact\""],
+    );
+}
+
+#[test]
+fn bad_set_override() {
+    let tmp = TempDir::new().unwrap();
+    good_data(tmp.path());
+    let file = write_pipeline(tmp.path(), &format!("{HEAD}{STAGE}"));
+    let out = sketchpipe(&["run", file.to_str().unwrap(), "--set", "nope.seed=1"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no stage `nope`"), "{}", stderr(&out));
+    let out = sketchpipe(&["run", file.to_str().unwrap(), "--set", "top.colour=1"]);
+    assert!(stderr(&out).contains("`colour`") && stderr(&out).contains("unknown key"));
+}
+
+#[test]
+fn sql_errors_name_the_tables() {
+    let tmp = TempDir::new().unwrap();
+    good_data(tmp.path());
+    let file = write_pipeline(tmp.path(), &format!("{HEAD}{STAGE}"));
+    assert_ok(&sketchpipe(&["run", file.to_str().unwrap(), "--quiet"]));
+    let out = sketchpipe(&["sql", "--pipeline", file.to_str().unwrap(), "SELECT * FROM top.nope"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("top.stats") && stderr(&out).contains("top.vector"), "{}", stderr(&out));
+    let out = sketchpipe(&["sql", "--dir", tmp.path().join("nowhere").to_str().unwrap(), "SELECT 1"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nowhere"));
+}
+
+#[test]
+fn sql_formats() {
+    let tmp = TempDir::new().unwrap();
+    good_data(tmp.path());
+    let file = write_pipeline(tmp.path(), &format!("{HEAD}{STAGE}"));
+    assert_ok(&sketchpipe(&["run", file.to_str().unwrap(), "--quiet"]));
+    let dir = tmp.path().join("out");
+    let q = "SELECT component, value FROM top.vector ORDER BY component";
+    let csv = sketchpipe(&["sql", "--dir", dir.to_str().unwrap(), "--format", "csv", q]);
+    assert_ok(&csv);
+    let lines: Vec<String> = stdout(&csv).lines().map(str::to_string).collect();
+    assert_eq!(lines[0], "component,value");
+    assert_eq!(lines.len(), 4);
+    let json = sketchpipe(&["sql", "--dir", dir.to_str().unwrap(), "--format", "json", q]);
+    assert_ok(&json);
+    let text = stdout(&json);
+    assert!(text.trim_start().starts_with("[{\"component\":0,"), "{text}");
+    let table = sketchpipe(&["sql", "--dir", dir.to_str().unwrap(), "SELECT algorithm, rows FROM top.stats"]);
+    assert_ok(&table);
+    assert!(stdout(&table).contains("| exact     | 15   |"), "{}", stdout(&table));
+}
