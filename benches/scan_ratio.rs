@@ -36,7 +36,6 @@ fn data_file(dir: &Path, d: usize, bytes: u64) -> PathBuf {
             noise: 0.01,
             seed: 1,
             dtype: Dtype::F32,
-            batch_rows: 8192,
         };
         spec.write(&path, ProgressMode::Quiet).expect("generate bench data");
     }

@@ -14,7 +14,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
-use faer::{Accum, Mat, Par};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -31,7 +30,7 @@ pub enum Dtype {
 }
 
 /// `generate low-rank`: rows `a_i = Q · (sqrt(λ) ⊙ g_i)` with `g_i ~ N(0, I)` and `Q` a random
-/// orthogonal matrix, so `E[AᵀA] = n · Q diag(λ) Qᵀ` with
+/// orthogonal map ([`Rotation`]), so `E[AᵀA] = n · Q diag(λ) Qᵀ` with
 /// `λ = (gap, 1, …, 1 [rank − 1 ones], noise, …, noise)`: the top eigengap is
 /// `R = σ₁²/σ₂² ≈ gap` and the top direction `Q e₁` is a random one.
 #[derive(Debug, Clone)]
@@ -46,8 +45,6 @@ pub struct LowRank {
     pub noise: f64,
     pub seed: u64,
     pub dtype: Dtype,
-    /// Rows per record batch / Parquet row group.
-    pub batch_rows: usize,
 }
 
 impl Default for LowRank {
@@ -60,7 +57,6 @@ impl Default for LowRank {
             noise: 0.01,
             seed: 42,
             dtype: Dtype::F32,
-            batch_rows: 8192,
         }
     }
 }
@@ -88,9 +84,6 @@ impl LowRank {
         if !(self.noise.is_finite() && (0.0..=1.0).contains(&self.noise)) {
             return bad(format!("--noise must be in [0, 1], got {}", self.noise));
         }
-        if self.batch_rows == 0 {
-            return bad("--batch-rows must be at least 1".into());
-        }
         Ok(())
     }
 
@@ -110,50 +103,20 @@ impl LowRank {
     pub fn write(&self, out: &Path, progress: ProgressMode) -> Result<Generated> {
         self.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let d = self.dim;
-        let gaussian = Mat::<f64>::from_fn(d, d, |_, _| rng.sample(StandardNormal));
-        let q = gaussian.qr().compute_Q();
+        let rotation = Rotation::random(self.dim, &mut rng);
         let scale: Vec<f64> = self.spectrum().iter().map(|l| l.sqrt()).collect();
         let csv = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
         let schema = self.schema(csv);
-        let tmp = tmp_sibling(out);
-        let file = File::create(&tmp)
-            .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
-        let mut writer = TableWriter::new(file, schema.clone(), csv)?;
-        let mut progress = Progress::new(format!("generate {}", out.display()), Some(self.rows), progress);
-        let mut g = Mat::<f64>::zeros(self.batch_rows, d);
-        let mut x = Mat::<f64>::zeros(self.batch_rows, d);
-        let mut done = 0u64;
-        let result = (|| -> Result<()> {
-            while done < self.rows {
-                let b = (self.rows - done).min(self.batch_rows as u64) as usize;
-                for i in 0..b {
-                    for (j, s) in scale.iter().enumerate() {
-                        g[(i, j)] = s * rng.sample::<f64, _>(StandardNormal);
-                    }
-                }
-                faer::linalg::matmul::matmul(
-                    x.as_mut().subrows_mut(0, b),
-                    Accum::Replace,
-                    g.as_ref().subrows(0, b),
-                    q.transpose(),
-                    1.0,
-                    Par::Seq,
-                );
-                let batch = self.batch(&schema, done, x.as_ref().subrows(0, b), csv)?;
-                writer.write(&batch)?;
-                progress.inc(b as u64, batch.get_array_memory_size() as u64);
-                done += b as u64;
+        let label = format!("generate {}", out.display());
+        write_atomically(out, schema.clone(), csv, self.rows, &label, progress, |first, n| {
+            let mut x = Vec::with_capacity(n * self.dim);
+            for _ in 0..n {
+                let start = x.len();
+                x.extend(scale.iter().map(|s| s * rng.sample::<f64, _>(StandardNormal)));
+                rotation.apply(&mut x[start..]);
             }
-            writer.finish()
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        progress.finish();
-        std::fs::rename(&tmp, out)
-            .map_err(|e| Error::io(format!("cannot move {} to {}", tmp.display(), out.display()), e))?;
+            self.batch(&schema, first, &x, csv)
+        })?;
         let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
         Ok(Generated {
             path: out.to_path_buf(),
@@ -180,9 +143,11 @@ impl LowRank {
         Arc::new(Schema::new(fields))
     }
 
-    fn batch(&self, schema: &SchemaRef, first_id: u64, x: faer::MatRef<'_, f64>, csv: bool) -> Result<RecordBatch> {
-        let (b, d) = (x.nrows(), x.ncols());
-        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(first_id as i64..(first_id as i64 + b as i64)));
+    /// A batch of rows `x` (row-major, `dim` wide) with ids from `first_id`.
+    fn batch(&self, schema: &SchemaRef, first_id: u64, x: &[f64], csv: bool) -> Result<RecordBatch> {
+        let d = self.dim;
+        let b = x.len() / d;
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(first_id as i64..(first_id + b as u64) as i64));
         let column = |values: Vec<f64>| -> ArrayRef {
             match self.dtype {
                 Dtype::F32 => Arc::new(Float32Array::from_iter_values(values.into_iter().map(|v| v as f32))),
@@ -191,15 +156,82 @@ impl LowRank {
         };
         let mut columns = vec![ids];
         if csv {
-            columns.extend((0..d).map(|j| column((0..b).map(|i| x[(i, j)]).collect())));
+            columns.extend((0..d).map(|j| column((0..b).map(|i| x[i * d + j]).collect())));
         } else {
-            let flat: Vec<f64> = (0..b).flat_map(|i| (0..d).map(move |j| x[(i, j)])).collect();
             let item = Arc::new(Field::new("item", self.element_type(), true));
             let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(d, b));
-            columns.push(Arc::new(ListArray::try_new(item, offsets, column(flat), None)?));
+            columns.push(Arc::new(ListArray::try_new(item, offsets, column(x.to_vec()), None)?));
         }
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
     }
+}
+
+/// A random orthogonal map `Q = H₁H₂H₃`, a product of three Householder reflections
+/// `H = I − 2hhᵀ` with random unit `h`. Applying it costs `O(d)` per row (a dense `Q` would cost
+/// `O(d²)`), it sends `e₁` to a dense random direction, and it is plain scalar arithmetic, so
+/// the output does not depend on which SIMD kernels the machine has.
+struct Rotation {
+    dim: usize,
+    /// Three unit vectors, concatenated.
+    reflectors: Vec<f64>,
+}
+
+impl Rotation {
+    fn random(dim: usize, rng: &mut ChaCha8Rng) -> Self {
+        let mut reflectors = Vec::with_capacity(3 * dim);
+        for _ in 0..3 {
+            let h: Vec<f64> = (0..dim).map(|_| rng.sample(StandardNormal)).collect();
+            let norm = h.iter().map(|v| v * v).sum::<f64>().sqrt();
+            reflectors.extend(h.iter().map(|v| v / norm));
+        }
+        Rotation { dim, reflectors }
+    }
+
+    /// `x ← Q x = H₁(H₂(H₃ x))`.
+    fn apply(&self, x: &mut [f64]) {
+        for h in self.reflectors.chunks_exact(self.dim).rev() {
+            let dot: f64 = h.iter().zip(x.iter()).map(|(a, b)| a * b).sum();
+            for (xi, hi) in x.iter_mut().zip(h) {
+                *xi -= 2.0 * dot * hi;
+            }
+        }
+    }
+}
+
+/// Streams `rows` rows, made 8192 at a time by `make(first_id, n)`, into `out`
+/// through a hidden temporary sibling that is renamed into place only when complete.
+fn write_atomically(
+    out: &Path,
+    schema: SchemaRef,
+    csv: bool,
+    rows: u64,
+    label: &str,
+    progress: ProgressMode,
+    mut make: impl FnMut(u64, usize) -> Result<RecordBatch>,
+) -> Result<()> {
+    const BATCH_ROWS: u64 = 8192;
+    let tmp = tmp_sibling(out);
+    let file = File::create(&tmp).map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
+    let mut progress = Progress::new(label, Some(rows), progress);
+    let result = (|| -> Result<()> {
+        let mut writer = TableWriter::new(file, schema, csv)?;
+        let mut done = 0u64;
+        while done < rows {
+            let n = (rows - done).min(BATCH_ROWS) as usize;
+            let batch = make(done, n)?;
+            writer.write(&batch)?;
+            progress.inc(n as u64, batch.get_array_memory_size() as u64);
+            done += n as u64;
+        }
+        writer.finish()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    progress.finish();
+    std::fs::rename(&tmp, out)
+        .map_err(|e| Error::io(format!("cannot move {} to {}", tmp.display(), out.display()), e))
 }
 
 /// `path` with a hidden temporary name in the same directory (so the final rename is atomic).

@@ -109,9 +109,6 @@ struct LowRankArgs {
     /// Element type of the embedding.
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     dtype: DtypeArg,
-    /// Rows per record batch (and Parquet row group).
-    #[arg(long, default_value_t = 8192)]
-    batch_rows: usize,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -156,6 +153,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 output_dir: args.output_dir,
                 run_date: args.run_date,
                 progress,
+                handle_ctrl_c: true,
             };
             pipeline::run(&spec, &opts).await?;
             Ok(())
@@ -187,7 +185,6 @@ async fn dispatch(cli: Cli) -> Result<()> {
                     DtypeArg::F32 => Dtype::F32,
                     DtypeArg::F64 => Dtype::F64,
                 },
-                batch_rows: a.batch_rows,
             };
             let out = a.out;
             let generated = tokio::task::spawn_blocking(move || spec.write(&out, progress))

@@ -294,3 +294,20 @@ fn generate_low_rank_is_reproducible_and_has_the_requested_gap() {
     // (the top of 7 unit eigenvalues is pushed up by ≈ 2·sqrt(7/20000) ≈ 4 %).
     assert!((17.0..21.0).contains(&r), "gap {r}");
 }
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["sql", "--help"],
+        vec!["generate", "--help"],
+        vec!["generate", "low-rank", "--help"],
+    ] {
+        let out = sketchpipe(&args);
+        assert_ok(&out);
+        assert!(stdout(&out).contains("Usage: sketchpipe"), "{args:?}: {}", stdout(&out));
+    }
+    let out = sketchpipe(&["run"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error exits with 2");
+}

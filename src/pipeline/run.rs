@@ -9,14 +9,17 @@
 //!    failed run changes nothing.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use datafusion::arrow::datatypes::Schema;
+use datafusion::common::stats::Precision;
 use datafusion::dataframe::DataFrame;
 use datafusion::physical_plan::{execute_stream, StatisticsArgs, StatisticsContext};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
+use tokio::sync::Notify;
 
 use super::sink::StageOutput;
 use super::source::{register_sources, session, source_frame};
@@ -33,6 +36,9 @@ pub struct RunOptions {
     /// Writes into `STAGE/date=YYYY-MM-DD/` partitions.
     pub run_date: Option<NaiveDate>,
     pub progress: ProgressMode,
+    /// Turn Ctrl-C into a clean cancellation (temporary files removed, outputs untouched).
+    /// The CLI sets it; a library caller usually handles signals itself.
+    pub handle_ctrl_c: bool,
 }
 
 /// What a run wrote.
@@ -90,8 +96,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
     // Phase 2: scan each input once, in dependency order; outputs stay uncommitted.
     let mut pending: Vec<(StageOutput, StageSummary)> = Vec::new();
     let mut produced: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
+    let interrupt = Interrupt::new(opts.handle_ctrl_c);
     for group in &groups {
         let frame = match &group.input {
             Input::Source(name) => source_frame(&ctx, spec, name).await?,
@@ -107,7 +112,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             .iter()
             .map(|s| (*s, ops.remove(&s.name).expect("built in phase 1")))
             .collect();
-        scan(&ctx, spec, group, frame, &mut group_ops, opts.progress, &mut interrupt).await?;
+        scan(&ctx, spec, group, frame, &mut group_ops, opts.progress, &interrupt).await?;
 
         for (stage, op) in group_ops {
             let rows_read = op.rows_read();
@@ -233,15 +238,18 @@ async fn scan(
     frame: DataFrame,
     ops: &mut [(&StageSpec, Box<dyn Operator>)],
     mode: ProgressMode,
-    interrupt: &mut std::pin::Pin<&mut impl std::future::Future<Output = std::io::Result<()>>>,
+    interrupt: &Interrupt,
 ) -> Result<()> {
     let plan = frame.create_physical_plan().await?;
     // Parquet footers give an exact row count for free; other sources give none (no ETA).
     let total = StatisticsContext::new()
         .compute(plan.as_ref(), &StatisticsArgs::new())
         .ok()
-        .and_then(|s| s.num_rows.get_value().copied())
-        .map(|n| n as u64);
+        .and_then(|s| match s.num_rows {
+            // Estimates (after a filter, say) would show a wrong 100 %: only exact counts.
+            Precision::Exact(n) => Some(n as u64),
+            _ => None,
+        });
     let stream = execute_stream(plan, ctx.task_ctx())?;
     tokio::pin!(stream);
     let label = match &group.input {
@@ -252,7 +260,7 @@ async fn scan(
     loop {
         let next = tokio::select! {
             next = stream.next() => next,
-            _ = interrupt.as_mut() => return Err(Error::Interrupted),
+            _ = interrupt.wait() => return Err(Error::Interrupted),
         };
         let Some(batch) = next else { break };
         let batch = batch.map_err(|e| {
@@ -301,7 +309,37 @@ fn metadata(
     kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
-/// Where a stage's committed output lives (used by `sketchpipe sql --pipeline`).
-pub fn stage_dir(output_dir: &Path, stage: &str) -> PathBuf {
-    output_dir.join(stage)
+/// Ctrl-C as a future the scan loop can select on. A signal that arrives between scans is
+/// remembered (`Notify` keeps one permit) and stops the next scan.
+struct Interrupt {
+    notify: Arc<Notify>,
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Interrupt {
+    fn new(enabled: bool) -> Self {
+        let notify = Arc::new(Notify::new());
+        let listener = enabled.then(|| {
+            let notify = Arc::clone(&notify);
+            tokio::spawn(async move {
+                // If signals cannot be installed, never fire (rather than cancel at once).
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    notify.notify_one();
+                }
+            })
+        });
+        Interrupt { notify, listener }
+    }
+
+    async fn wait(&self) {
+        self.notify.notified().await
+    }
+}
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        if let Some(l) = &self.listener {
+            l.abort();
+        }
+    }
 }
