@@ -13,7 +13,9 @@ fn gram_update(c: &mut Criterion) {
     let batch_rows = 8192;
     for d in [64usize, 256, 1024] {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let rows: Vec<f64> = (0..batch_rows * d).map(|_| rng.random::<f64>() - 0.5).collect();
+        let rows: Vec<f64> = (0..batch_rows * d)
+            .map(|_| rng.random::<f64>() - 0.5)
+            .collect();
         let mut gram = Gram::new(d).unwrap();
         group.throughput(Throughput::Elements(batch_rows as u64));
         group.sample_size(if d >= 1024 { 10 } else { 30 });

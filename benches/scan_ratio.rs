@@ -20,7 +20,10 @@ use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
 use sketchpipe::progress::ProgressMode;
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn data_file(dir: &Path, d: usize, bytes: u64) -> PathBuf {
@@ -37,7 +40,8 @@ fn data_file(dir: &Path, d: usize, bytes: u64) -> PathBuf {
             seed: 1,
             dtype: Dtype::F32,
         };
-        spec.write(&path, ProgressMode::Quiet).expect("generate bench data");
+        spec.write(&path, ProgressMode::Quiet)
+            .expect("generate bench data");
     }
     path
 }
@@ -84,7 +88,11 @@ fn main() {
     let dims: Vec<usize> = std::env::var("SKETCHPIPE_BENCH_DIMS")
         .unwrap_or_else(|_| "64".into())
         .split(',')
-        .map(|s| s.trim().parse().expect("SKETCHPIPE_BENCH_DIMS: comma-separated integers"))
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("SKETCHPIPE_BENCH_DIMS: comma-separated integers")
+        })
         .collect();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-data");
     std::fs::create_dir_all(&dir).unwrap();

@@ -8,7 +8,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float32Array, Float64Array, Int64Array, ListArray, RecordBatch};
+use datafusion::arrow::array::{
+    ArrayRef, Float32Array, Float64Array, Int64Array, ListArray, RecordBatch,
+};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowWriter;
@@ -79,7 +81,10 @@ impl LowRank {
             return bad(format!("--gap must be a number ≥ 1, got {}", self.gap));
         }
         if self.rank == 0 || self.rank > self.dim {
-            return bad(format!("--rank must be in 1..={} (the dimension), got {}", self.dim, self.rank));
+            return bad(format!(
+                "--rank must be in 1..={} (the dimension), got {}",
+                self.dim, self.rank
+            ));
         }
         if !(self.noise.is_finite() && (0.0..=1.0).contains(&self.noise)) {
             return bad(format!("--noise must be in [0, 1], got {}", self.noise));
@@ -105,18 +110,32 @@ impl LowRank {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let rotation = Rotation::random(self.dim, &mut rng);
         let scale: Vec<f64> = self.spectrum().iter().map(|l| l.sqrt()).collect();
-        let csv = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+        let csv = out
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
         let schema = self.schema(csv);
         let label = format!("generate {}", out.display());
-        write_atomically(out, schema.clone(), csv, self.rows, &label, progress, |first, n| {
-            let mut x = Vec::with_capacity(n * self.dim);
-            for _ in 0..n {
-                let start = x.len();
-                x.extend(scale.iter().map(|s| s * rng.sample::<f64, _>(StandardNormal)));
-                rotation.apply(&mut x[start..]);
-            }
-            self.batch(&schema, first, &x, csv)
-        })?;
+        write_atomically(
+            out,
+            schema.clone(),
+            csv,
+            self.rows,
+            &label,
+            progress,
+            |first, n| {
+                let mut x = Vec::with_capacity(n * self.dim);
+                for _ in 0..n {
+                    let start = x.len();
+                    x.extend(
+                        scale
+                            .iter()
+                            .map(|s| s * rng.sample::<f64, _>(StandardNormal)),
+                    );
+                    rotation.apply(&mut x[start..]);
+                }
+                self.batch(&schema, first, &x, csv)
+            },
+        )?;
         let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
         Ok(Generated {
             path: out.to_path_buf(),
@@ -135,7 +154,9 @@ impl LowRank {
     fn schema(&self, csv: bool) -> SchemaRef {
         let mut fields = vec![Field::new("id", DataType::Int64, false)];
         if csv {
-            fields.extend((0..self.dim).map(|j| Field::new(format!("x{j}"), self.element_type(), false)));
+            fields.extend(
+                (0..self.dim).map(|j| Field::new(format!("x{j}"), self.element_type(), false)),
+            );
         } else {
             let item = Arc::new(Field::new("item", self.element_type(), true));
             fields.push(Field::new("emb", DataType::List(item), false));
@@ -144,13 +165,23 @@ impl LowRank {
     }
 
     /// A batch of rows `x` (row-major, `dim` wide) with ids from `first_id`.
-    fn batch(&self, schema: &SchemaRef, first_id: u64, x: &[f64], csv: bool) -> Result<RecordBatch> {
+    fn batch(
+        &self,
+        schema: &SchemaRef,
+        first_id: u64,
+        x: &[f64],
+        csv: bool,
+    ) -> Result<RecordBatch> {
         let d = self.dim;
         let b = x.len() / d;
-        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(first_id as i64..(first_id + b as u64) as i64));
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(
+            first_id as i64..(first_id + b as u64) as i64,
+        ));
         let column = |values: Vec<f64>| -> ArrayRef {
             match self.dtype {
-                Dtype::F32 => Arc::new(Float32Array::from_iter_values(values.into_iter().map(|v| v as f32))),
+                Dtype::F32 => Arc::new(Float32Array::from_iter_values(
+                    values.into_iter().map(|v| v as f32),
+                )),
                 Dtype::F64 => Arc::new(Float64Array::from(values)),
             }
         };
@@ -160,7 +191,12 @@ impl LowRank {
         } else {
             let item = Arc::new(Field::new("item", self.element_type(), true));
             let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(d, b));
-            columns.push(Arc::new(ListArray::try_new(item, offsets, column(x.to_vec()), None)?));
+            columns.push(Arc::new(ListArray::try_new(
+                item,
+                offsets,
+                column(x.to_vec()),
+                None,
+            )?));
         }
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
     }
@@ -211,7 +247,8 @@ fn write_atomically(
 ) -> Result<()> {
     const BATCH_ROWS: u64 = 8192;
     let tmp = tmp_sibling(out);
-    let file = File::create(&tmp).map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
+    let file =
+        File::create(&tmp).map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
     let mut progress = Progress::new(label, Some(rows), progress);
     let result = (|| -> Result<()> {
         let mut writer = TableWriter::new(file, schema, csv)?;
@@ -230,13 +267,20 @@ fn write_atomically(
         return Err(e);
     }
     progress.finish();
-    std::fs::rename(&tmp, out)
-        .map_err(|e| Error::io(format!("cannot move {} to {}", tmp.display(), out.display()), e))
+    std::fs::rename(&tmp, out).map_err(|e| {
+        Error::io(
+            format!("cannot move {} to {}", tmp.display(), out.display()),
+            e,
+        )
+    })
 }
 
 /// `path` with a hidden temporary name in the same directory (so the final rename is atomic).
 fn tmp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -250,7 +294,11 @@ impl TableWriter {
     /// A writer for `schema`; Parquet unless `csv`.
     pub fn new(file: File, schema: SchemaRef, csv: bool) -> Result<Self> {
         Ok(if csv {
-            TableWriter::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(file))
+            TableWriter::Csv(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(file),
+            )
         } else {
             let props = WriterProperties::builder()
                 .set_compression(Compression::SNAPPY)
@@ -273,6 +321,7 @@ impl TableWriter {
             TableWriter::Parquet(w) => w.into_inner()?,
             TableWriter::Csv(w) => w.into_inner(),
         };
-        file.sync_all().map_err(|e| Error::io("cannot sync the generated file", e))
+        file.sync_all()
+            .map_err(|e| Error::io("cannot sync the generated file", e))
     }
 }

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use datafusion::common::TableReference;
 
 use crate::pipeline::sink::{SUCCESS, TMP_DIR};
 use crate::pipeline::source::session;
@@ -47,7 +47,10 @@ pub struct RegisteredTable {
 pub async fn register_outputs(ctx: &SessionContext, dir: &Path) -> Result<Vec<RegisteredTable>> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Error::io(
-            format!("cannot read output directory {} (has the pipeline run?)", dir.display()),
+            format!(
+                "cannot read output directory {} (has the pipeline run?)",
+                dir.display()
+            ),
             e,
         )
     })?;
@@ -88,8 +91,12 @@ pub async fn register_outputs(ctx: &SessionContext, dir: &Path) -> Result<Vec<Re
                     .await?;
             } else {
                 let file = stage_dir.join(format!("{table}.parquet"));
-                ctx.register_parquet(reference, file.to_string_lossy().as_ref(), ParquetReadOptions::default())
-                    .await?;
+                ctx.register_parquet(
+                    reference,
+                    file.to_string_lossy().as_ref(),
+                    ParquetReadOptions::default(),
+                )
+                .await?;
             }
             registered.push(RegisteredTable {
                 schema: stage.clone(),
@@ -109,7 +116,8 @@ fn dated_partitions(stage_dir: &Path) -> Vec<std::path::PathBuf> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("date="))
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("date="))
                 && p.join(SUCCESS).exists()
         })
         .collect();
@@ -130,7 +138,12 @@ fn parquet_tables(dir: &Path) -> BTreeSet<String> {
 }
 
 /// Runs `sql` over the outputs in `dir` and prints the result to `out`.
-pub async fn run_query(dir: &Path, sql: &str, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+pub async fn run_query(
+    dir: &Path,
+    sql: &str,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<()> {
     let ctx = session();
     let tables = register_outputs(&ctx, dir).await?;
     if tables.is_empty() {
@@ -157,7 +170,11 @@ fn list(tables: &[RegisteredTable]) -> String {
 }
 
 /// Prints batches as a table, CSV or JSON.
-pub fn write_batches(batches: &[RecordBatch], format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+pub fn write_batches(
+    batches: &[RecordBatch],
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<()> {
     let io = |e| Error::io("cannot write the query result", e);
     match format {
         OutputFormat::Table => {
@@ -165,7 +182,9 @@ pub fn write_batches(batches: &[RecordBatch], format: OutputFormat, out: &mut dy
             writeln!(out, "{text}").map_err(io)?;
         }
         OutputFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
             for b in batches {
                 writer.write(b)?;
             }

@@ -113,7 +113,9 @@ impl DenseRowReader {
                 )));
             }
             if fixed == Some(0) {
-                return Err(Error::Config(format!("column `{name}` is a list of size 0")));
+                return Err(Error::Config(format!(
+                    "column `{name}` is a list of size 0"
+                )));
             }
             return Ok(DenseRowReader {
                 layout: Layout::List {
@@ -310,7 +312,11 @@ impl DenseRowReader {
             .iter()
             .map(|(a, name)| {
                 let p = a.as_primitive::<Float64Type>();
-                (p.values().as_ref(), p.nulls().filter(|nb| nb.null_count() > 0), name.as_str())
+                (
+                    p.values().as_ref(),
+                    p.nulls().filter(|nb| nb.null_count() > 0),
+                    name.as_str(),
+                )
             })
             .collect();
         let mut buf = std::mem::take(&mut self.buf);
@@ -385,7 +391,11 @@ mod tests {
         Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(rows))
     }
 
-    fn read_all(columns: &[&str], b: &RecordBatch, mode: OnInvalid) -> Result<(Vec<f64>, usize, u64)> {
+    fn read_all(
+        columns: &[&str],
+        b: &RecordBatch,
+        mode: OnInvalid,
+    ) -> Result<(Vec<f64>, usize, u64)> {
         let cols: Vec<String> = columns.iter().map(|s| s.to_string()).collect();
         let mut r = DenseRowReader::new(&b.schema(), &cols, mode)?;
         let rows = r.read(b)?;
@@ -397,7 +407,10 @@ mod tests {
     fn reads_a_float32_list_column() {
         let b = batch(vec![(
             "emb",
-            list_f32(vec![Some(vec![Some(1.0), Some(2.0)]), Some(vec![Some(3.0), Some(4.5)])]),
+            list_f32(vec![
+                Some(vec![Some(1.0), Some(2.0)]),
+                Some(vec![Some(3.0), Some(4.5)]),
+            ]),
         )]);
         let (v, d, _) = read_all(&["emb"], &b, OnInvalid::Error).unwrap();
         assert_eq!((v, d), (vec![1.0, 2.0, 3.0, 4.5], 2));
@@ -418,7 +431,10 @@ mod tests {
     fn reads_mixed_numeric_columns_row_major() {
         let b = batch(vec![
             ("a", Arc::new(Int32Array::from(vec![1, 2])) as ArrayRef),
-            ("b", Arc::new(Float32Array::from(vec![0.5, 1.5])) as ArrayRef),
+            (
+                "b",
+                Arc::new(Float32Array::from(vec![0.5, 1.5])) as ArrayRef,
+            ),
         ]);
         let (v, d, _) = read_all(&["a", "b"], &b, OnInvalid::Error).unwrap();
         assert_eq!((v, d), (vec![1.0, 0.5, 2.0, 1.5], 2));
@@ -428,21 +444,41 @@ mod tests {
     fn rejects_bad_rows_with_column_and_row() {
         let ragged = batch(vec![(
             "emb",
-            list_f32(vec![Some(vec![Some(1.0), Some(2.0)]), Some(vec![Some(3.0)])]),
+            list_f32(vec![
+                Some(vec![Some(1.0), Some(2.0)]),
+                Some(vec![Some(3.0)]),
+            ]),
         )]);
-        let e = read_all(&["emb"], &ragged, OnInvalid::Error).unwrap_err().to_string();
-        assert!(e.contains("`emb`") && e.contains("row 1") && e.contains("ragged"), "{e}");
+        let e = read_all(&["emb"], &ragged, OnInvalid::Error)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`emb`") && e.contains("row 1") && e.contains("ragged"),
+            "{e}"
+        );
 
-        let nan = batch(vec![("x", Arc::new(Float64Array::from(vec![1.0, f64::NAN])) as ArrayRef)]);
-        let e = read_all(&["x"], &nan, OnInvalid::Error).unwrap_err().to_string();
-        assert!(e.contains("`x`") && e.contains("row 1") && e.contains("NaN"), "{e}");
+        let nan = batch(vec![(
+            "x",
+            Arc::new(Float64Array::from(vec![1.0, f64::NAN])) as ArrayRef,
+        )]);
+        let e = read_all(&["x"], &nan, OnInvalid::Error)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`x`") && e.contains("row 1") && e.contains("NaN"),
+            "{e}"
+        );
 
         let null = batch(vec![("emb", list_f32(vec![None, Some(vec![Some(1.0)])]))]);
-        let e = read_all(&["emb"], &null, OnInvalid::Error).unwrap_err().to_string();
+        let e = read_all(&["emb"], &null, OnInvalid::Error)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("row 0") && e.contains("null"), "{e}");
 
         let inner_null = batch(vec![("emb", list_f32(vec![Some(vec![Some(1.0), None])]))]);
-        let e = read_all(&["emb"], &inner_null, OnInvalid::Error).unwrap_err().to_string();
+        let e = read_all(&["emb"], &inner_null, OnInvalid::Error)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("null value at position 1"), "{e}");
     }
 
@@ -477,8 +513,14 @@ mod tests {
     #[test]
     fn row_numbers_continue_across_batches() {
         let cols = vec!["x".to_string()];
-        let first = batch(vec![("x", Arc::new(Float64Array::from(vec![1.0, 2.0])) as ArrayRef)]);
-        let second = batch(vec![("x", Arc::new(Float64Array::from(vec![3.0, f64::NAN])) as ArrayRef)]);
+        let first = batch(vec![(
+            "x",
+            Arc::new(Float64Array::from(vec![1.0, 2.0])) as ArrayRef,
+        )]);
+        let second = batch(vec![(
+            "x",
+            Arc::new(Float64Array::from(vec![3.0, f64::NAN])) as ArrayRef,
+        )]);
         let mut r = DenseRowReader::new(&first.schema(), &cols, OnInvalid::Error).unwrap();
         r.read(&first).unwrap();
         let e = r.read(&second).unwrap_err().to_string();

@@ -17,7 +17,11 @@ fn good_data(dir: &Path) {
     let b = known.batch(0..known.n());
     let names: ArrayRef = Arc::new(StringArray::from(vec!["a"; known.n()]));
     let b = RecordBatch::try_from_iter(
-        b.schema().fields().iter().map(|f| f.name().clone()).zip(b.columns().iter().cloned())
+        b.schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .zip(b.columns().iter().cloned())
             .chain([("name".to_string(), names)]),
     )
     .unwrap();
@@ -41,20 +45,30 @@ fn fails(setup: impl Fn(&Path), text: &str, expected: &[&str]) {
     let file = write_pipeline(tmp.path(), text);
     let out = sketchpipe(&["run", file.to_str().unwrap()]);
     let err = stderr(&out);
-    assert!(!out.status.success(), "expected failure, got success; stderr:\n{err}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr:\n{err}"
+    );
     assert_eq!(out.status.code(), Some(1), "{err}");
     for e in expected {
         assert!(err.contains(e), "message lacks `{e}`:\n{err}");
     }
     let last = err.lines().last().unwrap_or_default();
-    assert!(last.starts_with("error: "), "the error is not the last line:\n{err}");
+    assert!(
+        last.starts_with("error: "),
+        "the error is not the last line:\n{err}"
+    );
     let left = files_under(&tmp.path().join("out"));
     assert!(left.is_empty(), "partial output left behind: {left:?}");
 }
 
 #[test]
 fn missing_file() {
-    fails(|_| {}, &format!("{HEAD}{STAGE}"), &["data.parquet", "does not exist", "[sources.src]"]);
+    fails(
+        |_| {},
+        &format!("{HEAD}{STAGE}"),
+        &["data.parquet", "does not exist", "[sources.src]"],
+    );
 }
 
 #[test]
@@ -62,7 +76,13 @@ fn unknown_column() {
     fails(
         good_data,
         &format!("{HEAD}{}", STAGE.replace("[\"emb\"]", "[\"embedding\"]")),
-        &["pipeline.toml", "[stages.top]", "`columns`", "unknown column `embedding`", "emb, name"],
+        &[
+            "pipeline.toml",
+            "[stages.top]",
+            "`columns`",
+            "unknown column `embedding`",
+            "emb, name",
+        ],
     );
 }
 
@@ -78,16 +98,38 @@ fn string_column_where_numbers_are_expected() {
 #[test]
 fn ragged_list() {
     fails(
-        |d| list_data(d, vec![Some(vec![Some(1.0), Some(2.0)]), Some(vec![Some(1.0), Some(2.0), Some(3.0)])]),
+        |d| {
+            list_data(
+                d,
+                vec![
+                    Some(vec![Some(1.0), Some(2.0)]),
+                    Some(vec![Some(1.0), Some(2.0), Some(3.0)]),
+                ],
+            )
+        },
         &format!("{HEAD}{STAGE}"),
-        &["stage `top`", "column `emb`", "row 1", "ragged", "on_invalid"],
+        &[
+            "stage `top`",
+            "column `emb`",
+            "row 1",
+            "ragged",
+            "on_invalid",
+        ],
     );
 }
 
 #[test]
 fn nan_value() {
     fails(
-        |d| list_data(d, vec![Some(vec![Some(1.0), Some(2.0)]), Some(vec![Some(f64::NAN), Some(2.0)])]),
+        |d| {
+            list_data(
+                d,
+                vec![
+                    Some(vec![Some(1.0), Some(2.0)]),
+                    Some(vec![Some(f64::NAN), Some(2.0)]),
+                ],
+            )
+        },
         &format!("{HEAD}{STAGE}"),
         &["stage `top`", "column `emb`", "row 1", "NaN"],
     );
@@ -95,7 +137,11 @@ fn nan_value() {
 
 #[test]
 fn empty_table() {
-    fails(|d| list_data(d, vec![]), &format!("{HEAD}{STAGE}"), &["stage `top`", "no rows"]);
+    fails(
+        |d| list_data(d, vec![]),
+        &format!("{HEAD}{STAGE}"),
+        &["stage `top`", "no rows"],
+    );
 }
 
 #[test]
@@ -112,22 +158,47 @@ fn unknown_toml_key() {
     fails(
         good_data,
         &format!("{HEAD}{STAGE}algoritm = \"exact\"\n"),
-        &["pipeline.toml", "[stages.top]", "`algoritm`", "unknown key", "algorithm"],
+        &[
+            "pipeline.toml",
+            "[stages.top]",
+            "`algoritm`",
+            "unknown key",
+            "algorithm",
+        ],
     );
 }
 
 #[test]
 fn unknown_key_in_a_source_and_in_pipeline() {
-    fails(good_data, &format!("{HEAD}compression = 1\n{STAGE}"), &["[sources.src]", "`compression`", "unknown key"]);
-    fails(good_data, &format!("{}{STAGE}", HEAD.replace("[pipeline]\n", "[pipeline]\nouput = 1\n")), &["[pipeline]", "`ouput`"]);
+    fails(
+        good_data,
+        &format!("{HEAD}compression = 1\n{STAGE}"),
+        &["[sources.src]", "`compression`", "unknown key"],
+    );
+    fails(
+        good_data,
+        &format!(
+            "{}{STAGE}",
+            HEAD.replace("[pipeline]\n", "[pipeline]\nouput = 1\n")
+        ),
+        &["[pipeline]", "`ouput`"],
+    );
 }
 
 #[test]
 fn stage_whose_source_does_not_exist() {
     fails(
         good_data,
-        &format!("{HEAD}{}", STAGE.replace("source = \"src\"", "source = \"nope\"")),
-        &["[stages.top]", "`source`", "no source named `nope`", "`src`"],
+        &format!(
+            "{HEAD}{}",
+            STAGE.replace("source = \"src\"", "source = \"nope\"")
+        ),
+        &[
+            "[stages.top]",
+            "`source`",
+            "no source named `nope`",
+            "`src`",
+        ],
     );
 }
 
@@ -143,12 +214,36 @@ fn dependency_cycle() {
 
 #[test]
 fn bad_values_and_unknown_ops() {
-    fails(good_data, &format!("{HEAD}{}", STAGE.replace("exact", "fast")), &["`algorithm`", "`fast` is not one of", "exact"]);
-    fails(good_data, &format!("{HEAD}{}", STAGE.replace("top_eigenvector", "pca")), &["`op`", "unknown op `pca`"]);
-    fails(good_data, &format!("{HEAD}{STAGE}seed = -1\n"), &["`seed`", "non-negative integer"]);
-    fails(good_data, &format!("{HEAD}{STAGE}shuffle = \"yes\"\n"), &["`shuffle`", "true or false"]);
-    fails(good_data, &format!("{HEAD}{STAGE}\n[stages.top2\n"), &["pipeline.toml", "invalid TOML"]);
-    fails(good_data, &format!("{HEAD}[stages.Top]\nop = \"top_eigenvector\"\n"), &["`Top`", "lower-case"]);
+    fails(
+        good_data,
+        &format!("{HEAD}{}", STAGE.replace("exact", "fast")),
+        &["`algorithm`", "`fast` is not one of", "exact"],
+    );
+    fails(
+        good_data,
+        &format!("{HEAD}{}", STAGE.replace("top_eigenvector", "pca")),
+        &["`op`", "unknown op `pca`"],
+    );
+    fails(
+        good_data,
+        &format!("{HEAD}{STAGE}seed = -1\n"),
+        &["`seed`", "non-negative integer"],
+    );
+    fails(
+        good_data,
+        &format!("{HEAD}{STAGE}shuffle = \"yes\"\n"),
+        &["`shuffle`", "true or false"],
+    );
+    fails(
+        good_data,
+        &format!("{HEAD}{STAGE}\n[stages.top2\n"),
+        &["pipeline.toml", "invalid TOML"],
+    );
+    fails(
+        good_data,
+        &format!("{HEAD}[stages.Top]\nop = \"top_eigenvector\"\n"),
+        &["`Top`", "lower-case"],
+    );
     fails(good_data, HEAD, &["no [stages.NAME] sections"]);
 }
 
@@ -157,7 +252,11 @@ fn unimplemented_algorithms_say_so() {
     fails(
         good_data,
         &format!("{HEAD}{}", STAGE.replace("algorithm = \"exact\"\n", "")),
-        &["`algorithm`", "`random-order` is not available", "algorithm = \"exact\""],
+        &[
+            "`algorithm`",
+            "`random-order` is not available",
+            "algorithm = \"exact\"",
+        ],
     );
 }
 
@@ -179,10 +278,24 @@ fn sql_errors_name_the_tables() {
     good_data(tmp.path());
     let file = write_pipeline(tmp.path(), &format!("{HEAD}{STAGE}"));
     assert_ok(&sketchpipe(&["run", file.to_str().unwrap(), "--quiet"]));
-    let out = sketchpipe(&["sql", "--pipeline", file.to_str().unwrap(), "SELECT * FROM top.nope"]);
+    let out = sketchpipe(&[
+        "sql",
+        "--pipeline",
+        file.to_str().unwrap(),
+        "SELECT * FROM top.nope",
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("top.stats") && stderr(&out).contains("top.vector"), "{}", stderr(&out));
-    let out = sketchpipe(&["sql", "--dir", tmp.path().join("nowhere").to_str().unwrap(), "SELECT 1"]);
+    assert!(
+        stderr(&out).contains("top.stats") && stderr(&out).contains("top.vector"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sketchpipe(&[
+        "sql",
+        "--dir",
+        tmp.path().join("nowhere").to_str().unwrap(),
+        "SELECT 1",
+    ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("nowhere"));
 }
@@ -203,8 +316,40 @@ fn sql_formats() {
     let json = sketchpipe(&["sql", "--dir", dir.to_str().unwrap(), "--format", "json", q]);
     assert_ok(&json);
     let text = stdout(&json);
-    assert!(text.trim_start().starts_with("[{\"component\":0,"), "{text}");
-    let table = sketchpipe(&["sql", "--dir", dir.to_str().unwrap(), "SELECT algorithm, rows FROM top.stats"]);
+    assert!(
+        text.trim_start().starts_with("[{\"component\":0,"),
+        "{text}"
+    );
+    let table = sketchpipe(&[
+        "sql",
+        "--dir",
+        dir.to_str().unwrap(),
+        "SELECT algorithm, rows FROM top.stats",
+    ]);
     assert_ok(&table);
-    assert!(stdout(&table).contains("| exact     | 15   |"), "{}", stdout(&table));
+    assert!(
+        stdout(&table).contains("| exact     | 15   |"),
+        "{}",
+        stdout(&table)
+    );
+}
+
+#[test]
+fn ell_only_applies_to_frequent_directions() {
+    fails(
+        good_data,
+        &format!("{HEAD}{STAGE}ell = 8\n"),
+        &[
+            "`ell`",
+            "only applies to algorithm = \"frequent-directions\"",
+        ],
+    );
+    fails(
+        good_data,
+        &format!(
+            "{HEAD}{}ell = 1\n",
+            STAGE.replace("exact", "frequent-directions")
+        ),
+        &["`ell`", "at least 2"],
+    );
 }

@@ -19,7 +19,9 @@ algorithm = "exact"
 fn pipeline_over(dir: &Path, source: &str) -> std::path::PathBuf {
     write_pipeline(
         dir,
-        &format!("[pipeline]\nname = \"t\"\noutput_dir = \"out\"\n\n[sources.src]\n{source}\n{STAGE}"),
+        &format!(
+            "[pipeline]\nname = \"t\"\noutput_dir = \"out\"\n\n[sources.src]\n{source}\n{STAGE}"
+        ),
     )
 }
 
@@ -33,7 +35,11 @@ fn exact_eigenvector_matches_a_known_spectrum() {
 
     let stage = tmp.path().join("out/top");
     let v = read_vector(&stage);
-    assert!(alignment(&v, &known.v1) > 1.0 - 1e-9, "alignment {}", alignment(&v, &known.v1));
+    assert!(
+        alignment(&v, &known.v1) > 1.0 - 1e-9,
+        "alignment {}",
+        alignment(&v, &known.v1)
+    );
     let norm: f64 = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     assert!((norm - 1.0).abs() < 1e-12);
     assert!((stat_f64(&stage, "eigenvalue") - known.lambdas[0]).abs() < 1e-9);
@@ -51,7 +57,10 @@ fn parquet_csv_directory_and_sql_sources_agree() {
     write_csv(&tmp.path().join("whole.csv"), &known.wide_batch(0..n));
     std::fs::create_dir(tmp.path().join("parts")).unwrap();
     for (i, r) in [0..n / 3, n / 3..n / 2, n / 2..n].into_iter().enumerate() {
-        write_parquet(&tmp.path().join(format!("parts/p{i}.parquet")), &known.batch(r));
+        write_parquet(
+            &tmp.path().join(format!("parts/p{i}.parquet")),
+            &known.batch(r),
+        );
     }
     let wide: Vec<String> = (0..8).map(|j| format!("\"x{j}\"")).collect();
     let text = format!(
@@ -142,14 +151,15 @@ fn failed_rerun_keeps_the_previous_output_and_leaves_no_temporary_files() {
         .collect();
 
     // A second file whose rows go bad half-way: the rerun fails mid-scan.
-    let mut bad = known.rows.clone();
-    bad[(n / 2) * 6 + 3] = f64::NAN;
-    let broken = KnownSpectrum { rows: bad, ..KnownSpectrum::new(6, 200, 5) };
+    let broken = known.with_values(&[((n / 2) * 6 + 3, f64::NAN)]);
     write_parquet(&tmp.path().join("in/b.parquet"), &broken.batch(0..n));
     let out = sketchpipe(&["run", file.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("NaN") && err.contains("`emb`") && err.contains("stage `top`"), "{err}");
+    assert!(
+        err.contains("NaN") && err.contains("`emb`") && err.contains("stage `top`"),
+        "{err}"
+    );
 
     let after: Vec<Vec<u8>> = ["vector.parquet", "stats.parquet"]
         .iter()
@@ -157,7 +167,10 @@ fn failed_rerun_keeps_the_previous_output_and_leaves_no_temporary_files() {
         .collect();
     assert_eq!(before, after, "the previous output changed");
     assert!(stage.join("_SUCCESS").exists());
-    assert!(!tmp.path().join("out/.sketchpipe-tmp").exists(), "temporary files left behind");
+    assert!(
+        !tmp.path().join("out/.sketchpipe-tmp").exists(),
+        "temporary files left behind"
+    );
 }
 
 #[test]
@@ -165,9 +178,7 @@ fn a_failing_later_stage_commits_nothing() {
     let tmp = TempDir::new().unwrap();
     let known = KnownSpectrum::new(4, 10, 9);
     write_parquet(&tmp.path().join("good.parquet"), &known.batch(0..known.n()));
-    let mut rows = known.rows.clone();
-    rows[5] = f64::INFINITY;
-    let bad = KnownSpectrum { rows, ..KnownSpectrum::new(4, 10, 9) };
+    let bad = known.with_values(&[(5, f64::INFINITY)]);
     write_parquet(&tmp.path().join("bad.parquet"), &bad.batch(0..bad.n()));
     let file = write_pipeline(
         tmp.path(),
@@ -181,7 +192,11 @@ fn a_failing_later_stage_commits_nothing() {
     let out = sketchpipe(&["run", file.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("inf"), "{}", stderr(&out));
-    assert!(files_under(&tmp.path().join("out")).is_empty(), "{:?}", files_under(&tmp.path().join("out")));
+    assert!(
+        files_under(&tmp.path().join("out")).is_empty(),
+        "{:?}",
+        files_under(&tmp.path().join("out"))
+    );
 }
 
 #[test]
@@ -197,21 +212,43 @@ fn run_dates_are_partitions_and_a_rerun_replaces_only_its_date() {
     let day1 = tmp.path().join("out/top/date=2026-11-01");
     let day2 = tmp.path().join("out/top/date=2026-11-02");
     let day2_before = std::fs::read(day2.join("stats.parquet")).unwrap();
-    assert_ok(&sketchpipe(&["run", f, "--run-date", "2026-11-01", "--set", "top.seed=7", "--quiet"]));
+    assert_ok(&sketchpipe(&[
+        "run",
+        f,
+        "--run-date",
+        "2026-11-01",
+        "--set",
+        "top.seed=7",
+        "--quiet",
+    ]));
     assert_eq!(stat_u64(&day1, "seed"), 7);
-    assert_eq!(std::fs::read(day2.join("stats.parquet")).unwrap(), day2_before);
+    assert_eq!(
+        std::fs::read(day2.join("stats.parquet")).unwrap(),
+        day2_before
+    );
 
     let out = sketchpipe(&[
-        "sql", "--pipeline", f, "--format", "csv",
+        "sql",
+        "--pipeline",
+        f,
+        "--format",
+        "csv",
         "SELECT date, seed FROM top.stats ORDER BY date",
     ]);
     assert_ok(&out);
-    assert_eq!(stdout(&out).trim(), "date,seed\n2026-11-01,7\n2026-11-02,42");
+    assert_eq!(
+        stdout(&out).trim(),
+        "date,seed\n2026-11-01,7\n2026-11-02,42"
+    );
 
     // An undated run would replace every dated partition: refused.
     let out = sketchpipe(&["run", f]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("dated partitions"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("dated partitions"),
+        "{}",
+        stderr(&out)
+    );
     let out = sketchpipe(&["run", f, "--run-date", "2026-13-01"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("YYYY-MM-DD"), "{}", stderr(&out));
@@ -225,8 +262,13 @@ fn outputs_carry_metadata_and_honour_output_dir_and_set() {
     let file = pipeline_over(tmp.path(), "path = \"a.parquet\"");
     let elsewhere = tmp.path().join("elsewhere");
     assert_ok(&sketchpipe(&[
-        "run", file.to_str().unwrap(), "--output-dir", elsewhere.to_str().unwrap(),
-        "--set", "top.seed=99", "--quiet",
+        "run",
+        file.to_str().unwrap(),
+        "--output-dir",
+        elsewhere.to_str().unwrap(),
+        "--set",
+        "top.seed=99",
+        "--quiet",
     ]));
     assert!(!tmp.path().join("out").exists());
     let path = elsewhere.join("top/vector.parquet");
@@ -248,20 +290,27 @@ fn outputs_carry_metadata_and_honour_output_dir_and_set() {
     assert_eq!(kv["sketchpipe.version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(kv["sketchpipe.input.rows"], known.n().to_string());
     assert!(kv["sketchpipe.input.path"].ends_with("a.parquet"));
-    assert!(kv["sketchpipe.params"].contains("algorithm = \"exact\""), "{}", kv["sketchpipe.params"]);
+    assert!(
+        kv["sketchpipe.params"].contains("algorithm = \"exact\""),
+        "{}",
+        kv["sketchpipe.params"]
+    );
 }
 
 #[test]
 fn skip_mode_counts_invalid_rows_in_stats() {
     let tmp = TempDir::new().unwrap();
     let known = KnownSpectrum::new(4, 10, 4);
-    let mut rows = known.rows.clone();
-    rows[0] = f64::NAN;
-    rows[9] = f64::NAN;
-    let bad = KnownSpectrum { rows, ..KnownSpectrum::new(4, 10, 4) };
+    let bad = known.with_values(&[(0, f64::NAN), (9, f64::NAN)]);
     write_parquet(&tmp.path().join("a.parquet"), &bad.batch(0..bad.n()));
     let file = pipeline_over(tmp.path(), "path = \"a.parquet\"");
-    assert_ok(&sketchpipe(&["run", file.to_str().unwrap(), "--set", "top.on_invalid=skip", "--quiet"]));
+    assert_ok(&sketchpipe(&[
+        "run",
+        file.to_str().unwrap(),
+        "--set",
+        "top.on_invalid=skip",
+        "--quiet",
+    ]));
     let stage = tmp.path().join("out/top");
     assert_eq!(stat_u64(&stage, "skipped_rows"), 2);
     assert_eq!(stat_u64(&stage, "rows"), known.n() as u64 - 2);
@@ -274,9 +323,19 @@ fn generate_low_rank_is_reproducible_and_has_the_requested_gap() {
     let b = tmp.path().join("b.parquet");
     let args = |out: &Path, seed: &str| {
         vec![
-            "generate".to_string(), "low-rank".into(), "--out".into(), out.display().to_string(),
-            "--rows".into(), "20000".into(), "--dim".into(), "16".into(), "--gap".into(), "20".into(),
-            "--seed".into(), seed.into(), "--quiet".into(),
+            "generate".to_string(),
+            "low-rank".into(),
+            "--out".into(),
+            out.display().to_string(),
+            "--rows".into(),
+            "20000".into(),
+            "--dim".into(),
+            "16".into(),
+            "--gap".into(),
+            "20".into(),
+            "--seed".into(),
+            seed.into(),
+            "--quiet".into(),
         ]
     };
     let run = |v: Vec<String>| sketchpipe(&v.iter().map(String::as_str).collect::<Vec<_>>());
@@ -306,8 +365,84 @@ fn every_command_has_help() {
     ] {
         let out = sketchpipe(&args);
         assert_ok(&out);
-        assert!(stdout(&out).contains("Usage: sketchpipe"), "{args:?}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("Usage: sketchpipe"),
+            "{args:?}: {}",
+            stdout(&out)
+        );
     }
     let out = sketchpipe(&["run"]);
     assert_eq!(out.status.code(), Some(2), "a usage error exits with 2");
+}
+
+#[test]
+fn stages_sharing_a_source_share_one_scan() {
+    let tmp = TempDir::new().unwrap();
+    let known = KnownSpectrum::new(4, 10, 8);
+    write_parquet(&tmp.path().join("a.parquet"), &known.batch(0..known.n()));
+    let file = write_pipeline(
+        tmp.path(),
+        &format!(
+            "[pipeline]\noutput_dir = \"out\"\n[sources.src]\npath = \"a.parquet\"\n{STAGE}\n\
+             [stages.ids]\nop = \"top_eigenvector\"\nsource = \"src\"\ncolumns = [\"id\"]\n\
+             algorithm = \"exact\"\n"
+        ),
+    );
+    let out = sketchpipe(&["run", file.to_str().unwrap()]);
+    assert_ok(&out);
+    let log = stderr(&out);
+    assert_eq!(log.matches("source `src`: started").count(), 1, "{log}");
+    assert_eq!(
+        stat_u64(&tmp.path().join("out/ids"), "rows"),
+        known.n() as u64
+    );
+    assert_eq!(
+        stat_u64(&tmp.path().join("out/top"), "rows"),
+        known.n() as u64
+    );
+    // Σ id² for ids 0..n: the one eigenvalue of a 1 × 1 Gram matrix.
+    let n = known.n() as f64;
+    let expected = (n - 1.0) * n * (2.0 * n - 1.0) / 6.0;
+    assert_eq!(
+        stat_f64(&tmp.path().join("out/ids"), "eigenvalue"),
+        expected
+    );
+}
+
+#[test]
+fn frequent_directions_agrees_with_exact_within_its_bound() {
+    let tmp = TempDir::new().unwrap();
+    let data = tmp.path().join("a.parquet");
+    assert_ok(&sketchpipe(&[
+        "generate",
+        "low-rank",
+        "--out",
+        data.to_str().unwrap(),
+        "--rows",
+        "20000",
+        "--dim",
+        "64",
+        "--gap",
+        "20",
+        "--seed",
+        "3",
+        "--quiet",
+    ]));
+    let file = write_pipeline(
+        tmp.path(),
+        &format!(
+            "[pipeline]\noutput_dir = \"out\"\n[sources.src]\npath = \"a.parquet\"\n{STAGE}\n\
+             [stages.fd]\nop = \"top_eigenvector\"\nsource = \"src\"\ncolumns = [\"emb\"]\n\
+             algorithm = \"frequent-directions\"\nell = 16\n"
+        ),
+    );
+    assert_ok(&sketchpipe(&["run", file.to_str().unwrap(), "--quiet"]));
+    let (exact, fd) = (tmp.path().join("out/top"), tmp.path().join("out/fd"));
+    let a = alignment(&read_vector(&exact), &read_vector(&fd));
+    assert!(a > 0.99, "alignment {a}");
+    let (lambda, sketched) = (stat_f64(&exact, "eigenvalue"), stat_f64(&fd, "eigenvalue"));
+    let bound = stat_f64(&fd, "error_bound");
+    assert!(sketched <= lambda * (1.0 + 1e-9) && lambda - sketched <= bound * (1.0 + 1e-9));
+    assert_eq!(stat_f64(&exact, "error_bound"), 0.0);
+    assert_eq!(stat_u64(&fd, "state_bytes"), 2 * 16 * 64 * 8);
 }

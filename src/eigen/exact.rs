@@ -103,7 +103,9 @@ impl Gram {
     /// Solves the symmetric eigenproblem of `G` and returns its top eigenpair.
     pub fn finish(&self) -> Result<TopEigen> {
         if self.rows == 0 {
-            return Err(Error::Input("no rows: the eigenvector of an empty matrix is undefined".into()));
+            return Err(Error::Input(
+                "no rows: the eigenvector of an empty matrix is undefined".into(),
+            ));
         }
         let evd = self
             .g

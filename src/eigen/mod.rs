@@ -5,8 +5,10 @@
 //! row-major `&[f64]` buffer of `n × d` values (see [`crate::rows`]).
 
 pub mod exact;
+pub mod fd;
 
 pub use exact::Gram;
+pub use fd::FrequentDirections;
 
 /// What every top-eigenvector core reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +45,11 @@ pub fn canonical_sign(v: &mut [f64]) {
 
 /// Sign-free alignment `⟨u, v⟩² / (‖u‖² ‖v‖²)` ∈ [0, 1]: the metric of every eigenvector test.
 pub fn alignment(u: &[f64], v: &[f64]) -> f64 {
-    assert_eq!(u.len(), v.len(), "alignment of vectors of different lengths");
+    assert_eq!(
+        u.len(),
+        v.len(),
+        "alignment of vectors of different lengths"
+    );
     let (mut uv, mut uu, mut vv) = (0.0, 0.0, 0.0);
     for (a, b) in u.iter().zip(v) {
         uv += a * b;

@@ -3,7 +3,8 @@
 //! Output tables (the contract of PRODUCT.md):
 //! * `vector` — `component UInt32`, `value Float64`: the unit-norm eigenvector;
 //! * `stats` — one row: algorithm, rows, dim, eigenvalue (estimate of `σ_1²`), heavy_rows,
-//!   state_bytes, seed, plus second_eigenvalue, frobenius_sq, skipped_rows and passes.
+//!   state_bytes, seed, plus second_eigenvalue, frobenius_sq, error_bound (a guaranteed bound
+//!   on `‖AᵀA − BᵀB‖₂` for sketches, 0 for `exact`), skipped_rows and passes.
 
 use std::sync::{Arc, LazyLock};
 
@@ -13,7 +14,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::{Operator, OutputTable, TableDecl};
-use crate::eigen::{Gram, TopEigen};
+use crate::eigen::{FrequentDirections, Gram, TopEigen};
 use crate::rows::{DenseRowReader, OnInvalid};
 use crate::{Error, Result};
 
@@ -26,7 +27,7 @@ pub enum Algorithm {
     Oja,
     /// Gram matrix + symmetric eigensolver: the exact baseline.
     Exact,
-    /// Frequent Directions (arXiv:1501.01711). Not yet built.
+    /// Frequent Directions (arXiv:1501.01711): deterministic, any order, mergeable.
     FrequentDirections,
 }
 
@@ -55,7 +56,7 @@ impl Algorithm {
 
     /// Whether this build implements the algorithm.
     pub fn is_available(&self) -> bool {
-        matches!(self, Algorithm::Exact)
+        matches!(self, Algorithm::Exact | Algorithm::FrequentDirections)
     }
 }
 
@@ -66,16 +67,55 @@ pub struct TopEigenvectorParams {
     pub columns: Vec<String>,
     pub algorithm: Algorithm,
     pub seed: u64,
-    /// Out-of-core shuffle before the pass (ignored by `exact`, which is order-independent).
+    /// Out-of-core shuffle before the pass (ignored by `exact` and `frequent-directions`,
+    /// whose answers do not depend on the order).
     pub shuffle: bool,
     pub on_invalid: OnInvalid,
+    /// Sketch size `ℓ` of `frequent-directions`.
+    pub ell: usize,
+}
+
+/// Default `ℓ` for `frequent-directions`.
+pub const DEFAULT_ELL: usize = 32;
+
+/// The core an operator runs, created when the first valid row tells the dimension.
+enum Core {
+    Exact(Gram),
+    FrequentDirections(FrequentDirections),
+}
+
+impl Core {
+    fn new(params: &TopEigenvectorParams, d: usize) -> Result<Self> {
+        Ok(match params.algorithm {
+            Algorithm::FrequentDirections => {
+                Core::FrequentDirections(FrequentDirections::new(d, params.ell)?)
+            }
+            _ => Core::Exact(Gram::new(d)?),
+        })
+    }
+
+    fn update(&mut self, rows: &[f64]) -> Result<()> {
+        match self {
+            Core::Exact(g) => g.update(rows),
+            Core::FrequentDirections(fd) => fd.update(rows)?,
+        }
+        Ok(())
+    }
+
+    /// The answer and the bound on `‖AᵀA − BᵀB‖₂` (zero for the exact core).
+    fn finish(&self) -> Result<(TopEigen, f64)> {
+        Ok(match self {
+            Core::Exact(g) => (g.finish()?, 0.0),
+            Core::FrequentDirections(fd) => (fd.finish()?, fd.error_bound()),
+        })
+    }
 }
 
 /// The operator: rows adapter + exact Gram core.
 pub struct TopEigenvectorOp {
     params: TopEigenvectorParams,
     reader: DenseRowReader,
-    gram: Option<Gram>,
+    core: Option<Core>,
 }
 
 static VECTOR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -93,6 +133,7 @@ static STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("eigenvalue", DataType::Float64, false),
         Field::new("second_eigenvalue", DataType::Float64, true),
         Field::new("frobenius_sq", DataType::Float64, false),
+        Field::new("error_bound", DataType::Float64, false),
         Field::new("heavy_rows", DataType::UInt64, false),
         Field::new("state_bytes", DataType::UInt64, false),
         Field::new("skipped_rows", DataType::UInt64, false),
@@ -120,7 +161,7 @@ impl TopEigenvectorOp {
     pub fn new(params: TopEigenvectorParams, input: &Schema) -> Result<Self> {
         if !params.algorithm.is_available() {
             return Err(Error::Config(format!(
-                "algorithm `{}` is not available in sketchpipe {} yet; use algorithm = \"exact\"",
+                "algorithm `{}` is not available in sketchpipe {} yet; use \"exact\" or \"frequent-directions\"",
                 params.algorithm.as_str(),
                 crate::VERSION
             )));
@@ -129,11 +170,11 @@ impl TopEigenvectorOp {
         Ok(TopEigenvectorOp {
             params,
             reader,
-            gram: None,
+            core: None,
         })
     }
 
-    fn tables_from(&self, top: &TopEigen) -> Result<Vec<OutputTable>> {
+    fn tables_from(&self, top: &TopEigen, error_bound: f64) -> Result<Vec<OutputTable>> {
         let d = top.vector.len();
         let vector = RecordBatch::try_new(
             VECTOR_SCHEMA.clone(),
@@ -151,6 +192,7 @@ impl TopEigenvectorOp {
                 Arc::new(Float64Array::from(vec![top.eigenvalue])),
                 Arc::new(Float64Array::from(vec![top.second_eigenvalue])),
                 Arc::new(Float64Array::from(vec![top.frobenius_sq])),
+                Arc::new(Float64Array::from(vec![error_bound])),
                 Arc::new(UInt64Array::from(vec![top.heavy_rows])),
                 Arc::new(UInt64Array::from(vec![top.state_bytes])),
                 Arc::new(UInt64Array::from(vec![self.reader.skipped()])),
@@ -177,15 +219,11 @@ impl Operator for TopEigenvectorOp {
         if rows.rows == 0 {
             return Ok(());
         }
-        match &mut self.gram {
-            Some(g) => g.update(rows.values),
-            None => {
-                let mut g = Gram::new(rows.dim)?;
-                g.update(rows.values);
-                self.gram = Some(g);
-            }
-        }
-        Ok(())
+        let core = match &mut self.core {
+            Some(core) => core,
+            None => self.core.insert(Core::new(&self.params, rows.dim)?),
+        };
+        core.update(rows.values)
     }
 
     fn rows_read(&self) -> u64 {
@@ -193,13 +231,13 @@ impl Operator for TopEigenvectorOp {
     }
 
     fn finish(self: Box<Self>) -> Result<Vec<OutputTable>> {
-        let Some(gram) = &self.gram else {
+        let Some(core) = &self.core else {
             return Err(Error::Input(match self.reader.rows_seen() {
                 0 => "the input has no rows".to_string(),
                 n => format!("all {n} input rows were invalid and skipped; nothing to compute"),
             }));
         };
-        let top = gram.finish()?;
-        self.tables_from(&top)
+        let (top, error_bound) = core.finish()?;
+        self.tables_from(&top, error_bound)
     }
 }

@@ -44,7 +44,10 @@ impl<'a> Keys<'a> {
     }
 
     fn type_error(&self, key: &str, want: &str, got: &Value) -> Error {
-        self.error(key, format!("expected {want}, got {} `{got}`", got.type_str()))
+        self.error(
+            key,
+            format!("expected {want}, got {} `{got}`", got.type_str()),
+        )
     }
 
     /// An optional string.
@@ -67,10 +70,7 @@ impl<'a> Keys<'a> {
         let value = self.string(key)?;
         if let Some(v) = &value {
             if !choices.contains(&v.as_str()) {
-                return Err(self.error(
-                    key,
-                    format!("`{v}` is not one of: {}", choices.join(", ")),
-                ));
+                return Err(self.error(key, format!("`{v}` is not one of: {}", choices.join(", "))));
             }
         }
         Ok(value)

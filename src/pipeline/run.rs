@@ -71,7 +71,10 @@ struct Group<'a> {
 pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
     let ctx = session();
     register_sources(&ctx, spec).await?;
-    let output_dir = opts.output_dir.clone().unwrap_or_else(|| spec.output_dir.clone());
+    let output_dir = opts
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| spec.output_dir.clone());
     let groups = group_by_input(spec);
 
     // Phase 1: every stage checked against its input schema before anything is scanned.
@@ -87,8 +90,9 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 .collect::<Vec<_>>(),
         )?;
         for stage in &group.stages {
-            let op = build_operator(&stage.op, &projected)
-                .map_err(|e| e.context(format!("{}: [stages.{}]", spec.file.display(), stage.name)))?;
+            let op = build_operator(&stage.op, &projected).map_err(|e| {
+                e.context(format!("{}: [stages.{}]", spec.file.display(), stage.name))
+            })?;
             ops.insert(stage.name.clone(), op);
         }
     }
@@ -102,21 +106,40 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             Input::Source(name) => source_frame(&ctx, spec, name).await?,
             Input::StageTable { stage, table } => {
                 let path = &produced[&(stage.clone(), table.clone())];
-                ctx.read_parquet(path.to_string_lossy().as_ref(), ParquetReadOptions::default())
-                    .await?
+                ctx.read_parquet(
+                    path.to_string_lossy().as_ref(),
+                    ParquetReadOptions::default(),
+                )
+                .await?
             }
         };
-        let frame = frame.select_columns(&group.columns.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let frame =
+            frame.select_columns(&group.columns.iter().map(String::as_str).collect::<Vec<_>>())?;
         let mut group_ops: Vec<(&StageSpec, Box<dyn Operator>)> = group
             .stages
             .iter()
             .map(|s| (*s, ops.remove(&s.name).expect("built in phase 1")))
             .collect();
-        scan(&ctx, spec, group, frame, &mut group_ops, opts.progress, &interrupt).await?;
+        scan(
+            &ctx,
+            spec,
+            group,
+            frame,
+            &mut group_ops,
+            opts.progress,
+            &interrupt,
+        )
+        .await?;
 
         for (stage, op) in group_ops {
             let rows_read = op.rows_read();
-            let stage_ctx = || format!("stage `{}` ({})", stage.name, describe_input(spec, &stage.input));
+            let stage_ctx = || {
+                format!(
+                    "stage `{}` ({})",
+                    stage.name,
+                    describe_input(spec, &stage.input)
+                )
+            };
             let tables = op.finish().map_err(|e| e.context(stage_ctx()))?;
             let output = StageOutput::create(&output_dir, &stage.name, opts.run_date)?;
             for table in &tables {
@@ -179,7 +202,13 @@ fn group_by_input(spec: &PipelineSpec) -> Vec<Group<'_>> {
     // A group joined by a later stage may now sit before its producer: order by producer.
     let position = |g: &Group<'_>| match &g.input {
         Input::Source(_) => 0,
-        Input::StageTable { stage, .. } => 1 + spec.stages.iter().position(|s| &s.name == stage).unwrap_or(0),
+        Input::StageTable { stage, .. } => {
+            1 + spec
+                .stages
+                .iter()
+                .position(|s| &s.name == stage)
+                .unwrap_or(0)
+        }
     };
     groups.sort_by_key(position);
     groups
@@ -192,8 +221,17 @@ async fn input_schema(ctx: &SessionContext, spec: &PipelineSpec, input: &Input) 
             Ok(frame.schema().as_arrow().clone())
         }
         Input::StageTable { stage, table } => {
-            let producer = spec.stages.iter().find(|s| &s.name == stage).expect("validated");
-            let decl = producer.op.tables().into_iter().find(|t| t.name == table).expect("validated");
+            let producer = spec
+                .stages
+                .iter()
+                .find(|s| &s.name == stage)
+                .expect("validated");
+            let decl = producer
+                .op
+                .tables()
+                .into_iter()
+                .find(|t| t.name == table)
+                .expect("validated");
             Ok(decl.schema.as_ref().clone())
         }
     }
@@ -264,14 +302,24 @@ async fn scan(
         };
         let Some(batch) = next else { break };
         let batch = batch.map_err(|e| {
-            Error::Input(format!("reading {}: {e}", describe_input(spec, &group.input)))
+            Error::Input(format!(
+                "reading {}: {e}",
+                describe_input(spec, &group.input)
+            ))
         })?;
         for (stage, op) in ops.iter_mut() {
             op.update(&batch).map_err(|e| {
-                e.context(format!("stage `{}` ({})", stage.name, describe_input(spec, &group.input)))
+                e.context(format!(
+                    "stage `{}` ({})",
+                    stage.name,
+                    describe_input(spec, &group.input)
+                ))
             })?;
         }
-        progress.inc(batch.num_rows() as u64, batch.get_array_memory_size() as u64);
+        progress.inc(
+            batch.num_rows() as u64,
+            batch.get_array_memory_size() as u64,
+        );
     }
     progress.finish();
     Ok(())
@@ -296,7 +344,10 @@ fn metadata(
         ("sketchpipe.stage", stage.name.clone()),
         ("sketchpipe.table", table.to_string()),
         ("sketchpipe.op", stage.op.name().to_string()),
-        ("sketchpipe.params", toml::to_string(&stage.params).unwrap_or_default()),
+        (
+            "sketchpipe.params",
+            toml::to_string(&stage.params).unwrap_or_default(),
+        ),
         ("sketchpipe.input.path", input_path),
         ("sketchpipe.input.rows", rows_read.to_string()),
     ];

@@ -53,7 +53,9 @@ impl StageOutput {
             .unwrap_or(0);
         let tmp_dir = output_dir.join(TMP_DIR).join(format!(
             "{stage}-{}-{}-{nonce}",
-            run_date.map(|d| d.to_string()).unwrap_or_else(|| "latest".into()),
+            run_date
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "latest".into()),
             std::process::id()
         ));
         std::fs::create_dir_all(&tmp_dir)
@@ -89,7 +91,8 @@ impl StageOutput {
                     .collect(),
             ))
             .build();
-        let mut writer = ArrowWriter::try_new(file, Arc::clone(table.batch.schema_ref()), Some(props))?;
+        let mut writer =
+            ArrowWriter::try_new(file, Arc::clone(table.batch.schema_ref()), Some(props))?;
         writer.write(&table.batch)?;
         let file = writer.into_inner()?;
         file.sync_all()
@@ -107,7 +110,13 @@ impl StageOutput {
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
         }
-        let ctx = || format!("cannot move {} into place at {}", self.tmp_dir.display(), self.final_dir.display());
+        let ctx = || {
+            format!(
+                "cannot move {} into place at {}",
+                self.tmp_dir.display(),
+                self.final_dir.display()
+            )
+        };
         if self.final_dir.exists() {
             exchange(&self.tmp_dir, &self.final_dir).map_err(|e| Error::io(ctx(), e))?;
             // The temporary path now holds the previous output; Drop removes it.

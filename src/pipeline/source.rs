@@ -51,7 +51,8 @@ pub async fn register_sources(ctx: &SessionContext, spec: &PipelineSpec) -> Resu
                         file_extension: &extension,
                         ..Default::default()
                     };
-                    ctx.register_parquet(name.as_str(), &location, options).await
+                    ctx.register_parquet(name.as_str(), &location, options)
+                        .await
                 }
                 FileFormat::Csv => {
                     let options = CsvReadOptions::new()
@@ -60,22 +61,27 @@ pub async fn register_sources(ctx: &SessionContext, spec: &PipelineSpec) -> Resu
                     ctx.register_csv(name.as_str(), &location, options).await
                 }
             };
-            registered.map_err(|e| Error::Input(format!("{}: cannot open {}: {e}", context(), path.display())))?;
+            registered.map_err(|e| {
+                Error::Input(format!(
+                    "{}: cannot open {}: {e}",
+                    context(),
+                    path.display()
+                ))
+            })?;
         }
     }
     Ok(())
 }
 
 /// The data frame of a source (registered by [`register_sources`]).
-pub async fn source_frame(ctx: &SessionContext, spec: &PipelineSpec, name: &str) -> Result<DataFrame> {
+pub async fn source_frame(
+    ctx: &SessionContext,
+    spec: &PipelineSpec,
+    name: &str,
+) -> Result<DataFrame> {
     let frame = match &spec.sources[name] {
         SourceSpec::Path { .. } => ctx.table(name).await,
         SourceSpec::Sql { query } => ctx.sql(query).await,
     };
-    frame.map_err(|e| {
-        Error::Input(format!(
-            "{}: [sources.{name}]: {e}",
-            spec.file.display()
-        ))
-    })
+    frame.map_err(|e| Error::Input(format!("{}: [sources.{name}]: {e}", spec.file.display())))
 }

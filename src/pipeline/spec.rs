@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use super::keys::Keys;
+use crate::operators::top_eigenvector::DEFAULT_ELL;
 use crate::operators::{Algorithm, TableDecl, TopEigenvectorOp, TopEigenvectorParams};
 use crate::rows::OnInvalid;
 use crate::{Error, Result};
@@ -167,7 +168,11 @@ impl PipelineSpec {
     /// Validates pipeline-file text; `file` is used for messages and to resolve relative paths.
     pub fn parse(text: &str, file: &Path, overrides: &[String]) -> Result<Self> {
         let mut doc: Table = text.parse().map_err(|e: toml::de::Error| {
-            Error::Config(format!("{}: invalid TOML: {}", file.display(), e.message().trim()))
+            Error::Config(format!(
+                "{}: invalid TOML: {}",
+                file.display(),
+                e.message().trim()
+            ))
         })?;
         apply_overrides(&mut doc, file, overrides)?;
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -272,11 +277,26 @@ fn parse_source(file: &Path, section: &str, table: &Table, base: &Path) -> Resul
     let has_header = keys.boolean("has_header")?;
     keys.finish()?;
     match (path, sql) {
-        (Some(_), Some(_)) => Err(keys_error(file, section, "sql", "give either `path` or `sql`, not both")),
-        (None, None) => Err(keys_error(file, section, "path", "is required (or give `sql`)")),
+        (Some(_), Some(_)) => Err(keys_error(
+            file,
+            section,
+            "sql",
+            "give either `path` or `sql`, not both",
+        )),
+        (None, None) => Err(keys_error(
+            file,
+            section,
+            "path",
+            "is required (or give `sql`)",
+        )),
         (None, Some(query)) => {
             if format.is_some() || has_header.is_some() {
-                return Err(keys_error(file, section, "format", "only applies to `path` sources"));
+                return Err(keys_error(
+                    file,
+                    section,
+                    "format",
+                    "only applies to `path` sources",
+                ));
             }
             Ok(SourceSpec::Sql { query })
         }
@@ -299,7 +319,12 @@ fn parse_source(file: &Path, section: &str, table: &Table, base: &Path) -> Resul
                 })?,
             };
             if has_header.is_some() && format != FileFormat::Csv {
-                return Err(keys_error(file, section, "has_header", "only applies to CSV sources"));
+                return Err(keys_error(
+                    file,
+                    section,
+                    "has_header",
+                    "only applies to CSV sources",
+                ));
             }
             Ok(SourceSpec::Path {
                 path,
@@ -379,7 +404,7 @@ fn parse_top_eigenvector(keys: &mut Keys<'_>) -> Result<TopEigenvectorParams> {
             "algorithm",
             format!(
                 "`{}` is not available in sketchpipe {} yet (it is the default once it is); \
-                 set algorithm = \"exact\"",
+                 set algorithm = \"exact\" or \"frequent-directions\"",
                 algorithm.as_str(),
                 crate::VERSION
             ),
@@ -387,6 +412,14 @@ fn parse_top_eigenvector(keys: &mut Keys<'_>) -> Result<TopEigenvectorParams> {
     }
     let seed = keys.unsigned("seed")?.unwrap_or(42);
     let shuffle = keys.boolean("shuffle")?.unwrap_or(false);
+    let ell = keys.unsigned("ell")?;
+    if ell.is_some() && algorithm != Algorithm::FrequentDirections {
+        return Err(keys.error("ell", "only applies to algorithm = \"frequent-directions\""));
+    }
+    let ell = ell.unwrap_or(DEFAULT_ELL as u64);
+    if ell < 2 {
+        return Err(keys.error("ell", format!("must be at least 2, got {ell}")));
+    }
     let on_invalid = keys
         .choice("on_invalid", &["error", "skip"])?
         .map(|s| OnInvalid::parse(&s).expect("choice checked"))
@@ -397,6 +430,7 @@ fn parse_top_eigenvector(keys: &mut Keys<'_>) -> Result<TopEigenvectorParams> {
         seed,
         shuffle,
         on_invalid,
+        ell: ell as usize,
     })
 }
 
@@ -435,12 +469,14 @@ fn resolve_order(
     sources: &BTreeMap<String, SourceSpec>,
     stages: Vec<StageSpec>,
 ) -> Result<Vec<StageSpec>> {
-    let by_name: BTreeMap<&str, &StageSpec> =
-        stages.iter().map(|s| (s.name.as_str(), s)).collect();
+    let by_name: BTreeMap<&str, &StageSpec> = stages.iter().map(|s| (s.name.as_str(), s)).collect();
     for stage in &stages {
         let ok = match &stage.input {
             Input::Source(s) => sources.contains_key(s),
-            Input::StageTable { stage: other, table } => by_name
+            Input::StageTable {
+                stage: other,
+                table,
+            } => by_name
                 .get(other.as_str())
                 .is_some_and(|o| o.op.tables().iter().any(|t| t.name == table)),
         };
@@ -448,7 +484,11 @@ fn resolve_order(
             let mut known: Vec<String> = sources.keys().map(|s| format!("`{s}`")).collect();
             for s in &stages {
                 if s.name != stage.name {
-                    known.extend(s.op.tables().iter().map(|t| format!("`{}.{}`", s.name, t.name)));
+                    known.extend(
+                        s.op.tables()
+                            .iter()
+                            .map(|t| format!("`{}.{}`", s.name, t.name)),
+                    );
                 }
             }
             let what = match &stage.input {
@@ -493,7 +533,14 @@ fn resolve_order(
     }
     let (mut done, mut order) = (BTreeSet::new(), Vec::new());
     for stage in &stages {
-        visit(&stage.name, &by_name, &mut done, &mut Vec::new(), &mut order).map_err(|cycle| {
+        visit(
+            &stage.name,
+            &by_name,
+            &mut done,
+            &mut Vec::new(),
+            &mut order,
+        )
+        .map_err(|cycle| {
             keys_error(
                 file,
                 &format!("[stages.{}]", cycle[0]),

@@ -42,6 +42,7 @@ pub fn assert_ok(o: &Output) {
 /// Rows with an exactly known spectrum: for an orthogonal `Q` (a Householder reflection of a
 /// random vector) and eigenvalues `λ`, `copies` blocks of rows `±sqrt(λ_j / copies) q_j`,
 /// shuffled. Then `AᵀA = Q diag(λ) Qᵀ` exactly (up to rounding) and `v₁ = q_0`.
+#[derive(Clone)]
 pub struct KnownSpectrum {
     pub d: usize,
     /// Row-major `n × d`.
@@ -57,8 +58,12 @@ impl KnownSpectrum {
         let uu: f64 = u.iter().map(|x| x * x).sum();
         // Q = I − 2 u uᵀ / ‖u‖²; column j is q_j.
         let q = |i: usize, j: usize| f64::from(u8::from(i == j)) - 2.0 * u[i] * u[j] / uu;
-        let lambdas: Vec<f64> = (0..d).map(|j| if j == 0 { 10.0 } else { 3.0 / (1.0 + j as f64) }).collect();
-        let mut order: Vec<(usize, usize)> = (0..copies).flat_map(|c| (0..d).map(move |j| (c, j))).collect();
+        let lambdas: Vec<f64> = (0..d)
+            .map(|j| if j == 0 { 10.0 } else { 3.0 / (1.0 + j as f64) })
+            .collect();
+        let mut order: Vec<(usize, usize)> = (0..copies)
+            .flat_map(|c| (0..d).map(move |j| (c, j)))
+            .collect();
         for i in (1..order.len()).rev() {
             order.swap(i, rng.random_range(0..=i));
         }
@@ -69,7 +74,21 @@ impl KnownSpectrum {
             rows.extend((0..d).map(|i| s * q(i, j)));
         }
         let v1 = (0..d).map(|i| q(i, 0)).collect();
-        KnownSpectrum { d, rows, v1, lambdas }
+        KnownSpectrum {
+            d,
+            rows,
+            v1,
+            lambdas,
+        }
+    }
+
+    /// The same rows with some values (flat row-major index, value) replaced: bad inputs.
+    pub fn with_values(&self, values: &[(usize, f64)]) -> Self {
+        let mut out = self.clone();
+        for &(i, v) in values {
+            out.rows[i] = v;
+        }
+        out
     }
 
     pub fn n(&self) -> usize {
@@ -84,7 +103,8 @@ impl KnownSpectrum {
         let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(d, range.len()));
         let emb = ListArray::new(item, offsets, Arc::new(values), None);
         let ids = Int64Array::from_iter_values(range.start as i64..range.end as i64);
-        RecordBatch::try_from_iter([("id", Arc::new(ids) as ArrayRef), ("emb", Arc::new(emb))]).unwrap()
+        RecordBatch::try_from_iter([("id", Arc::new(ids) as ArrayRef), ("emb", Arc::new(emb))])
+            .unwrap()
     }
 
     /// A batch `id, x0, …, x{d-1}` (one Float64 column per dimension) of rows `range`.
@@ -92,7 +112,9 @@ impl KnownSpectrum {
         let d = self.d;
         let mut cols: Vec<(String, ArrayRef)> = vec![(
             "id".into(),
-            Arc::new(Int64Array::from_iter_values(range.start as i64..range.end as i64)),
+            Arc::new(Int64Array::from_iter_values(
+                range.start as i64..range.end as i64,
+            )),
         )];
         for j in 0..d {
             let col: Vec<f64> = range.clone().map(|i| self.rows[i * d + j]).collect();
@@ -111,13 +133,18 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) {
 
 pub fn write_csv(path: &Path, batch: &RecordBatch) {
     let file = File::create(path).unwrap();
-    let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(file);
+    let mut w = arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .build(file);
     w.write(batch).unwrap();
 }
 
 pub fn read_parquet(path: &Path) -> RecordBatch {
     let file = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
     let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
     datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
@@ -125,18 +152,28 @@ pub fn read_parquet(path: &Path) -> RecordBatch {
 /// The `value` column of a stage's `vector` table.
 pub fn read_vector(stage_dir: &Path) -> Vec<f64> {
     let b = read_parquet(&stage_dir.join("vector.parquet"));
-    b.column_by_name("value").unwrap().as_primitive::<Float64Type>().values().to_vec()
+    b.column_by_name("value")
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .values()
+        .to_vec()
 }
 
 /// One numeric cell of a stage's `stats` table.
 pub fn stat_f64(stage_dir: &Path, column: &str) -> f64 {
     let b = read_parquet(&stage_dir.join("stats.parquet"));
-    b.column_by_name(column).unwrap().as_primitive::<Float64Type>().value(0)
+    b.column_by_name(column)
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .value(0)
 }
 
 pub fn stat_u64(stage_dir: &Path, column: &str) -> u64 {
     let b = read_parquet(&stage_dir.join("stats.parquet"));
-    b.column_by_name(column).unwrap().as_primitive::<UInt64Type>().value(0)
+    b.column_by_name(column)
+        .unwrap()
+        .as_primitive::<UInt64Type>()
+        .value(0)
 }
 
 /// A pipeline file `pipeline.toml` in `dir` with the given text.

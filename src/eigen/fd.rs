@@ -1,0 +1,284 @@
+//! Frequent Directions: a deterministic, mergeable sketch `B` (`ℓ × d`) of the rows of `A` with
+//! `0 ≼ AᵀA − BᵀB ≼ Δ·I`, from which the top eigenvector is read off.
+//!
+//! E. Liberty, *Simple and Deterministic Matrix Sketching*, KDD 2013, and M. Ghashami,
+//! E. Liberty, J. M. Phillips, D. P. Woodruff, *Frequent Directions: Simple and Deterministic
+//! Matrix Sketching*, SICOMP 2016, arXiv:1501.01711 — Algorithm 2 ("fast" FD with a `2ℓ`-row
+//! buffer): rows are appended to the buffer; when it is full, `B = UΣVᵀ`, `δ = σ_ℓ²`, and the
+//! buffer becomes the rows `sqrt(max(σ_i² − δ, 0)) v_iᵀ`, `i < ℓ`. The shrinkages add up to
+//! `Δ = Σ δ`, which bounds the error: `‖AᵀA − BᵀB‖₂ ≤ Δ ≤ ‖A − A_k‖_F² / (ℓ − k)` for every
+//! `k < ℓ` (Theorem 1.1 of the SICOMP paper). Any row order; two sketches merge by stacking
+//! and shrinking, with `Δ` adding up.
+
+use faer::MatRef;
+
+use super::{canonical_sign, TopEigen};
+use crate::{Error, Result};
+
+/// Frequent Directions sketch with `ℓ` directions (see the module docs).
+#[derive(Debug, Clone)]
+pub struct FrequentDirections {
+    d: usize,
+    ell: usize,
+    /// Row-major buffer of `2ℓ × d`; the first `filled` rows are in use.
+    buf: Vec<f64>,
+    filled: usize,
+    rows: u64,
+    frobenius_sq: f64,
+    /// `Δ`: the sum of shrinkages, a bound on `‖AᵀA − BᵀB‖₂`.
+    shrunk: f64,
+}
+
+impl FrequentDirections {
+    /// A sketch of rows of dimension `d` keeping `ell ≥ 2` directions.
+    pub fn new(d: usize, ell: usize) -> Result<Self> {
+        if d == 0 {
+            return Err(Error::Input("rows have dimension 0".into()));
+        }
+        if ell < 2 {
+            return Err(Error::Config(format!("ell must be at least 2, got {ell}")));
+        }
+        Ok(FrequentDirections {
+            d,
+            ell,
+            buf: vec![0.0; 2 * ell * d],
+            filled: 0,
+            rows: 0,
+            frobenius_sq: 0.0,
+            shrunk: 0.0,
+        })
+    }
+
+    /// Adds the rows of a row-major `n × d` buffer.
+    pub fn update(&mut self, rows: &[f64]) -> Result<()> {
+        assert_eq!(rows.len() % self.d, 0, "row buffer is not n × d");
+        for row in rows.chunks_exact(self.d) {
+            self.frobenius_sq += row.iter().map(|x| x * x).sum::<f64>();
+            self.push(row)?;
+        }
+        self.rows += (rows.len() / self.d) as u64;
+        Ok(())
+    }
+
+    fn push(&mut self, row: &[f64]) -> Result<()> {
+        if self.filled == 2 * self.ell {
+            self.shrink()?;
+        }
+        let at = self.filled * self.d;
+        self.buf[at..at + self.d].copy_from_slice(row);
+        self.filled += 1;
+        Ok(())
+    }
+
+    /// The SVD step of Algorithm 2: keep the top `ℓ − 1` directions, shrunk by `σ_ℓ²`.
+    fn shrink(&mut self) -> Result<()> {
+        let (sigma, v) = self.svd()?;
+        let delta = sigma.get(self.ell - 1).map_or(0.0, |s| s * s);
+        self.shrunk += delta;
+        self.buf.fill(0.0);
+        self.filled = 0;
+        for (i, s) in sigma.iter().enumerate().take(self.ell) {
+            let weight = (s * s - delta).max(0.0).sqrt();
+            if weight == 0.0 {
+                continue;
+            }
+            let at = self.filled * self.d;
+            for j in 0..self.d {
+                self.buf[at + j] = weight * v[j * sigma.len() + i];
+            }
+            self.filled += 1;
+        }
+        Ok(())
+    }
+
+    /// Singular values (descending) and right singular vectors (`d × r`, row-major) of the
+    /// buffer.
+    fn svd(&self) -> Result<(Vec<f64>, Vec<f64>)> {
+        let b =
+            MatRef::from_row_major_slice(&self.buf[..self.filled * self.d], self.filled, self.d);
+        let svd = b
+            .thin_svd()
+            .map_err(|e| Error::Numeric(format!("Frequent Directions: SVD failed: {e:?}")))?;
+        let s = svd.S().column_vector();
+        let r = s.nrows();
+        let mut order: Vec<usize> = (0..r).collect();
+        order.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
+        let sigma: Vec<f64> = order.iter().map(|&i| s[i]).collect();
+        let v = svd.V();
+        let mut vs = vec![0.0; self.d * r];
+        for j in 0..self.d {
+            for (k, &i) in order.iter().enumerate() {
+                vs[j * r + k] = v[(j, i)];
+            }
+        }
+        Ok((sigma, vs))
+    }
+
+    /// Adds a sketch of other rows (same `d` and `ℓ`): stack, shrink as needed.
+    pub fn merge(&mut self, other: &FrequentDirections) -> Result<()> {
+        if other.d != self.d || other.ell != self.ell {
+            return Err(Error::Input(format!(
+                "cannot merge Frequent Directions sketches of (d, ell) = ({}, {}) and ({}, {})",
+                self.d, self.ell, other.d, other.ell
+            )));
+        }
+        for row in other.buf[..other.filled * other.d].chunks_exact(self.d) {
+            self.push(row)?;
+        }
+        self.rows += other.rows;
+        self.frobenius_sq += other.frobenius_sq;
+        self.shrunk += other.shrunk;
+        Ok(())
+    }
+
+    /// `Δ`, the guaranteed bound on `‖AᵀA − BᵀB‖₂` so far.
+    pub fn error_bound(&self) -> f64 {
+        self.shrunk
+    }
+
+    /// `BᵀB`'s quadratic form `xᵀBᵀBx` (for checking the guarantee).
+    pub fn quadratic_form(&self, x: &[f64]) -> f64 {
+        self.buf[..self.filled * self.d]
+            .chunks_exact(self.d)
+            .map(|r| {
+                let p: f64 = r.iter().zip(x).map(|(a, b)| a * b).sum();
+                p * p
+            })
+            .sum()
+    }
+
+    /// Bytes of the sketch buffer (`2ℓd` doubles).
+    pub fn state_bytes(&self) -> u64 {
+        (self.buf.len() * std::mem::size_of::<f64>()) as u64
+    }
+
+    /// The top right singular vector of `B`; the eigenvalue is `σ_1(B)²`, which
+    /// underestimates `σ_1(A)²` by at most `Δ`.
+    pub fn finish(&self) -> Result<TopEigen> {
+        if self.rows == 0 || self.filled == 0 {
+            return Err(Error::Input(
+                "no rows: the eigenvector of an empty matrix is undefined".into(),
+            ));
+        }
+        let (sigma, v) = self.svd()?;
+        let r = sigma.len();
+        let mut vector: Vec<f64> = (0..self.d).map(|j| v[j * r]).collect();
+        canonical_sign(&mut vector);
+        Ok(TopEigen {
+            vector,
+            eigenvalue: sigma[0] * sigma[0],
+            second_eigenvalue: sigma.get(1).map(|s| s * s),
+            frobenius_sq: self.frobenius_sq,
+            rows: self.rows,
+            heavy_rows: 0,
+            state_bytes: self.state_bytes(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eigen::{alignment, Gram};
+    use proptest::prelude::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use rand_distr::StandardNormal;
+
+    /// `n` rows of dimension `d`: a strong direction `e_0` (variance `gap`), `rank − 1` unit
+    /// directions and small noise, randomly mixed by a Householder reflection.
+    fn low_rank(n: usize, d: usize, gap: f64, seed: u64) -> Vec<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let h: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
+        let hh: f64 = h.iter().map(|x| x * x).sum();
+        let mut rows = Vec::with_capacity(n * d);
+        for _ in 0..n {
+            let mut x: Vec<f64> = (0..d)
+                .map(|j| {
+                    let s: f64 = match j {
+                        0 => gap.sqrt(),
+                        1..=4 => 1.0,
+                        _ => 0.1,
+                    };
+                    s * rng.sample::<f64, _>(StandardNormal)
+                })
+                .collect();
+            let dot: f64 = h.iter().zip(&x).map(|(a, b)| a * b).sum();
+            x.iter_mut()
+                .zip(&h)
+                .for_each(|(xi, hi)| *xi -= 2.0 * dot / hh * hi);
+            rows.extend(x);
+        }
+        rows
+    }
+
+    fn exact(rows: &[f64], d: usize) -> (Gram, TopEigen) {
+        let mut g = Gram::new(d).unwrap();
+        g.update(rows);
+        let top = g.finish().unwrap();
+        (g, top)
+    }
+
+    /// `0 ≤ xᵀ(AᵀA − BᵀB)x ≤ Δ‖x‖²` on the exact top eigenvector and on random unit vectors.
+    fn check_guarantee(fd: &FrequentDirections, rows: &[f64], d: usize, seed: u64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (_, top) = exact(rows, d);
+        let mut probes = vec![top.vector.clone()];
+        for _ in 0..5 {
+            let x: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
+            let n = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+            probes.push(x.iter().map(|v| v / n).collect());
+        }
+        for x in probes {
+            let axx: f64 = rows
+                .chunks_exact(d)
+                .map(|r| r.iter().zip(&x).map(|(a, b)| a * b).sum::<f64>().powi(2))
+                .sum();
+            let gap = axx - fd.quadratic_form(&x);
+            let tol = 1e-9 * axx.max(1.0);
+            assert!(gap >= -tol, "BᵀB exceeds AᵀA: {gap}");
+            assert!(
+                gap <= fd.error_bound() + tol,
+                "error {gap} above the bound {}",
+                fd.error_bound()
+            );
+        }
+    }
+
+    #[test]
+    fn finds_the_top_direction_of_low_rank_data_within_its_bound() {
+        let (n, d) = (4000, 64);
+        let rows = low_rank(n, d, 20.0, 1);
+        let mut fd = FrequentDirections::new(d, 16).unwrap();
+        fd.update(&rows).unwrap();
+        let top = fd.finish().unwrap();
+        let (_, truth) = exact(&rows, d);
+        assert!(
+            alignment(&top.vector, &truth.vector) > 0.99,
+            "{}",
+            alignment(&top.vector, &truth.vector)
+        );
+        assert!(top.eigenvalue <= truth.eigenvalue * (1.0 + 1e-12));
+        assert!(truth.eigenvalue - top.eigenvalue <= fd.error_bound() * (1.0 + 1e-9));
+        assert!((top.frobenius_sq - truth.frobenius_sq).abs() <= 1e-9 * truth.frobenius_sq);
+        check_guarantee(&fd, &rows, d, 2);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Two halves sketched apart and merged keep the guarantee for the whole input.
+        #[test]
+        fn merged_sketches_keep_the_guarantee(seed in 0u64..1000, split in 0.05f64..0.95, ell in 2usize..10) {
+            let (n, d) = (600, 12);
+            let rows = low_rank(n, d, 5.0, seed);
+            let cut = ((n as f64) * split) as usize * d;
+            let mut left = FrequentDirections::new(d, ell).unwrap();
+            left.update(&rows[..cut]).unwrap();
+            let mut right = FrequentDirections::new(d, ell).unwrap();
+            right.update(&rows[cut..]).unwrap();
+            left.merge(&right).unwrap();
+            prop_assert_eq!(left.rows, n as u64);
+            check_guarantee(&left, &rows, d, seed);
+        }
+    }
+}
