@@ -59,15 +59,9 @@ impl Error {
                 source,
             },
             Error::Interrupted => Error::Interrupted,
-            Error::DataFusion(e) => Error::Input(format!("{prefix}: {}", strip_df(&e))),
+            Error::DataFusion(e) => Error::Input(format!("{prefix}: {e}")),
             Error::Arrow(e) => Error::Input(format!("{prefix}: {e}")),
             Error::Parquet(e) => Error::Input(format!("{prefix}: {e}")),
         }
     }
-}
-
-/// DataFusion nests context ("Error during planning: …"); keep its message but drop the
-/// Rust-side wrapping that means nothing to a user.
-fn strip_df(e: &DataFusionError) -> String {
-    e.to_string()
 }

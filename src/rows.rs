@@ -399,8 +399,8 @@ mod tests {
         let cols: Vec<String> = columns.iter().map(|s| s.to_string()).collect();
         let mut r = DenseRowReader::new(&b.schema(), &cols, mode)?;
         let rows = r.read(b)?;
-        let out = (rows.values.to_vec(), rows.dim, 0);
-        Ok((out.0, out.1, r.skipped()))
+        let (values, dim) = (rows.values.to_vec(), rows.dim);
+        Ok((values, dim, r.skipped()))
     }
 
     #[test]
