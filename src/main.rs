@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use sketchpipe::generate::{Dtype, LowRank};
+use sketchpipe::generate::{
+    write_rows, Dtype, HeavyRow, HeavyVsBulk, LowRank, SortBy, TableOptions,
+};
 use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
 use sketchpipe::progress::ProgressMode;
 use sketchpipe::query::{run_query, OutputFormat};
@@ -81,13 +83,57 @@ enum Format {
 enum GenerateKind {
     /// Low-rank plus noise rows with a chosen top eigengap R = σ₁²/σ₂² (columns: id, emb).
     LowRank(LowRankArgs),
+    /// One heavy row sqrt(R)·e₁ and m light rows sqrt(1/m)·e_j per other direction, rotated and
+    /// shuffled: the instance where every fixed-η Oja fails (columns: id, emb).
+    HeavyRow(HeavyRowArgs),
+    /// A Gaussian bulk whose own top direction is u, plus a few heavy rows along w ⊥ u that
+    /// carry more mass: the answer is w (columns: id, emb).
+    HeavyVsBulk(HeavyVsBulkArgs),
+}
+
+/// Flags every generator takes.
+#[derive(Args, Debug)]
+struct TableArgs {
+    /// Output file (.parquet, or .csv for one column per dimension).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Random seed: the same flags and seed give the same file.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Element type of the embedding.
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    dtype: DtypeArg,
+    /// Write the rows in a non-random order (builds the table in memory): `norm` = ascending
+    /// row norm, `top` = ascending projection on the planted top direction.
+    #[arg(long, value_enum)]
+    sort_by: Option<SortByArg>,
+}
+
+impl TableArgs {
+    fn options(&self) -> TableOptions {
+        TableOptions {
+            dtype: match self.dtype {
+                DtypeArg::F32 => Dtype::F32,
+                DtypeArg::F64 => Dtype::F64,
+            },
+            sort_by: self.sort_by.map(|s| match s {
+                SortByArg::Norm => SortBy::Norm,
+                SortByArg::Top => SortBy::Top,
+            }),
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum SortByArg {
+    Norm,
+    Top,
 }
 
 #[derive(Args, Debug)]
 struct LowRankArgs {
-    /// Output file (.parquet, or .csv for one column per dimension).
-    #[arg(long, value_name = "FILE")]
-    out: PathBuf,
+    #[command(flatten)]
+    table: TableArgs,
     /// Number of rows.
     #[arg(long, default_value_t = 10_000)]
     rows: u64,
@@ -103,12 +149,42 @@ struct LowRankArgs {
     /// Eigenvalue of the remaining d − rank directions.
     #[arg(long, default_value_t = 0.01)]
     noise: f64,
-    /// Random seed: the same flags and seed give the same file.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Element type of the embedding.
-    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
-    dtype: DtypeArg,
+}
+
+#[derive(Args, Debug)]
+struct HeavyRowArgs {
+    #[command(flatten)]
+    table: TableArgs,
+    /// Row dimension d (the table has 1 + (d − 1)·m rows).
+    #[arg(long, default_value_t = 256)]
+    dim: usize,
+    /// Eigengap R: the heavy row's squared norm over each light direction's total.
+    #[arg(long, default_value_t = 20.0)]
+    gap: f64,
+    /// Light rows per direction (m).
+    #[arg(long, default_value_t = 64)]
+    per_direction: u64,
+}
+
+#[derive(Args, Debug)]
+struct HeavyVsBulkArgs {
+    #[command(flatten)]
+    table: TableArgs,
+    /// Number of light (bulk) rows.
+    #[arg(long, default_value_t = 20_000)]
+    rows: u64,
+    /// Row dimension d.
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// Number of heavy rows (placed at random positions).
+    #[arg(long, default_value_t = 10)]
+    heavy_rows: u64,
+    /// Total heavy mass as a multiple of the bulk's top eigenvalue.
+    #[arg(long, default_value_t = 2.0)]
+    heavy_mass: f64,
+    /// The bulk's own gap: variance along u over every other direction.
+    #[arg(long, default_value_t = 4.0)]
+    bulk_gap: f64,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -176,23 +252,50 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let mut out = stdout.lock();
             run_query(&dir, &args.query, format, &mut out).await
         }
-        Command::Generate(GenerateKind::LowRank(a)) => {
-            let spec = LowRank {
-                rows: a.rows,
-                dim: a.dim,
-                gap: a.gap,
-                rank: a.rank,
-                noise: a.noise,
-                seed: a.seed,
-                dtype: match a.dtype {
-                    DtypeArg::F32 => Dtype::F32,
-                    DtypeArg::F64 => Dtype::F64,
-                },
+        Command::Generate(kind) => {
+            let (rows, table) = match kind {
+                GenerateKind::LowRank(a) => (
+                    LowRank {
+                        rows: a.rows,
+                        dim: a.dim,
+                        gap: a.gap,
+                        rank: a.rank,
+                        noise: a.noise,
+                        seed: a.table.seed,
+                        dtype: Dtype::F32,
+                    }
+                    .rows()?,
+                    a.table,
+                ),
+                GenerateKind::HeavyRow(a) => (
+                    HeavyRow {
+                        dim: a.dim,
+                        gap: a.gap,
+                        per_direction: a.per_direction,
+                        seed: a.table.seed,
+                    }
+                    .rows()?,
+                    a.table,
+                ),
+                GenerateKind::HeavyVsBulk(a) => (
+                    HeavyVsBulk {
+                        rows: a.rows,
+                        dim: a.dim,
+                        heavy_rows: a.heavy_rows,
+                        heavy_mass: a.heavy_mass,
+                        bulk_gap: a.bulk_gap,
+                        seed: a.table.seed,
+                    }
+                    .rows()?,
+                    a.table,
+                ),
             };
-            let out = a.out;
-            let generated = tokio::task::spawn_blocking(move || spec.write(&out, progress))
-                .await
-                .map_err(|e| Error::Numeric(format!("generator task failed: {e}")))??;
+            let options = table.options();
+            let out = table.out;
+            let generated =
+                tokio::task::spawn_blocking(move || write_rows(rows, &out, options, progress))
+                    .await
+                    .map_err(|e| Error::Numeric(format!("generator task failed: {e}")))??;
             if progress != ProgressMode::Quiet {
                 eprintln!(
                     "sketchpipe: wrote {} ({} rows, {:.1} MB)",

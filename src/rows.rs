@@ -165,6 +165,12 @@ impl DenseRowReader {
         self.skipped
     }
 
+    /// Starts counting afresh for another pass over the same input.
+    pub fn restart(&mut self) {
+        self.rows_seen = 0;
+        self.skipped = 0;
+    }
+
     /// Converts one batch; the returned view is valid until the next call.
     pub fn read(&mut self, batch: &RecordBatch) -> Result<DenseRows<'_>> {
         self.buf.clear();

@@ -136,6 +136,28 @@ fn nan_value() {
 }
 
 #[test]
+fn a_failure_after_the_shuffle_spill_leaves_no_spill_files() {
+    // The spill pass succeeds; the shuffled read-back meets the NaN. `fails` checks that
+    // nothing at all is left under the output directory (spill files included).
+    let rows: Vec<Option<Vec<Option<f64>>>> = (0..5000)
+        .map(|i| {
+            Some(vec![
+                Some(if i == 4321 { f64::NAN } else { i as f64 }),
+                Some(1.0),
+            ])
+        })
+        .collect();
+    fails(
+        |d| list_data(d, rows.clone()),
+        &format!(
+            "{HEAD}{}shuffle = true\nshuffle_memory = \"1MiB\"\n",
+            STAGE.replace("algorithm = \"exact\"\n", "")
+        ),
+        &["stage `top`", "NaN", "shuffled order"],
+    );
+}
+
+#[test]
 fn empty_table() {
     fails(
         |d| list_data(d, vec![]),
@@ -248,14 +270,85 @@ fn bad_values_and_unknown_ops() {
 }
 
 #[test]
-fn unimplemented_algorithms_say_so() {
+fn algorithm_specific_keys_are_checked() {
+    let ro = STAGE.replace("algorithm = \"exact\"\n", "");
+    for (stage, extra, expected) in [
+        (
+            STAGE.to_string(),
+            "heavy_factor = 2.0",
+            "only applies to algorithm = \"random-order\"",
+        ),
+        (
+            STAGE.to_string(),
+            "frobenius = \"exact\"",
+            "only applies to algorithm = \"random-order\" or \"oja\"",
+        ),
+        (ro.clone(), "heavy_factor = -1", "must be positive"),
+        (ro.clone(), "power_steps = 0", "at least 1"),
+        (ro.clone(), "block_width = 0", "at least 1"),
+        (
+            ro.clone(),
+            "frobenius = \"exact\"\nprefix_rows = 100",
+            "with frobenius = \"prefix\"",
+        ),
+        (
+            ro.clone(),
+            "frobenius = \"approximate\"",
+            "is not one of: prefix, exact",
+        ),
+        (
+            ro.clone(),
+            "shuffle_memory = \"1GiB\"",
+            "only applies with shuffle = true",
+        ),
+        (
+            ro.clone(),
+            "shuffle = true\nshuffle_memory = \"lots\"",
+            "is not a size",
+        ),
+        (
+            ro.clone(),
+            "shuffle = true\nshuffle_memory = \"10KiB\"",
+            "at least 1MiB",
+        ),
+        (ro.clone(), "heavy_memory = true", "expected a size"),
+    ] {
+        fails(
+            good_data,
+            &format!("{HEAD}{stage}{extra}\n"),
+            &["[stages.top]", expected],
+        );
+    }
+}
+
+#[test]
+fn exceeding_the_heavy_row_budget_is_a_clear_error() {
+    // The 20 heavy rows of this table (‖a‖² = 800 over τ ≈ 440) need 2.5 KiB; 1 KiB is allowed.
     fails(
-        good_data,
-        &format!("{HEAD}{}", STAGE.replace("algorithm = \"exact\"\n", "")),
+        |dir| {
+            assert_ok(&sketchpipe(&[
+                "-q",
+                "generate",
+                "heavy-vs-bulk",
+                "--rows",
+                "2000",
+                "--dim",
+                "16",
+                "--heavy-rows",
+                "20",
+                "--out",
+                dir.join("data.parquet").to_str().unwrap(),
+            ]))
+        },
+        &format!(
+            "{HEAD}{}heavy_memory = 1024\n",
+            STAGE.replace("algorithm = \"exact\"\n", "")
+        ),
         &[
-            "`algorithm`",
-            "`random-order` is not available",
-            "algorithm = \"exact\"",
+            "stage `top`",
+            "heavy rows",
+            "heavy_memory = 1024",
+            "frequent-directions",
         ],
     );
 }

@@ -6,9 +6,23 @@
 
 pub mod exact;
 pub mod fd;
+pub mod oja;
+pub mod random_order;
 
 pub use exact::Gram;
 pub use fd::FrequentDirections;
+pub use oja::Oja;
+pub use random_order::{RandomOrder, RandomOrderParams};
+
+/// What the stream-order algorithms (`random-order`, `oja`) must know before the pass: the
+/// number of rows `n` (Parquet footers carry it; SQL sources need a `COUNT(*)`) and
+/// `‖A‖_F²` — exact from a first pass, or `(n/m) Σ_{i≤m} ‖a_i‖²` from a prefix of `m` rows,
+/// which is unbiased when the order is random.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StreamScale {
+    pub rows: u64,
+    pub frobenius_sq: f64,
+}
 
 /// What every top-eigenvector core reports.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,14 +2,12 @@
 //!
 //! An operator is fed the record batches of its input one at a time (the pipeline may feed
 //! several operators from one scan) and, at the end, returns its output tables as small
-//! `RecordBatch`es. [`consume`] drives one operator from a DataFusion stream directly.
+//! `RecordBatch`es. Some operators need more than one pass (see [`Operator::next_pass`]).
 
 pub mod top_eigenvector;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::execution::SendableRecordBatchStream;
-use futures::StreamExt;
 
 use crate::Result;
 
@@ -30,23 +28,47 @@ pub struct TableDecl {
     pub schema: SchemaRef,
 }
 
-/// A streaming operator.
-pub trait Operator: Send {
-    /// Consumes one batch of the stage's input.
-    fn update(&mut self, batch: &RecordBatch) -> Result<()>;
-    /// Rows of input seen so far (valid or not): recorded in the output metadata.
-    fn rows_read(&self) -> u64;
-    /// Ends the pass and returns the output tables.
-    fn finish(self: Box<Self>) -> Result<Vec<OutputTable>>;
+/// What a pass over the input must look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassKind {
+    /// Any row order will do (sums, Gram matrices, sketches that do not depend on order):
+    /// the pass can share a scan with the shuffle's spill pass.
+    AnyOrder,
+    /// The rows in the stream order the algorithm's guarantee is about (the shuffled order
+    /// when the stage asks for `shuffle = true`).
+    StreamOrder,
 }
 
-/// Drives `op` over a whole stream and returns its output tables.
-pub async fn consume(
-    mut op: Box<dyn Operator>,
-    mut stream: SendableRecordBatchStream,
-) -> Result<Vec<OutputTable>> {
-    while let Some(batch) = stream.next().await {
-        op.update(&batch?)?;
+/// What the runner knows about the input when a pass begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassInfo {
+    /// Input rows, when known exactly (Parquet footers, a `COUNT(*)`, or the shuffle's spill).
+    pub rows: Option<u64>,
+    /// The rows arrive in a uniformly random order (shuffled by sketchpipe).
+    pub order_randomised: bool,
+    /// 1-based number of this scan of the input (the spill pass and a counting pass included).
+    pub scan: u32,
+}
+
+/// A streaming operator, possibly over several passes.
+///
+/// The runner asks [`Operator::next_pass`]; while it says `Some`, it calls `begin_pass`, feeds
+/// every batch of the input through `update`, and calls `end_pass`. Then `finish`.
+pub trait Operator: Send {
+    /// The kind of the next pass this operator needs, or `None` when it is done.
+    fn next_pass(&self) -> Option<PassKind>;
+    /// Whether the next pass needs the exact input row count in [`PassInfo::rows`].
+    fn needs_row_count(&self) -> bool {
+        false
     }
-    op.finish()
+    /// Starts a pass.
+    fn begin_pass(&mut self, info: &PassInfo) -> Result<()>;
+    /// Consumes one batch of the stage's input.
+    fn update(&mut self, batch: &RecordBatch) -> Result<()>;
+    /// Ends the current pass.
+    fn end_pass(&mut self) -> Result<()>;
+    /// Rows of input seen in the main pass (valid or not): recorded in the output metadata.
+    fn rows_read(&self) -> u64;
+    /// Returns the output tables.
+    fn finish(self: Box<Self>) -> Result<Vec<OutputTable>>;
 }

@@ -4,26 +4,31 @@
 //! * `vector` — `component UInt32`, `value Float64`: the unit-norm eigenvector;
 //! * `stats` — one row: algorithm, rows, dim, eigenvalue (estimate of `σ_1²`), heavy_rows,
 //!   state_bytes, seed, plus second_eigenvalue, frobenius_sq, error_bound (a guaranteed bound
-//!   on `‖AᵀA − BᵀB‖₂` for sketches, 0 for `exact`), skipped_rows and passes.
+//!   on `‖AᵀA − BᵀB‖₂` for sketches, 0 for `exact`, null where no bound is known),
+//!   skipped_rows, passes (scans of the input up to this stage's last pass),
+//!   order_randomised (the rows were shuffled), and with `verify = true` the Rayleigh
+//!   quotient `ρ = ‖Av‖²` and residual `‖AᵀAv − ρv‖₂` measured in one more pass.
 
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
+    ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use super::{Operator, OutputTable, TableDecl};
-use crate::eigen::{FrequentDirections, Gram, TopEigen};
+use super::{Operator, OutputTable, PassInfo, PassKind, TableDecl};
+use crate::eigen::{
+    FrequentDirections, Gram, Oja, RandomOrder, RandomOrderParams, StreamScale, TopEigen,
+};
 use crate::rows::{DenseRowReader, OnInvalid};
 use crate::{Error, Result};
 
 /// Which top-eigenvector algorithm a stage runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
-    /// Kacham–Woodruff heavy rows + block power method (arXiv:2412.11963). Not yet built.
+    /// Kacham–Woodruff heavy rows + block power method (arXiv:2412.11963).
     RandomOrder,
-    /// Price–Xun fixed-η Oja (arXiv:2408.10332). Not yet built.
+    /// Price–Xun fixed-η Oja over a grid of η (arXiv:2408.10332).
     Oja,
     /// Gram matrix + symmetric eigensolver: the exact baseline.
     Exact,
@@ -54,10 +59,20 @@ impl Algorithm {
         }
     }
 
-    /// Whether this build implements the algorithm.
-    pub fn is_available(&self) -> bool {
-        matches!(self, Algorithm::Exact | Algorithm::FrequentDirections)
+    /// Whether the answer depends on the row order (and the guarantee needs a random one).
+    pub fn is_order_sensitive(&self) -> bool {
+        matches!(self, Algorithm::RandomOrder | Algorithm::Oja)
     }
+}
+
+/// How `random-order` and `oja` learn `‖A‖_F²` before their pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frobenius {
+    /// `(n/m) Σ_{i≤m} ‖a_i‖²` over the first `m = prefix_rows` rows (buffered, then replayed):
+    /// unbiased in a random-order stream, no extra pass.
+    Prefix,
+    /// An exact first pass (free with `shuffle = true`: it rides on the spill pass).
+    Exact,
 }
 
 /// Validated parameters of a `top_eigenvector` stage.
@@ -67,30 +82,85 @@ pub struct TopEigenvectorParams {
     pub columns: Vec<String>,
     pub algorithm: Algorithm,
     pub seed: u64,
-    /// Out-of-core shuffle before the pass (ignored by `exact` and `frequent-directions`,
-    /// whose answers do not depend on the order).
+    /// Exact uniform out-of-core shuffle before the pass.
     pub shuffle: bool,
+    /// Memory budget of the shuffle (bytes held in memory at once while reading it back).
+    pub shuffle_memory: u64,
     pub on_invalid: OnInvalid,
     /// Sketch size `ℓ` of `frequent-directions`.
     pub ell: usize,
+    /// `random-order` / `oja`: how `‖A‖_F²` is obtained.
+    pub frobenius: Frobenius,
+    /// Rows of the prefix under [`Frobenius::Prefix`].
+    pub prefix_rows: u64,
+    /// `random-order` knobs.
+    pub random_order: RandomOrderParams,
+    /// One more pass computing the Rayleigh quotient `‖Av‖²` and the residual
+    /// `‖AᵀAv − ρv‖` of the answer.
+    pub verify: bool,
+}
+
+impl TopEigenvectorParams {
+    /// Defaults for everything but the columns.
+    pub fn new(columns: Vec<String>, algorithm: Algorithm) -> Self {
+        TopEigenvectorParams {
+            columns,
+            algorithm,
+            seed: 42,
+            shuffle: false,
+            shuffle_memory: DEFAULT_SHUFFLE_MEMORY,
+            on_invalid: OnInvalid::default(),
+            ell: DEFAULT_ELL,
+            frobenius: Frobenius::Prefix,
+            prefix_rows: DEFAULT_PREFIX_ROWS,
+            random_order: RandomOrderParams::default(),
+            verify: false,
+        }
+    }
 }
 
 /// Default `ℓ` for `frequent-directions`.
 pub const DEFAULT_ELL: usize = 32;
+/// Default prefix length for estimating `‖A‖_F²`.
+pub const DEFAULT_PREFIX_ROWS: u64 = 4096;
+/// Default `shuffle_memory`: 512 MiB.
+pub const DEFAULT_SHUFFLE_MEMORY: u64 = 512 << 20;
 
 /// The core an operator runs, created when the first valid row tells the dimension.
 enum Core {
     Exact(Gram),
     FrequentDirections(FrequentDirections),
+    RandomOrder(Box<RandomOrder>),
+    Oja(Oja),
+    /// `random-order` / `oja` buffering the prefix that estimates `‖A‖_F²`.
+    Prefix {
+        d: usize,
+        buf: Vec<f64>,
+        sq: f64,
+    },
 }
 
 impl Core {
-    fn new(params: &TopEigenvectorParams, d: usize) -> Result<Self> {
-        Ok(match params.algorithm {
-            Algorithm::FrequentDirections => {
+    /// The core for dimension `d`; `scale` is `None` for the order-free algorithms and for a
+    /// stream-order algorithm that must estimate it first (then a prefix buffer).
+    fn new(params: &TopEigenvectorParams, d: usize, scale: Option<StreamScale>) -> Result<Self> {
+        Ok(match (params.algorithm, scale) {
+            (Algorithm::Exact, _) => Core::Exact(Gram::new(d)?),
+            (Algorithm::FrequentDirections, _) => {
                 Core::FrequentDirections(FrequentDirections::new(d, params.ell)?)
             }
-            _ => Core::Exact(Gram::new(d)?),
+            (Algorithm::RandomOrder, Some(scale)) => Core::RandomOrder(Box::new(RandomOrder::new(
+                d,
+                scale,
+                params.random_order,
+                params.seed,
+            )?)),
+            (Algorithm::Oja, Some(scale)) => Core::Oja(Oja::new(d, scale, params.seed)?),
+            (_, None) => Core::Prefix {
+                d,
+                buf: Vec::new(),
+                sq: 0.0,
+            },
         })
     }
 
@@ -98,24 +168,96 @@ impl Core {
         match self {
             Core::Exact(g) => g.update(rows),
             Core::FrequentDirections(fd) => fd.update(rows)?,
+            Core::RandomOrder(ro) => ro.update(rows)?,
+            Core::Oja(oja) => oja.update(rows),
+            Core::Prefix { buf, sq, .. } => {
+                *sq += rows.iter().map(|x| x * x).sum::<f64>();
+                buf.extend_from_slice(rows);
+            }
         }
         Ok(())
     }
 
-    /// The answer and the bound on `‖AᵀA − BᵀB‖₂` (zero for the exact core).
-    fn finish(&self) -> Result<(TopEigen, f64)> {
+    /// Rows buffered by a prefix core.
+    fn buffered_rows(&self) -> Option<u64> {
+        match self {
+            Core::Prefix { d, buf, .. } => Some((buf.len() / d) as u64),
+            _ => None,
+        }
+    }
+
+    /// Ends the prefix: `‖A‖_F² ≈ (rows / rows_read) Σ ‖a‖²`, then replays the buffer.
+    fn leave_prefix(
+        &mut self,
+        params: &TopEigenvectorParams,
+        rows: u64,
+        rows_read: u64,
+    ) -> Result<u64> {
+        let Core::Prefix { d, buf, sq } = self else {
+            return Ok(0);
+        };
+        let frobenius_sq = *sq * rows as f64 / rows_read.max(1) as f64;
+        let buf = std::mem::take(buf);
+        let mut core = Core::new(params, *d, Some(StreamScale { rows, frobenius_sq }))?;
+        core.update(&buf)?;
+        *self = core;
+        Ok((buf.capacity() * 8) as u64)
+    }
+
+    /// The answer and the bound on `‖AᵀA − BᵀB‖₂` (zero for the exact core, none known for
+    /// the stream-order ones).
+    fn finish(&self) -> Result<(TopEigen, Option<f64>)> {
         Ok(match self {
-            Core::Exact(g) => (g.finish()?, 0.0),
-            Core::FrequentDirections(fd) => (fd.finish()?, fd.error_bound()),
+            Core::Exact(g) => (g.finish()?, Some(0.0)),
+            Core::FrequentDirections(fd) => (fd.finish()?, Some(fd.error_bound())),
+            Core::RandomOrder(ro) => (ro.finish()?, None),
+            Core::Oja(oja) => (oja.finish()?, None),
+            Core::Prefix { .. } => unreachable!("the prefix is left at the end of the pass"),
         })
     }
 }
 
-/// The operator: rows adapter + exact Gram core.
+/// One pass of the operator's plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Exact `‖A‖_F²` before a stream-order pass.
+    Frobenius,
+    /// The algorithm's own pass.
+    Main,
+    /// Rayleigh quotient and residual of the answer.
+    Verify,
+}
+
+/// The answer of the main pass.
+struct Answer {
+    top: TopEigen,
+    bound: Option<f64>,
+    rows_read: u64,
+    skipped: u64,
+}
+
+/// Accumulators of the verify pass: `ρ = Σ⟨a, v⟩²`, `AᵀAv = Σ ⟨a, v⟩ a`.
+struct Verify {
+    rayleigh: f64,
+    atav: Vec<f64>,
+}
+
+/// The operator: rows adapter + one core, over the passes its parameters call for.
 pub struct TopEigenvectorOp {
     params: TopEigenvectorParams,
     reader: DenseRowReader,
+    plan: Vec<Pass>,
+    /// Index in `plan` of the pass in progress or next.
+    at: usize,
+    info: Option<PassInfo>,
+    frobenius_sq: Option<f64>,
     core: Option<Core>,
+    /// Largest prefix buffer held (counted into `state_bytes`).
+    prefix_bytes: u64,
+    answer: Option<Answer>,
+    verify: Option<Verify>,
+    order_randomised: bool,
+    last_scan: u32,
 }
 
 static VECTOR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -133,12 +275,15 @@ static STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("eigenvalue", DataType::Float64, false),
         Field::new("second_eigenvalue", DataType::Float64, true),
         Field::new("frobenius_sq", DataType::Float64, false),
-        Field::new("error_bound", DataType::Float64, false),
+        Field::new("error_bound", DataType::Float64, true),
         Field::new("heavy_rows", DataType::UInt64, false),
         Field::new("state_bytes", DataType::UInt64, false),
         Field::new("skipped_rows", DataType::UInt64, false),
         Field::new("passes", DataType::UInt32, false),
         Field::new("seed", DataType::UInt64, false),
+        Field::new("order_randomised", DataType::Boolean, false),
+        Field::new("rayleigh_quotient", DataType::Float64, true),
+        Field::new("residual", DataType::Float64, true),
     ]))
 });
 
@@ -159,22 +304,33 @@ impl TopEigenvectorOp {
 
     /// Checks the input schema against the parameters; no data is read.
     pub fn new(params: TopEigenvectorParams, input: &Schema) -> Result<Self> {
-        if !params.algorithm.is_available() {
-            return Err(Error::Config(format!(
-                "algorithm `{}` is not available in sketchpipe {} yet; use \"exact\" or \"frequent-directions\"",
-                params.algorithm.as_str(),
-                crate::VERSION
-            )));
-        }
         let reader = DenseRowReader::new(input, &params.columns, params.on_invalid)?;
+        let mut plan = Vec::new();
+        if params.algorithm.is_order_sensitive() && params.frobenius == Frobenius::Exact {
+            plan.push(Pass::Frobenius);
+        }
+        plan.push(Pass::Main);
+        if params.verify {
+            plan.push(Pass::Verify);
+        }
         Ok(TopEigenvectorOp {
             params,
             reader,
+            plan,
+            at: 0,
+            info: None,
+            frobenius_sq: None,
             core: None,
+            prefix_bytes: 0,
+            answer: None,
+            verify: None,
+            order_randomised: false,
+            last_scan: 0,
         })
     }
 
-    fn tables_from(&self, top: &TopEigen, error_bound: f64) -> Result<Vec<OutputTable>> {
+    fn tables_from(&self, answer: &Answer) -> Result<Vec<OutputTable>> {
+        let top = &answer.top;
         let d = top.vector.len();
         let vector = RecordBatch::try_new(
             VECTOR_SCHEMA.clone(),
@@ -183,6 +339,20 @@ impl TopEigenvectorOp {
                 Arc::new(Float64Array::from(top.vector.clone())),
             ],
         )?;
+        let (rayleigh, residual) = match &self.verify {
+            Some(v) => {
+                let rho = v.rayleigh;
+                let r = v
+                    .atav
+                    .iter()
+                    .zip(&top.vector)
+                    .map(|(x, y)| (x - rho * y).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                (Some(rho), Some(r))
+            }
+            None => (None, None),
+        };
         let stats = RecordBatch::try_new(
             STATS_SCHEMA.clone(),
             vec![
@@ -192,12 +362,17 @@ impl TopEigenvectorOp {
                 Arc::new(Float64Array::from(vec![top.eigenvalue])),
                 Arc::new(Float64Array::from(vec![top.second_eigenvalue])),
                 Arc::new(Float64Array::from(vec![top.frobenius_sq])),
-                Arc::new(Float64Array::from(vec![error_bound])),
+                Arc::new(Float64Array::from(vec![answer.bound])),
                 Arc::new(UInt64Array::from(vec![top.heavy_rows])),
-                Arc::new(UInt64Array::from(vec![top.state_bytes])),
-                Arc::new(UInt64Array::from(vec![self.reader.skipped()])),
-                Arc::new(UInt32Array::from(vec![1u32])),
+                Arc::new(UInt64Array::from(vec![top
+                    .state_bytes
+                    .max(self.prefix_bytes)])),
+                Arc::new(UInt64Array::from(vec![answer.skipped])),
+                Arc::new(UInt32Array::from(vec![self.last_scan])),
                 Arc::new(UInt64Array::from(vec![self.params.seed])),
+                Arc::new(BooleanArray::from(vec![self.order_randomised])),
+                Arc::new(Float64Array::from(vec![rayleigh])),
+                Arc::new(Float64Array::from(vec![residual])),
             ],
         )?;
         Ok(vec![
@@ -211,33 +386,150 @@ impl TopEigenvectorOp {
             },
         ])
     }
-}
 
-impl Operator for TopEigenvectorOp {
-    fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn no_rows_error(&self) -> Error {
+        Error::Input(match self.reader.rows_seen() {
+            0 => "the input has no rows".to_string(),
+            n => format!("all {n} input rows were invalid and skipped; nothing to compute"),
+        })
+    }
+
+    fn main_update(&mut self, batch: &RecordBatch) -> Result<()> {
         let rows = self.reader.read(batch)?;
         if rows.rows == 0 {
             return Ok(());
         }
+        let params = &self.params;
+        let scale = match (params.algorithm.is_order_sensitive(), self.frobenius_sq) {
+            (true, Some(frobenius_sq)) => Some(StreamScale {
+                rows: self.info.and_then(|i| i.rows).unwrap_or(0),
+                frobenius_sq,
+            }),
+            _ => None,
+        };
         let core = match &mut self.core {
             Some(core) => core,
-            None => self.core.insert(Core::new(&self.params, rows.dim)?),
+            None => self.core.insert(Core::new(params, rows.dim, scale)?),
         };
-        core.update(rows.values)
+        core.update(rows.values)?;
+        if core
+            .buffered_rows()
+            .is_some_and(|m| m >= params.prefix_rows)
+        {
+            let total = self.info.and_then(|i| i.rows).unwrap_or(0);
+            let read = self.reader.rows_seen();
+            let bytes = core.leave_prefix(params, total.max(read), read)?;
+            self.prefix_bytes = self.prefix_bytes.max(bytes);
+        }
+        Ok(())
+    }
+}
+
+impl Operator for TopEigenvectorOp {
+    fn next_pass(&self) -> Option<PassKind> {
+        self.plan.get(self.at).map(|pass| match pass {
+            Pass::Main if self.params.algorithm.is_order_sensitive() => PassKind::StreamOrder,
+            _ => PassKind::AnyOrder,
+        })
+    }
+
+    fn needs_row_count(&self) -> bool {
+        self.plan.get(self.at) == Some(&Pass::Main) && self.params.algorithm.is_order_sensitive()
+    }
+
+    fn begin_pass(&mut self, info: &PassInfo) -> Result<()> {
+        self.info = Some(*info);
+        self.last_scan = info.scan;
+        self.reader.restart();
+        match self.plan[self.at] {
+            Pass::Frobenius => self.frobenius_sq = Some(0.0),
+            Pass::Main => {
+                self.order_randomised = info.order_randomised;
+                if self.needs_row_count() && info.rows.is_none() {
+                    return Err(Error::Input(format!(
+                        "algorithm `{}` needs the input's row count before its pass, and it is not known",
+                        self.params.algorithm.as_str()
+                    )));
+                }
+            }
+            Pass::Verify => {
+                let d = self.answer.as_ref().map_or(0, |a| a.top.vector.len());
+                self.verify = Some(Verify {
+                    rayleigh: 0.0,
+                    atav: vec![0.0; d],
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self.plan[self.at] {
+            Pass::Main => self.main_update(batch),
+            Pass::Frobenius => {
+                let rows = self.reader.read(batch)?;
+                let sq: f64 = rows.values.iter().map(|x| x * x).sum();
+                *self.frobenius_sq.get_or_insert(0.0) += sq;
+                Ok(())
+            }
+            Pass::Verify => {
+                let rows = self.reader.read(batch)?;
+                let (Some(verify), Some(answer)) = (&mut self.verify, &self.answer) else {
+                    return Ok(());
+                };
+                let v = &answer.top.vector;
+                for a in rows.values.chunks_exact(v.len().max(1)) {
+                    let t: f64 = a.iter().zip(v).map(|(x, y)| x * y).sum();
+                    verify.rayleigh += t * t;
+                    for (acc, x) in verify.atav.iter_mut().zip(a) {
+                        *acc += t * x;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn end_pass(&mut self) -> Result<()> {
+        let pass = self.plan[self.at];
+        self.at += 1;
+        match pass {
+            Pass::Frobenius => {
+                if self.frobenius_sq.is_some_and(|f| f <= 0.0) {
+                    // All-zero or empty input: the main pass reports it properly.
+                    self.frobenius_sq = None;
+                }
+            }
+            Pass::Main => {
+                let Some(core) = &mut self.core else {
+                    return Err(self.no_rows_error());
+                };
+                // A stream shorter than the prefix: its `‖A‖_F²` is exact.
+                let read = self.reader.rows_seen();
+                let bytes = core.leave_prefix(&self.params, read, read)?;
+                self.prefix_bytes = self.prefix_bytes.max(bytes);
+                let (top, bound) = core.finish()?;
+                self.answer = Some(Answer {
+                    top,
+                    bound,
+                    rows_read: read,
+                    skipped: self.reader.skipped(),
+                });
+                self.core = None;
+            }
+            Pass::Verify => {}
+        }
+        Ok(())
     }
 
     fn rows_read(&self) -> u64 {
-        self.reader.rows_seen()
+        self.answer.as_ref().map_or(0, |a| a.rows_read)
     }
 
     fn finish(self: Box<Self>) -> Result<Vec<OutputTable>> {
-        let Some(core) = &self.core else {
-            return Err(Error::Input(match self.reader.rows_seen() {
-                0 => "the input has no rows".to_string(),
-                n => format!("all {n} input rows were invalid and skipped; nothing to compute"),
-            }));
+        let Some(answer) = &self.answer else {
+            return Err(self.no_rows_error());
         };
-        let (top, error_bound) = core.finish()?;
-        self.tables_from(&top, error_bound)
+        self.tables_from(answer)
     }
 }

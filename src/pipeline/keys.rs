@@ -94,6 +94,32 @@ impl<'a> Keys<'a> {
         }
     }
 
+    /// An optional finite number (integers are accepted).
+    pub fn float(&mut self, key: &'static str) -> Result<Option<f64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Integer(i)) => Ok(Some(*i as f64)),
+            Some(Value::Float(f)) if f.is_finite() => Ok(Some(*f)),
+            Some(v) => Err(self.type_error(key, "a number", v)),
+        }
+    }
+
+    /// An optional size in bytes: an integer, or a string such as `"512MiB"`, `"2GiB"`,
+    /// `"100MB"`, `"64KiB"`.
+    pub fn bytes(&mut self, key: &'static str) -> Result<Option<u64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Integer(i)) if *i > 0 => Ok(Some(*i as u64)),
+            Some(Value::String(s)) => parse_bytes(s).map(Some).ok_or_else(|| {
+                self.error(
+                    key,
+                    format!("`{s}` is not a size; write e.g. \"512MiB\", \"2GiB\" or a byte count"),
+                )
+            }),
+            Some(v) => Err(self.type_error(key, "a size such as \"512MiB\"", v)),
+        }
+    }
+
     /// A required list of strings (a single string is accepted as a list of one).
     pub fn string_list(&mut self, key: &'static str) -> Result<Vec<String>> {
         let list = match self.get(key) {
@@ -137,5 +163,45 @@ impl<'a> Keys<'a> {
     /// The raw value of `key` (marking it as accepted), for sections with their own structure.
     pub fn table_value(&mut self, key: &'static str) -> Option<&'a Value> {
         self.get(key)
+    }
+}
+
+/// Parses `"512MiB"`-style sizes (binary `KiB/MiB/GiB/TiB`, decimal `KB/MB/GB/TB`, or `B`).
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        _ => return None,
+    };
+    let bytes = number * factor;
+    (bytes >= 1.0 && bytes.is_finite()).then_some(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_parse_in_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("512MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("1.5 GiB"), Some(3 << 29));
+        assert_eq!(parse_bytes("100MB"), Some(100_000_000));
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("12 parsecs"), None);
+        assert_eq!(parse_bytes("0MiB"), None);
+        assert_eq!(parse_bytes(""), None);
     }
 }

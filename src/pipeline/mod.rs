@@ -4,10 +4,12 @@
 //! * [`source`] turns sources into DataFusion data frames;
 //! * [`run`] checks every stage against its input schema, then scans each input once, feeding
 //!   every stage that reads it, and hands the results to
-//! * [`sink`], which writes each stage's tables atomically.
+//! * [`sink`], which writes each stage's tables atomically;
+//! * [`shuffle`] gives stages that ask for it an exactly uniform row order, out of core.
 
 mod keys;
 pub mod run;
+pub mod shuffle;
 pub mod sink;
 pub mod source;
 pub mod spec;

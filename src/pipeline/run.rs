@@ -3,28 +3,34 @@
 //! 1. Register the sources and check every stage against its input's schema (columns exist,
 //!    types fit) — all before any row is read.
 //! 2. Scan each input once, feeding every stage that reads it (one scan, several stages),
-//!    projecting only the columns those stages need.
+//!    projecting only the columns those stages need. Stages that need more passes (an exact
+//!    `‖A‖_F²` first, a `verify` pass after) get them, still shared between stages; stages
+//!    with `shuffle = true` read the input through an out-of-core shuffle (a spill pass,
+//!    which also serves any pass that does not care about order, then shuffled read-backs).
 //! 3. Write each stage's tables to a temporary directory; later stages of the run read them
 //!    there. Only when every stage has succeeded are the outputs moved into place, so a
 //!    failed run changes nothing.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::common::stats::Precision;
 use datafusion::dataframe::DataFrame;
 use datafusion::physical_plan::{execute_stream, StatisticsArgs, StatisticsContext};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::Notify;
 
+use super::shuffle::{Spilled, Spiller};
 use super::sink::StageOutput;
 use super::source::{register_sources, session, source_frame};
 use super::spec::{Input, OpSpec, PipelineSpec, StageSpec};
-use crate::operators::{Operator, TopEigenvectorOp};
+use crate::operators::{Operator, PassInfo, PassKind, TopEigenvectorOp};
 use crate::progress::{Progress, ProgressMode};
 use crate::{Error, Result};
 
@@ -59,9 +65,17 @@ pub struct StageSummary {
     pub rows_read: u64,
 }
 
-/// All stages reading one input, scanned together.
+/// How a group's rows are ordered: as read, or shuffled with this seed and memory budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shuffle {
+    seed: u64,
+    memory: u64,
+}
+
+/// All stages reading one input in the same order, scanned together.
 struct Group<'a> {
     input: Input,
+    shuffle: Option<Shuffle>,
     stages: Vec<&'a StageSpec>,
     /// Union of the stages' columns, in first-use order: the scan's projection.
     columns: Vec<String>,
@@ -120,7 +134,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             .iter()
             .map(|s| (*s, ops.remove(&s.name).expect("built in phase 1")))
             .collect();
-        scan(
+        run_group(
             &ctx,
             spec,
             group,
@@ -128,6 +142,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             &mut group_ops,
             opts.progress,
             &interrupt,
+            &output_dir.join(super::sink::TMP_DIR),
         )
         .await?;
 
@@ -181,11 +196,19 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
 fn group_by_input(spec: &PipelineSpec) -> Vec<Group<'_>> {
     let mut groups: Vec<Group<'_>> = Vec::new();
     for stage in &spec.stages {
-        let group = match groups.iter_mut().find(|g| g.input == stage.input) {
+        let shuffle = stage
+            .op
+            .shuffle()
+            .map(|(seed, memory)| Shuffle { seed, memory });
+        let group = match groups
+            .iter_mut()
+            .find(|g| g.input == stage.input && g.shuffle == shuffle)
+        {
             Some(g) => g,
             None => {
                 groups.push(Group {
                     input: stage.input.clone(),
+                    shuffle,
                     stages: Vec::new(),
                     columns: Vec::new(),
                 });
@@ -268,8 +291,9 @@ fn describe_input(spec: &PipelineSpec, input: &Input) -> String {
     }
 }
 
-/// Streams one input through the group's operators, with progress and Ctrl-C handling.
-async fn scan(
+/// Runs every pass the group's operators ask for; see the module docs.
+#[allow(clippy::too_many_arguments)]
+async fn run_group(
     ctx: &SessionContext,
     spec: &PipelineSpec,
     group: &Group<'_>,
@@ -277,45 +301,206 @@ async fn scan(
     ops: &mut [(&StageSpec, Box<dyn Operator>)],
     mode: ProgressMode,
     interrupt: &Interrupt,
+    tmp_root: &Path,
 ) -> Result<()> {
-    let plan = frame.create_physical_plan().await?;
-    // Parquet footers give an exact row count for free; other sources give none (no ETA).
-    let total = StatisticsContext::new()
-        .compute(plan.as_ref(), &StatisticsArgs::new())
-        .ok()
-        .and_then(|s| match s.num_rows {
-            // Estimates (after a filter, say) would show a wrong 100 %: only exact counts.
-            Precision::Exact(n) => Some(n as u64),
-            _ => None,
-        });
-    let stream = execute_stream(plan, ctx.task_ctx())?;
-    tokio::pin!(stream);
+    let what = describe_input(spec, &group.input);
     let label = match &group.input {
         Input::Source(name) => format!("source `{name}`"),
         other => other.to_string(),
     };
-    let mut progress = Progress::new(label, total, mode);
+    let (mut rows, estimated_bytes) = statistics(&frame).await?;
+    let mut spilled: Option<Spilled> = None;
+    let mut scans = 0u32;
+    loop {
+        let wanting: Vec<(usize, PassKind)> = ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, op))| op.next_pass().map(|k| (i, k)))
+            .collect();
+        if wanting.is_empty() {
+            return Ok(());
+        }
+        if let (Some(shuffle), None) = (group.shuffle, &spilled) {
+            // Spill pass: also serves every pass that does not care about the order.
+            let fed: Vec<usize> = wanting
+                .iter()
+                .filter(|(_, k)| *k == PassKind::AnyOrder)
+                .map(|(i, _)| *i)
+                .collect();
+            scans += 1;
+            let info = PassInfo {
+                rows,
+                order_randomised: false,
+                scan: scans,
+            };
+            begin(ops, &fed, &info, &what)?;
+            let plan = frame.clone().create_physical_plan().await?;
+            let schema = plan.schema();
+            let mut spiller = Spiller::new(
+                tmp_root,
+                schema,
+                shuffle.seed,
+                shuffle.memory,
+                estimated_bytes,
+            )?;
+            let stream = execute_stream(plan, ctx.task_ctx())?.map(|b| b.map_err(Error::from));
+            let pass = format!("{label}, spilling for the shuffle");
+            drive(
+                stream.boxed(),
+                rows,
+                &pass,
+                mode,
+                interrupt,
+                &what,
+                |batch| {
+                    spiller.push(batch)?;
+                    feed(ops, &fed, batch, &what)
+                },
+            )
+            .await?;
+            let done = spiller.finish()?;
+            rows = Some(done.rows());
+            spilled = Some(done);
+            end(ops, &fed, &what)?;
+            continue;
+        }
+        let fed: Vec<usize> = wanting.iter().map(|(i, _)| *i).collect();
+        if rows.is_none() && fed.iter().any(|&i| ops[i].1.needs_row_count()) {
+            scans += 1;
+            rows = Some(frame.clone().count().await? as u64);
+        }
+        scans += 1;
+        let info = PassInfo {
+            rows,
+            order_randomised: spilled.is_some(),
+            scan: scans,
+        };
+        begin(ops, &fed, &info, &what)?;
+        let pass = match (&spilled, scans) {
+            (Some(_), _) => format!("{label}, shuffled (scan {scans})"),
+            (None, 1) => label.clone(),
+            (None, n) => format!("{label} (scan {n})"),
+        };
+        let what = match &spilled {
+            Some(_) => {
+                format!("{what}, read in shuffled order: row numbers are shuffled positions")
+            }
+            None => what.clone(),
+        };
+        let feed_all = |batch: &RecordBatch| feed(ops, &fed, batch, &what);
+        match &spilled {
+            Some(s) => {
+                let stream = futures::stream::iter(s.replay());
+                drive(
+                    stream.boxed(),
+                    rows,
+                    &pass,
+                    mode,
+                    interrupt,
+                    &what,
+                    feed_all,
+                )
+                .await?;
+            }
+            None => {
+                let plan = frame.clone().create_physical_plan().await?;
+                let stream = execute_stream(plan, ctx.task_ctx())?.map(|b| b.map_err(Error::from));
+                drive(
+                    stream.boxed(),
+                    rows,
+                    &pass,
+                    mode,
+                    interrupt,
+                    &what,
+                    feed_all,
+                )
+                .await?;
+            }
+        }
+        end(ops, &fed, &what)?;
+    }
+}
+
+/// The input's exact row count (Parquet footers give it for free; estimates after a filter
+/// are not used: they would show a wrong 100 % and size blocks wrongly) and estimated bytes.
+async fn statistics(frame: &DataFrame) -> Result<(Option<u64>, Option<u64>)> {
+    let plan = frame.clone().create_physical_plan().await?;
+    let stats = StatisticsContext::new()
+        .compute(plan.as_ref(), &StatisticsArgs::new())
+        .ok();
+    let rows = stats.as_ref().and_then(|s| match s.num_rows {
+        Precision::Exact(n) => Some(n as u64),
+        _ => None,
+    });
+    let bytes = stats
+        .as_ref()
+        .and_then(|s| s.total_byte_size.get_value().map(|b| *b as u64));
+    Ok((rows, bytes))
+}
+
+fn stage_context(stage: &StageSpec, what: &str) -> String {
+    format!("stage `{}` ({what})", stage.name)
+}
+
+fn begin(
+    ops: &mut [(&StageSpec, Box<dyn Operator>)],
+    which: &[usize],
+    info: &PassInfo,
+    what: &str,
+) -> Result<()> {
+    for &i in which {
+        let (stage, op) = &mut ops[i];
+        op.begin_pass(info)
+            .map_err(|e| e.context(stage_context(stage, what)))?;
+    }
+    Ok(())
+}
+
+fn feed(
+    ops: &mut [(&StageSpec, Box<dyn Operator>)],
+    which: &[usize],
+    batch: &RecordBatch,
+    what: &str,
+) -> Result<()> {
+    for &i in which {
+        let (stage, op) = &mut ops[i];
+        op.update(batch)
+            .map_err(|e| e.context(stage_context(stage, what)))?;
+    }
+    Ok(())
+}
+
+fn end(ops: &mut [(&StageSpec, Box<dyn Operator>)], which: &[usize], what: &str) -> Result<()> {
+    for &i in which {
+        let (stage, op) = &mut ops[i];
+        op.end_pass()
+            .map_err(|e| e.context(stage_context(stage, what)))?;
+    }
+    Ok(())
+}
+
+/// Streams one pass through `on_batch`, with progress and Ctrl-C handling.
+async fn drive(
+    mut stream: BoxStream<'_, Result<RecordBatch>>,
+    total: Option<u64>,
+    label: &str,
+    mode: ProgressMode,
+    interrupt: &Interrupt,
+    what: &str,
+    mut on_batch: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let mut progress = Progress::new(label.to_string(), total, mode);
     loop {
         let next = tokio::select! {
             next = stream.next() => next,
             _ = interrupt.wait() => return Err(Error::Interrupted),
         };
         let Some(batch) = next else { break };
-        let batch = batch.map_err(|e| {
-            Error::Input(format!(
-                "reading {}: {e}",
-                describe_input(spec, &group.input)
-            ))
+        let batch = batch.map_err(|e| match e {
+            Error::DataFusion(_) | Error::Arrow(_) => Error::Input(format!("reading {what}: {e}")),
+            other => other,
         })?;
-        for (stage, op) in ops.iter_mut() {
-            op.update(&batch).map_err(|e| {
-                e.context(format!(
-                    "stage `{}` ({})",
-                    stage.name,
-                    describe_input(spec, &group.input)
-                ))
-            })?;
-        }
+        on_batch(&batch)?;
         progress.inc(
             batch.num_rows() as u64,
             batch.get_array_memory_size() as u64,

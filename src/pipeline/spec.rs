@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use super::keys::Keys;
-use crate::operators::top_eigenvector::DEFAULT_ELL;
+use crate::operators::top_eigenvector::Frobenius;
 use crate::operators::{Algorithm, TableDecl, TopEigenvectorOp, TopEigenvectorParams};
 use crate::rows::OnInvalid;
 use crate::{Error, Result};
@@ -153,6 +153,13 @@ impl OpSpec {
     pub fn seed(&self) -> Option<u64> {
         match self {
             OpSpec::TopEigenvector(p) => Some(p.seed),
+        }
+    }
+
+    /// `(seed, memory budget)` when the stage reads its input through the shuffle.
+    pub fn shuffle(&self) -> Option<(u64, u64)> {
+        match self {
+            OpSpec::TopEigenvector(p) => p.shuffle.then_some((p.seed, p.shuffle_memory)),
         }
     }
 }
@@ -399,39 +406,94 @@ fn parse_top_eigenvector(keys: &mut Keys<'_>) -> Result<TopEigenvectorParams> {
         .choice("algorithm", &Algorithm::NAMES)?
         .map(|s| Algorithm::parse(&s).expect("choice checked"))
         .unwrap_or(Algorithm::RandomOrder);
-    if !algorithm.is_available() {
-        return Err(keys.error(
-            "algorithm",
-            format!(
-                "`{}` is not available in sketchpipe {} yet (it is the default once it is); \
-                 set algorithm = \"exact\" or \"frequent-directions\"",
-                algorithm.as_str(),
-                crate::VERSION
-            ),
-        ));
+    let mut p = TopEigenvectorParams::new(columns, algorithm);
+    let only_for = |keys: &Keys<'_>, key: &str, what: &str| {
+        keys.error(key, format!("only applies to algorithm = {what}"))
+    };
+    if let Some(seed) = keys.unsigned("seed")? {
+        p.seed = seed;
     }
-    let seed = keys.unsigned("seed")?.unwrap_or(42);
-    let shuffle = keys.boolean("shuffle")?.unwrap_or(false);
-    let ell = keys.unsigned("ell")?;
-    if ell.is_some() && algorithm != Algorithm::FrequentDirections {
-        return Err(keys.error("ell", "only applies to algorithm = \"frequent-directions\""));
+    p.shuffle = keys.boolean("shuffle")?.unwrap_or(false);
+    if let Some(m) = keys.bytes("shuffle_memory")? {
+        if !p.shuffle {
+            return Err(keys.error("shuffle_memory", "only applies with shuffle = true"));
+        }
+        if m < 1 << 20 {
+            return Err(keys.error("shuffle_memory", "must be at least 1MiB"));
+        }
+        p.shuffle_memory = m;
     }
-    let ell = ell.unwrap_or(DEFAULT_ELL as u64);
-    if ell < 2 {
-        return Err(keys.error("ell", format!("must be at least 2, got {ell}")));
+    p.verify = keys.boolean("verify")?.unwrap_or(false);
+    if let Some(ell) = keys.unsigned("ell")? {
+        if algorithm != Algorithm::FrequentDirections {
+            return Err(only_for(keys, "ell", "\"frequent-directions\""));
+        }
+        if ell < 2 {
+            return Err(keys.error("ell", format!("must be at least 2, got {ell}")));
+        }
+        p.ell = ell as usize;
     }
-    let on_invalid = keys
-        .choice("on_invalid", &["error", "skip"])?
-        .map(|s| OnInvalid::parse(&s).expect("choice checked"))
-        .unwrap_or_default();
-    Ok(TopEigenvectorParams {
-        columns,
-        algorithm,
-        seed,
-        shuffle,
-        on_invalid,
-        ell: ell as usize,
-    })
+    let stream_order = "\"random-order\" or \"oja\"";
+    if let Some(f) = keys.choice("frobenius", &["prefix", "exact"])? {
+        if !algorithm.is_order_sensitive() {
+            return Err(only_for(keys, "frobenius", stream_order));
+        }
+        p.frobenius = if f == "exact" {
+            Frobenius::Exact
+        } else {
+            Frobenius::Prefix
+        };
+    }
+    if let Some(m) = keys.unsigned("prefix_rows")? {
+        if !algorithm.is_order_sensitive() || p.frobenius != Frobenius::Prefix {
+            return Err(keys.error(
+                "prefix_rows",
+                format!("only applies to algorithm = {stream_order} with frobenius = \"prefix\""),
+            ));
+        }
+        if m == 0 {
+            return Err(keys.error("prefix_rows", "must be at least 1"));
+        }
+        p.prefix_rows = m;
+    }
+    let ro = "\"random-order\"";
+    if let Some(f) = keys.float("heavy_factor")? {
+        if algorithm != Algorithm::RandomOrder {
+            return Err(only_for(keys, "heavy_factor", ro));
+        }
+        if f <= 0.0 {
+            return Err(keys.error("heavy_factor", format!("must be positive, got {f}")));
+        }
+        p.random_order.heavy_factor = f;
+    }
+    if let Some(steps) = keys.unsigned("power_steps")? {
+        if algorithm != Algorithm::RandomOrder {
+            return Err(only_for(keys, "power_steps", ro));
+        }
+        if steps == 0 {
+            return Err(keys.error("power_steps", "must be at least 1"));
+        }
+        p.random_order.power_steps = Some(steps as usize);
+    }
+    if let Some(k) = keys.unsigned("block_width")? {
+        if algorithm != Algorithm::RandomOrder {
+            return Err(only_for(keys, "block_width", ro));
+        }
+        if k == 0 {
+            return Err(keys.error("block_width", "must be at least 1"));
+        }
+        p.random_order.block_width = k as usize;
+    }
+    if let Some(m) = keys.bytes("heavy_memory")? {
+        if algorithm != Algorithm::RandomOrder {
+            return Err(only_for(keys, "heavy_memory", ro));
+        }
+        p.random_order.heavy_memory = m;
+    }
+    if let Some(s) = keys.choice("on_invalid", &["error", "skip"])? {
+        p.on_invalid = OnInvalid::parse(&s).expect("choice checked");
+    }
+    Ok(p)
 }
 
 /// Applies `--set STAGE.KEY=VALUE`: VALUE is read as a TOML value (`7`, `true`, `"x"`,

@@ -176,6 +176,19 @@ pub fn stat_u64(stage_dir: &Path, column: &str) -> u64 {
         .value(0)
 }
 
+pub fn stat_bool(stage_dir: &Path, column: &str) -> bool {
+    let b = read_parquet(&stage_dir.join("stats.parquet"));
+    b.column_by_name(column).unwrap().as_boolean().value(0)
+}
+
+pub fn stat_u32(stage_dir: &Path, column: &str) -> u32 {
+    let b = read_parquet(&stage_dir.join("stats.parquet"));
+    b.column_by_name(column)
+        .unwrap()
+        .as_primitive::<datafusion::arrow::datatypes::UInt32Type>()
+        .value(0)
+}
+
 /// A pipeline file `pipeline.toml` in `dir` with the given text.
 pub fn write_pipeline(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("pipeline.toml");
