@@ -279,6 +279,18 @@ mod tests {
             left.merge(&right).unwrap();
             prop_assert_eq!(left.rows, n as u64);
             check_guarantee(&left, &rows, d, seed);
+            // And the merged sketch is within its bound of the single-pass one: both lie
+            // between AᵀA − Δ·I and AᵀA, so on any unit x they differ by at most max Δ.
+            let mut single = FrequentDirections::new(d, ell).unwrap();
+            single.update(&rows).unwrap();
+            let bound = left.error_bound().max(single.error_bound());
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+            for _ in 0..5 {
+                let x: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
+                let norm_sq: f64 = x.iter().map(|v| v * v).sum();
+                let diff = (left.quadratic_form(&x) - single.quadratic_form(&x)).abs() / norm_sq;
+                prop_assert!(diff <= bound * (1.0 + 1e-9) + 1e-9, "{diff} > {bound}");
+            }
         }
     }
 }
