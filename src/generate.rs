@@ -351,6 +351,7 @@ pub fn write_rows(
             out,
             schema.clone(),
             csv,
+            layout.row_bytes(),
             total,
             &label,
             progress,
@@ -385,6 +386,7 @@ pub fn write_rows(
                 out,
                 schema.clone(),
                 csv,
+                layout.row_bytes(),
                 total,
                 &label,
                 progress,
@@ -415,6 +417,15 @@ struct Layout {
 }
 
 impl Layout {
+    /// Decoded bytes of one row: the `id` and `dim` values.
+    fn row_bytes(&self) -> usize {
+        let value = match self.dtype {
+            Dtype::F32 => 4,
+            Dtype::F64 => 8,
+        };
+        8 + self.dim * value
+    }
+
     fn element_type(&self) -> DataType {
         match self.dtype {
             Dtype::F32 => DataType::Float32,
@@ -509,10 +520,12 @@ impl Rotation {
 
 /// Streams `rows` rows, made 8192 at a time by `make(first_id, n)`, into `out`
 /// through a hidden temporary sibling that is renamed into place only when complete.
+#[allow(clippy::too_many_arguments)]
 fn write_atomically(
     out: &Path,
     schema: SchemaRef,
     csv: bool,
+    row_bytes: usize,
     rows: u64,
     label: &str,
     progress: ProgressMode,
@@ -524,7 +537,7 @@ fn write_atomically(
         File::create(&tmp).map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
     let mut progress = Progress::new(label, Some(rows), progress);
     let result = (|| -> Result<()> {
-        let mut writer = TableWriter::new(file, schema, csv)?;
+        let mut writer = TableWriter::new(file, schema, csv, row_bytes)?;
         let mut done = 0u64;
         while done < rows {
             let n = (rows - done).min(BATCH_ROWS) as usize;
@@ -557,6 +570,11 @@ fn tmp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// Target decoded size of one Parquet row group. Readers hold a whole column chunk of a row
+/// group in memory and parallelise across row groups, so a multi-GB file written as one giant
+/// group would make every reader's memory grow with the file.
+const ROW_GROUP_BYTES: usize = 64 << 20;
+
 /// A Parquet or CSV writer behind one interface.
 pub enum TableWriter {
     Parquet(ArrowWriter<File>),
@@ -564,8 +582,9 @@ pub enum TableWriter {
 }
 
 impl TableWriter {
-    /// A writer for `schema`; Parquet unless `csv`.
-    pub fn new(file: File, schema: SchemaRef, csv: bool) -> Result<Self> {
+    /// A writer for `schema`; Parquet unless `csv`. `row_bytes` (the decoded size of a row)
+    /// sizes Parquet row groups to about 64 MiB.
+    pub fn new(file: File, schema: SchemaRef, csv: bool, row_bytes: usize) -> Result<Self> {
         Ok(if csv {
             TableWriter::Csv(
                 arrow::csv::WriterBuilder::new()
@@ -575,6 +594,9 @@ impl TableWriter {
         } else {
             let props = WriterProperties::builder()
                 .set_compression(Compression::SNAPPY)
+                .set_max_row_group_row_count(Some(
+                    (ROW_GROUP_BYTES / row_bytes.max(1)).clamp(1024, 1 << 20),
+                ))
                 .build();
             TableWriter::Parquet(ArrowWriter::try_new(file, schema, Some(props))?)
         })
