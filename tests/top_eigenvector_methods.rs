@@ -318,3 +318,24 @@ fn ctrl_c_during_a_shuffled_run_removes_the_spill_files_and_changes_nothing() {
     let left = files_under(&tmp.path().join("out"));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn a_source_declared_shuffled_counts_as_random_order_without_a_shuffle() {
+    let tmp = TempDir::new().unwrap();
+    let known = KnownSpectrum::new(8, 200, 3);
+    write_parquet(&tmp.path().join("k.parquet"), &known.batch(0..known.n()));
+    let text = "[pipeline]\noutput_dir = \"out\"\n\
+        [sources.declared]\npath = \"k.parquet\"\nshuffled = true\n\
+        [sources.plain]\npath = \"k.parquet\"\n\
+        [stages.a]\nop = \"top_eigenvector\"\nsource = \"declared\"\ncolumns = [\"emb\"]\n\
+        [stages.b]\nop = \"top_eigenvector\"\nsource = \"plain\"\ncolumns = [\"emb\"]\n";
+    let file = write_pipeline(tmp.path(), text);
+    assert_ok(&sketchpipe(&["run", file.to_str().unwrap()]));
+    let out = tmp.path().join("out");
+    assert!(stat_bool(&out.join("a"), "order_randomised"));
+    assert!(!stat_bool(&out.join("b"), "order_randomised"));
+    assert_eq!(stat_u32(&out.join("a"), "passes"), 1);
+    // Same rows, same seed, same order: the declaration changes the record, not the answer.
+    assert_eq!(read_vector(&out.join("a")), read_vector(&out.join("b")));
+    assert!(alignment(&read_vector(&out.join("a")), &known.v1) > 0.99);
+}

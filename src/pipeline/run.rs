@@ -370,9 +370,11 @@ async fn run_group(
             rows = Some(frame.clone().count().await? as u64);
         }
         scans += 1;
+        let declared =
+            matches!(&group.input, Input::Source(n) if spec.shuffled_sources.contains(n));
         let info = PassInfo {
             rows,
-            order_randomised: spilled.is_some(),
+            order_randomised: spilled.is_some() || declared,
             scan: scans,
         };
         begin(ops, &fed, &info, &what)?;

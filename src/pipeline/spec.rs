@@ -38,6 +38,9 @@ pub struct PipelineSpec {
     /// Where stage outputs go (`[pipeline] output_dir`, relative to the pipeline file).
     pub output_dir: PathBuf,
     pub sources: BTreeMap<String, SourceSpec>,
+    /// Sources declared `shuffled = true`: their rows are already in a uniformly random order
+    /// (the user vouches for it; recorded as `order_randomised` in stats).
+    pub shuffled_sources: BTreeSet<String>,
     /// Stages in an order where every stage comes after the stage it reads from.
     pub stages: Vec<StageSpec>,
 }
@@ -204,11 +207,16 @@ impl PipelineSpec {
         keys.finish()?;
 
         let mut sources = BTreeMap::new();
+        let mut shuffled_sources = BTreeSet::new();
         for (sname, value) in &sources_table {
             let section = format!("[sources.{sname}]");
             let table = as_table(file, &section, value)?;
             check_name(file, &section, sname)?;
-            sources.insert(sname.clone(), parse_source(file, &section, table, &base)?);
+            let (source, shuffled) = parse_source(file, &section, table, &base)?;
+            sources.insert(sname.clone(), source);
+            if shuffled {
+                shuffled_sources.insert(sname.clone());
+            }
         }
 
         if stages_table.is_empty() {
@@ -231,6 +239,7 @@ impl PipelineSpec {
             name,
             output_dir: base.join(output_dir),
             sources,
+            shuffled_sources,
             stages,
         })
     }
@@ -276,13 +285,30 @@ fn check_name(file: &Path, section: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn parse_source(file: &Path, section: &str, table: &Table, base: &Path) -> Result<SourceSpec> {
+/// A source and whether it is declared `shuffled = true`.
+fn parse_source(
+    file: &Path,
+    section: &str,
+    table: &Table,
+    base: &Path,
+) -> Result<(SourceSpec, bool)> {
     let mut keys = Keys::new(file, section, table);
+    let shuffled = keys.boolean("shuffled")?.unwrap_or(false);
+    let source = parse_source_kind(file, section, &mut keys, base)?;
+    keys.finish()?;
+    Ok((source, shuffled))
+}
+
+fn parse_source_kind(
+    file: &Path,
+    section: &str,
+    keys: &mut Keys<'_>,
+    base: &Path,
+) -> Result<SourceSpec> {
     let path = keys.string("path")?;
     let sql = keys.string("sql")?;
     let format = keys.choice("format", &["parquet", "csv"])?;
     let has_header = keys.boolean("has_header")?;
-    keys.finish()?;
     match (path, sql) {
         (Some(_), Some(_)) => Err(keys_error(
             file,
