@@ -4,7 +4,7 @@
 //! sketching operators and writes small Parquet summaries that can be queried with SQL.
 //!
 //! The crate is layered; each layer depends only on the ones above it in this list:
-//! 1. **cores** — pure algorithms on slices ([`eigen`]): no Arrow, no I/O, no async.
+//! 1. **cores** — pure algorithms on slices ([`eigen`], [`prune`]): no Arrow, no I/O, no async.
 //! 2. **rows** — the bridge from Arrow record batches to contiguous dense rows ([`rows`]).
 //! 3. **operators** — a core + its rows adapter + its output tables ([`operators`]).
 //! 4. **pipeline** — TOML spec → validated plan → run with tokio ([`pipeline`]).
@@ -17,6 +17,7 @@ pub mod generate;
 pub mod operators;
 pub mod pipeline;
 pub mod progress;
+pub mod prune;
 pub mod query;
 pub mod rows;
 

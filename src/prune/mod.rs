@@ -1,0 +1,186 @@
+//! Cores for data-pruning scores: EL2N and GraNd of
+//! M. Paul, S. Ganguli, G. K. Dziugaite, *Deep Learning on a Data Diet: Finding Important
+//! Examples Early in Training*, NeurIPS 2021, arXiv:2107.07075 (§3 of `ALGORITHMS.md`).
+//!
+//! For an example with logits `z` (`K` classes), `p = softmax(z)` and target `y` (one-hot `e_y`,
+//! or a soft label distribution):
+//! * **EL2N** `= ‖p − y‖₂` (the paper's Eq. 2, per run; the operator averages runs by id);
+//! * **GraNd** for a last linear layer `z = W h + b` with cross-entropy loss: `∇_W ℓ = (p − y) hᵀ`
+//!   and `∇_b ℓ = p − y`, so `‖∇_{W,b} ℓ‖ = ‖p − y‖ · sqrt(‖h‖² + 1)` (without a bias, drop the
+//!   `+ 1`). This is exact GraNd for softmax regression on `h` and a lower bound of the full
+//!   network's gradient norm; [`proxy`] has the exact norm of a one-hidden-layer model.
+//!
+//! Pure functions on slices: no Arrow, no I/O. The operator layer validates shapes and labels
+//! through these same functions, so the errors are the same everywhere.
+
+pub mod proxy;
+
+use crate::{Error, Result};
+
+/// What an example's output is compared with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target<'a> {
+    /// An integer class in `[0, K)`: the one-hot `e_y`.
+    Class(i64),
+    /// A label distribution over the `K` classes (one-hot or soft); must be finite,
+    /// non-negative and sum to 1 (within `1e-6`).
+    Distribution(&'a [f64]),
+}
+
+/// `p = softmax(z)` into `p`, with the maximum subtracted first so large logits cannot
+/// overflow. Fails on a non-finite logit.
+pub fn softmax_into(z: &[f64], p: &mut Vec<f64>) -> Result<()> {
+    p.clear();
+    if z.is_empty() {
+        return Err(Error::Input(
+            "empty logits: at least one class is needed".into(),
+        ));
+    }
+    if let Some(i) = z.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Input(format!(
+            "logit {i} is {} (logits must be finite)",
+            z[i]
+        )));
+    }
+    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    p.extend(z.iter().map(|v| (v - max).exp()));
+    let sum: f64 = p.iter().sum();
+    p.iter_mut().for_each(|v| *v /= sum);
+    Ok(())
+}
+
+/// Checks a probability vector given directly (a `probs` column): finite, in `[0, 1]`, sums
+/// to 1 within `1e-6`.
+pub fn check_probabilities(p: &[f64]) -> Result<()> {
+    check_distribution("probabilities", p)
+}
+
+fn check_distribution(what: &str, p: &[f64]) -> Result<()> {
+    if p.is_empty() {
+        return Err(Error::Input(format!("empty {what}")));
+    }
+    if let Some(i) = p
+        .iter()
+        .position(|v| !v.is_finite() || *v < 0.0 || *v > 1.0 + 1e-12)
+    {
+        return Err(Error::Input(format!(
+            "{what}: entry {i} is {} (must be in [0, 1])",
+            p[i]
+        )));
+    }
+    let sum: f64 = p.iter().sum();
+    if (sum - 1.0).abs() > 1e-6 {
+        return Err(Error::Input(format!(
+            "{what} sum to {sum}, not 1 (tolerance 1e-6)"
+        )));
+    }
+    Ok(())
+}
+
+/// EL2N `‖p − y‖₂` for probabilities `p` over `K = p.len()` classes.
+///
+/// For a class label this equals `sqrt(Σ_k p_k² − 2 p_y + 1)`, but is computed as
+/// `sqrt(Σ_{k≠y} p_k² + (1 − p_y)²)`: the expanded form cancels catastrophically for
+/// confident correct predictions (it returned 0 for a true 2·10⁻¹¹). It lies in `[0, √2]`.
+pub fn el2n(p: &[f64], target: Target<'_>) -> Result<f64> {
+    let k = p.len();
+    match target {
+        Target::Class(y) => {
+            if y < 0 || y as usize >= k {
+                return Err(Error::Input(format!(
+                    "label {y} is outside [0, {k}) for {k} classes"
+                )));
+            }
+            let y = y as usize;
+            let sq: f64 = p
+                .iter()
+                .enumerate()
+                .map(|(k, v)| if k == y { (1.0 - v) * (1.0 - v) } else { v * v })
+                .sum();
+            Ok(sq.sqrt())
+        }
+        Target::Distribution(q) => {
+            if q.len() != k {
+                return Err(Error::Input(format!(
+                    "the label has {} entries but the output has {k} classes",
+                    q.len()
+                )));
+            }
+            check_distribution("label distribution", q)?;
+            Ok(p.iter()
+                .zip(q)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f64>()
+                .sqrt())
+        }
+    }
+}
+
+/// GraNd of a last linear layer from its EL2N and the squared norm of its input `h`:
+/// `‖p − y‖ · sqrt(‖h‖² + 1)` with a bias, `‖p − y‖ · ‖h‖` without.
+pub fn grand_last_layer(el2n: f64, h_norm_sq: f64, bias: bool) -> f64 {
+    el2n * (h_norm_sq + if bias { 1.0 } else { 0.0 }).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn probs(z: &[f64]) -> Vec<f64> {
+        let mut p = Vec::new();
+        softmax_into(z, &mut p).unwrap();
+        p
+    }
+
+    proptest! {
+        /// EL2N equals the definition ‖p − e_y‖ (to 1e-12) and lies in [0, √2].
+        #[test]
+        fn el2n_is_the_distance_to_the_one_hot_label(
+            z in proptest::collection::vec(-30.0f64..30.0, 1..12),
+            y_frac in 0.0f64..1.0,
+        ) {
+            let p = probs(&z);
+            let k = p.len();
+            let y = ((k as f64 * y_frac) as usize).min(k - 1);
+            let mut onehot = vec![0.0; k];
+            onehot[y] = 1.0;
+            let direct: f64 = p.iter().zip(&onehot).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+            let fast = el2n(&p, Target::Class(y as i64)).unwrap();
+            prop_assert!((fast - direct).abs() <= 1e-12, "{fast} vs {direct}");
+            prop_assert!((0.0..=2f64.sqrt() + 1e-12).contains(&fast));
+            let soft = el2n(&p, Target::Distribution(&onehot)).unwrap();
+            prop_assert!((soft - direct).abs() <= 1e-12);
+        }
+    }
+
+    #[test]
+    fn softmax_survives_huge_logits_and_rejects_nan() {
+        let p = probs(&[1000.0, 1000.0, -1000.0]);
+        assert!((p[0] - 0.5).abs() < 1e-15 && p[2] == 0.0);
+        let mut out = Vec::new();
+        let err = softmax_into(&[0.0, f64::NAN], &mut out).unwrap_err();
+        assert!(err.to_string().contains("logit 1 is NaN"), "{err}");
+        assert!(softmax_into(&[], &mut out).is_err());
+    }
+
+    #[test]
+    fn bad_labels_are_rejected_with_the_reason() {
+        let p = probs(&[0.0, 1.0, 2.0]);
+        let err = el2n(&p, Target::Class(3)).unwrap_err().to_string();
+        assert!(err.contains("label 3 is outside [0, 3)"), "{err}");
+        assert!(el2n(&p, Target::Class(-1)).is_err());
+        let err = el2n(&p, Target::Distribution(&[0.5, 0.5])).unwrap_err();
+        assert!(err.to_string().contains("2 entries"), "{err}");
+        let err = el2n(&p, Target::Distribution(&[0.5, 0.6, 0.0])).unwrap_err();
+        assert!(err.to_string().contains("sum to"), "{err}");
+        assert!(check_probabilities(&[0.2, 0.8]).is_ok());
+        assert!(check_probabilities(&[0.2, f64::NAN]).is_err());
+    }
+
+    #[test]
+    fn grand_scales_el2n_by_the_input_norm() {
+        assert!((grand_last_layer(0.5, 3.0, true) - 1.0).abs() < 1e-15);
+        assert!((grand_last_layer(0.5, 4.0, false) - 1.0).abs() < 1e-15);
+    }
+}
