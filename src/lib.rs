@@ -6,7 +6,8 @@
 //! The crate is layered; each layer depends only on the ones above it in this list:
 //! 1. **cores** — pure algorithms on slices ([`eigen`], [`prune`]): no Arrow, no I/O, no async.
 //! 2. **rows** — the bridge from Arrow record batches to contiguous dense rows ([`rows`]).
-//! 3. **operators** — a core + its rows adapter + its output tables ([`operators`]).
+//! 3. **operators** — a core + its rows adapter + its output tables ([`operators`]); SQL
+//!    functions over the same cores ([`udf`]).
 //! 4. **pipeline** — TOML spec → validated plan → run with tokio ([`pipeline`]).
 //! 5. **front ends** — the CLI (`src/main.rs`), the SQL command ([`query`]) and the data
 //!    generators ([`generate`]).
@@ -20,6 +21,7 @@ pub mod progress;
 pub mod prune;
 pub mod query;
 pub mod rows;
+pub mod udf;
 
 pub use error::{Error, Result};
 

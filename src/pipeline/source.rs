@@ -11,7 +11,9 @@ use crate::{Error, Result};
 /// (`SELECT * FROM 'data/x.parquet'`, relative to the current directory).
 pub fn session() -> SessionContext {
     let config = SessionConfig::new().with_information_schema(true);
-    SessionContext::new_with_config(config).enable_url_table()
+    let ctx = SessionContext::new_with_config(config).enable_url_table();
+    crate::udf::register(&ctx);
+    ctx
 }
 
 /// Registers every `path` source under its name, so SQL sources can refer to them. Only file
