@@ -7,7 +7,8 @@ use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use sketchpipe::generate::{
-    write_rows, Dtype, HeavyRow, HeavyVsBulk, LowRank, SortBy, TableOptions,
+    write_rows, Classification, Dtype, Generated, HeavyRow, HeavyVsBulk, Logits, LowRank, SortBy,
+    TableOptions,
 };
 use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
 use sketchpipe::progress::ProgressMode;
@@ -89,6 +90,56 @@ enum GenerateKind {
     /// A Gaussian bulk whose own top direction is u, plus a few heavy rows along w ⊥ u that
     /// carry more mass: the answer is w (columns: id, emb).
     HeavyVsBulk(HeavyVsBulkArgs),
+    /// Features with class structure and a known fraction of flipped labels
+    /// (columns: id, features, label, noisy).
+    Classification(ClassificationArgs),
+    /// Logged logits of several training runs, one file per run in its own row order, with a
+    /// known set of flipped labels (DIR/run-R.parquet; columns: id, run, label, logits, noisy).
+    Logits(LogitsArgs),
+}
+
+#[derive(Args, Debug)]
+struct ClassificationArgs {
+    /// Output file (.parquet).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 10_000)]
+    rows: u64,
+    /// Feature dimension.
+    #[arg(long, default_value_t = 16)]
+    dim: usize,
+    #[arg(long, default_value_t = 4)]
+    classes: usize,
+    /// Fraction of rows whose label is flipped to another class.
+    #[arg(long, default_value_t = 0.1)]
+    noise: f64,
+    /// Norm of each class mean (the noise has unit variance per dimension).
+    #[arg(long, default_value_t = 3.0)]
+    separation: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Args, Debug)]
+struct LogitsArgs {
+    /// Output directory (one run-R.parquet per run).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 10_000)]
+    rows: u64,
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
+    /// Number of runs (files).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Fraction of rows whose label is flipped to another class.
+    #[arg(long, default_value_t = 0.1)]
+    noise: f64,
+    /// Standard deviation of the per-run logit noise.
+    #[arg(long, default_value_t = 1.0)]
+    sigma: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
 /// Flags every generator takes.
@@ -193,6 +244,27 @@ enum DtypeArg {
     F64,
 }
 
+/// Runs a generator off the async runtime's threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Numeric(format!("generator task failed: {e}")))?
+}
+
+fn report(progress: ProgressMode, files: &[Generated]) {
+    if progress == ProgressMode::Quiet {
+        return;
+    }
+    for g in files {
+        eprintln!(
+            "sketchpipe: wrote {} ({} rows, {:.1} MB)",
+            g.path.display(),
+            g.rows,
+            g.bytes as f64 / 1e6
+        );
+    }
+}
+
 fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|e| format!("`{s}` is not a date in YYYY-MM-DD form ({e})"))
@@ -252,6 +324,34 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let mut out = stdout.lock();
             run_query(&dir, &args.query, format, &mut out).await
         }
+        Command::Generate(GenerateKind::Classification(a)) => {
+            let spec = Classification {
+                rows: a.rows,
+                dim: a.dim,
+                classes: a.classes,
+                noise: a.noise,
+                separation: a.separation,
+                seed: a.seed,
+            };
+            let out = a.out;
+            let done = blocking(move || spec.write(&out, progress)).await?;
+            report(progress, &[done]);
+            Ok(())
+        }
+        Command::Generate(GenerateKind::Logits(a)) => {
+            let spec = Logits {
+                rows: a.rows,
+                classes: a.classes,
+                runs: a.runs,
+                noise: a.noise,
+                sigma: a.sigma,
+                seed: a.seed,
+            };
+            let out = a.out;
+            let done = blocking(move || spec.write(&out, progress)).await?;
+            report(progress, &done);
+            Ok(())
+        }
         Command::Generate(kind) => {
             let (rows, table) = match kind {
                 GenerateKind::LowRank(a) => (
@@ -277,6 +377,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
                     .rows()?,
                     a.table,
                 ),
+                GenerateKind::Classification(_) | GenerateKind::Logits(_) => {
+                    unreachable!("handled above")
+                }
                 GenerateKind::HeavyVsBulk(a) => (
                     HeavyVsBulk {
                         rows: a.rows,
@@ -292,18 +395,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
             };
             let options = table.options();
             let out = table.out;
-            let generated =
-                tokio::task::spawn_blocking(move || write_rows(rows, &out, options, progress))
-                    .await
-                    .map_err(|e| Error::Numeric(format!("generator task failed: {e}")))??;
-            if progress != ProgressMode::Quiet {
-                eprintln!(
-                    "sketchpipe: wrote {} ({} rows, {:.1} MB)",
-                    generated.path.display(),
-                    generated.rows,
-                    generated.bytes as f64 / 1e6
-                );
-            }
+            let generated = blocking(move || write_rows(rows, &out, options, progress)).await?;
+            report(progress, &[generated]);
             Ok(())
         }
     }

@@ -362,6 +362,10 @@ fn every_command_has_help() {
         vec!["sql", "--help"],
         vec!["generate", "--help"],
         vec!["generate", "low-rank", "--help"],
+        vec!["generate", "heavy-row", "--help"],
+        vec!["generate", "heavy-vs-bulk", "--help"],
+        vec!["generate", "classification", "--help"],
+        vec!["generate", "logits", "--help"],
     ] {
         let out = sketchpipe(&args);
         assert_ok(&out);

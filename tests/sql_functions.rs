@@ -213,3 +213,104 @@ fn the_readme_example_gives_the_numbers_it_shows() {
     assert_eq!(format!("{:.4}", values[0]), "0.2797");
     assert_eq!(format!("{:.4}", values[1]), "0.3127");
 }
+
+/// AUROC of `score` for the positives `flag`: the probability that a random positive scores
+/// above a random negative (ties count half).
+fn auroc(pairs: &mut [(f64, bool)]) -> f64 {
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut rank_sum, mut positives) = (0.0, 0.0);
+    let mut i = 0;
+    while i < pairs.len() {
+        let mut j = i;
+        while j < pairs.len() && pairs[j].0 == pairs[i].0 {
+            j += 1;
+        }
+        let mid_rank = (i + j + 1) as f64 / 2.0;
+        for p in &pairs[i..j] {
+            if p.1 {
+                rank_sum += mid_rank;
+                positives += 1.0;
+            }
+        }
+        i = j;
+    }
+    let negatives = pairs.len() as f64 - positives;
+    (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
+}
+
+#[tokio::test]
+async fn el2n_averaged_by_id_over_generated_runs_finds_the_flipped_labels() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("runs");
+    assert_ok(&sketchpipe(&[
+        "-q",
+        "generate",
+        "logits",
+        "--rows",
+        "3000",
+        "--classes",
+        "5",
+        "--runs",
+        "3",
+        "--noise",
+        "0.1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    let ctx = session();
+    let glob = format!("{}/run-*.parquet", dir.display());
+    ctx.register_parquet("runs", &glob, Default::default())
+        .await
+        .unwrap();
+    // Runs come in different row orders: the first ids differ between files.
+    let firsts = ctx
+        .sql("SELECT first_value(id) FROM runs GROUP BY run")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let firsts: Vec<i64> = firsts
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(firsts.len(), 3);
+    assert!(firsts.windows(2).any(|w| w[0] != w[1]), "{firsts:?}");
+    // Average by id (never by position), then rank.
+    let batches = ctx
+        .sql(
+            "SELECT avg(el2n(logits, label)) AS el2n, bool_and(noisy) AS noisy, count(*) AS runs \
+             FROM runs GROUP BY id",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut pairs = Vec::new();
+    for b in &batches {
+        let e = b.column(0).as_primitive::<Float64Type>();
+        let noisy = b.column(1).as_boolean();
+        let runs = b
+            .column(2)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        for i in 0..b.num_rows() {
+            assert_eq!(runs.value(i), 3);
+            pairs.push((e.value(i), noisy.value(i)));
+        }
+    }
+    assert_eq!(pairs.len(), 3000);
+    let flipped = pairs.iter().filter(|p| p.1).count();
+    assert!(
+        (200..400).contains(&flipped),
+        "{flipped} flipped of 3000 at 10 %"
+    );
+    let a = auroc(&mut pairs);
+    println!("EL2N averaged over 3 runs: AUROC {a:.4} for {flipped} flipped labels");
+    assert!(a >= 0.9, "AUROC {a}");
+}

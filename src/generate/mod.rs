@@ -4,6 +4,10 @@
 //! platforms), streams its output in batches (so multi-GB files need little memory), and
 //! writes atomically: to a temporary sibling first, renamed into place when complete.
 
+pub mod labels;
+
+pub use labels::{Classification, Logits};
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
