@@ -350,66 +350,63 @@ pub fn write_rows(
     let schema = layout.schema();
     let label = format!("generate {}", out.display());
     let total = rows.count;
-    match options.sort_by {
-        None => write_atomically(
-            out,
-            schema.clone(),
-            csv,
-            layout.row_bytes(),
-            total,
-            &label,
-            progress,
-            |first, n| {
-                let mut x = Vec::with_capacity(n * rows.dim);
-                rows.fill(n, &mut x);
-                layout.batch(&schema, first, &x)
-            },
-        )?,
-        Some(by) => {
-            let d = rows.dim;
-            let bytes = total as f64 * d as f64 * 8.0;
-            if bytes > 8.0 * (1u64 << 30) as f64 {
-                return Err(Error::Config(format!(
-                    "generate --sort-by builds the table in memory: {total} × {d} rows need {:.1} GiB, over the 8 GiB limit",
-                    bytes / (1u64 << 30) as f64
-                )));
-            }
-            let mut all = Vec::with_capacity(total as usize * d);
-            rows.fill(total as usize, &mut all);
-            let key = |row: &[f64]| -> f64 {
-                match by {
-                    SortBy::Norm => row.iter().map(|v| v * v).sum(),
-                    SortBy::Top => row.iter().zip(&rows.top).map(|(a, b)| a * b).sum(),
-                }
-            };
-            let keys: Vec<f64> = all.chunks_exact(d).map(key).collect();
-            let mut order: Vec<usize> = (0..total as usize).collect();
-            order.sort_by(|&a, &b| keys[a].total_cmp(&keys[b]));
-            let mut cursor = 0usize;
-            write_atomically(
-                out,
-                schema.clone(),
-                csv,
-                layout.row_bytes(),
-                total,
-                &label,
-                progress,
-                |first, n| {
-                    let mut x = Vec::with_capacity(n * d);
-                    for &i in &order[cursor..cursor + n] {
-                        x.extend_from_slice(&all[i * d..(i + 1) * d]);
-                    }
-                    cursor += n;
-                    layout.batch(&schema, first, &x)
-                },
-            )?
-        }
+    if let Some(by) = options.sort_by {
+        rows = sorted(rows, by)?;
     }
+    write_atomically(
+        out,
+        schema.clone(),
+        csv,
+        layout.row_bytes(),
+        total,
+        &label,
+        progress,
+        |first, n| {
+            let mut x = Vec::with_capacity(n * rows.dim);
+            rows.fill(n, &mut x);
+            layout.batch(&schema, first, &x)
+        },
+    )?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     Ok(Generated {
         path: out.to_path_buf(),
         rows: total,
         bytes,
+    })
+}
+
+/// The same rows in `by` order (built in memory, up to 8 GiB).
+fn sorted(mut rows: Rows, by: SortBy) -> Result<Rows> {
+    let (d, total) = (rows.dim, rows.count);
+    let bytes = total as f64 * d as f64 * 8.0;
+    if bytes > 8.0 * (1u64 << 30) as f64 {
+        return Err(Error::Config(format!(
+            "generate --sort-by builds the table in memory: {total} × {d} rows need {:.1} GiB, over the 8 GiB limit",
+            bytes / (1u64 << 30) as f64
+        )));
+    }
+    let mut all = Vec::with_capacity(total as usize * d);
+    rows.fill(total as usize, &mut all);
+    let key = |row: &[f64]| -> f64 {
+        match by {
+            SortBy::Norm => row.iter().map(|v| v * v).sum(),
+            SortBy::Top => row.iter().zip(&rows.top).map(|(a, b)| a * b).sum(),
+        }
+    };
+    let keys: Vec<f64> = all.chunks_exact(d).map(key).collect();
+    let mut order: Vec<usize> = (0..total as usize).collect();
+    order.sort_by(|&a, &b| keys[a].total_cmp(&keys[b]));
+    let mut cursor = 0usize;
+    Ok(Rows {
+        dim: d,
+        count: total,
+        top: rows.top,
+        make: Box::new(move |n, x| {
+            for &i in &order[cursor..cursor + n] {
+                x.extend_from_slice(&all[i * d..(i + 1) * d]);
+            }
+            cursor += n;
+        }),
     })
 }
 
