@@ -44,6 +44,35 @@ pub struct TopEigen {
     pub state_bytes: u64,
 }
 
+/// Whether the CPU has AVX2: the hand-written per-row kernels have a copy compiled for it,
+/// chosen at run time (the crate itself targets baseline x86-64, i.e. SSE2).
+pub(crate) fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `⟨a, b⟩` with four partial sums, so the additions of consecutive terms do not wait on each
+/// other and the loop vectorises (a single running sum cannot be reordered by the compiler).
+#[inline(always)]
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (a4, a_rest) = a.split_at(a.len() - a.len() % 4);
+    let (b4, b_rest) = b.split_at(a4.len());
+    for (x, y) in a4.chunks_exact(4).zip(b4.chunks_exact(4)) {
+        for j in 0..4 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    let tail: f64 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 /// Flips `v` so that its largest-magnitude component is positive (first one on ties).
 pub fn canonical_sign(v: &mut [f64]) {
     let mut best = 0usize;

@@ -27,7 +27,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::{canonical_sign, StreamScale, TopEigen};
+use super::{canonical_sign, dot, has_avx2, StreamScale, TopEigen};
 use crate::{Error, Result};
 
 /// Rows between exact renormalisations of each copy's vector.
@@ -57,6 +57,8 @@ pub struct Oja {
     rows: u64,
     scored_rows: u64,
     frobenius_sq: f64,
+    /// The CPU has AVX2 (the row loop uses it).
+    avx2: bool,
 }
 
 impl Oja {
@@ -92,6 +94,7 @@ impl Oja {
             rows: 0,
             scored_rows: 0,
             frobenius_sq: 0.0,
+            avx2: has_avx2(),
         })
     }
 
@@ -104,41 +107,13 @@ impl Oja {
     /// Feeds the rows of a row-major `n × d` buffer, in stream order.
     pub fn update(&mut self, rows: &[f64]) {
         assert_eq!(rows.len() % self.d, 0, "row buffer is not n × d");
-        for a in rows.chunks_exact(self.d) {
-            let a_sq: f64 = a.iter().map(|x| x * x).sum();
-            self.frobenius_sq += a_sq;
-            let scoring = self.rows >= self.score_from;
-            let renorm = (self.rows + 1).is_multiple_of(RENORM_EVERY);
-            for copy in self.copies.iter_mut().filter(|c| !c.failed) {
-                let dot: f64 = a.iter().zip(&copy.vector).map(|(x, y)| x * y).sum();
-                if scoring {
-                    copy.score += dot * dot;
-                }
-                let c = copy.eta * dot;
-                let norm_sq = 1.0 + 2.0 * c * dot + c * c * a_sq;
-                let inv = 1.0 / norm_sq.sqrt();
-                for (v, x) in copy.vector.iter_mut().zip(a) {
-                    *v = (*v + c * x) * inv;
-                }
-                copy.log_scale += 0.5 * norm_sq.ln();
-                if renorm {
-                    let n = copy.vector.iter().map(|x| x * x).sum::<f64>().sqrt();
-                    if n.is_finite() && n > 0.0 {
-                        copy.vector.iter_mut().for_each(|x| *x /= n);
-                        copy.log_scale += n.ln();
-                    } else {
-                        copy.failed = true;
-                    }
-                }
-                if !norm_sq.is_finite() {
-                    copy.failed = true;
-                }
-            }
-            if scoring {
-                self.scored_rows += 1;
-            }
-            self.rows += 1;
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only when the CPU reports AVX2.
+            unsafe { update_avx2(self, rows) };
+            return;
         }
+        update_rows(self, rows);
     }
 
     /// Every copy of the grid, for inspection (tests print what each `η` reached).
@@ -192,6 +167,53 @@ impl Oja {
             state_bytes: self.state_bytes(),
         })
     }
+}
+
+/// The Oja steps of every copy for a run of rows (see the module docs).
+#[inline(always)]
+fn update_rows(oja: &mut Oja, rows: &[f64]) {
+    for a in rows.chunks_exact(oja.d) {
+        let a_sq = dot(a, a);
+        oja.frobenius_sq += a_sq;
+        let scoring = oja.rows >= oja.score_from;
+        let renorm = (oja.rows + 1).is_multiple_of(RENORM_EVERY);
+        for copy in oja.copies.iter_mut().filter(|c| !c.failed) {
+            let dot_av = dot(a, &copy.vector);
+            if scoring {
+                copy.score += dot_av * dot_av;
+            }
+            let c = copy.eta * dot_av;
+            let norm_sq = 1.0 + 2.0 * c * dot_av + c * c * a_sq;
+            let inv = 1.0 / norm_sq.sqrt();
+            for (v, x) in copy.vector.iter_mut().zip(a) {
+                *v = (*v + c * x) * inv;
+            }
+            copy.log_scale += 0.5 * norm_sq.ln();
+            if renorm {
+                let n = dot(&copy.vector, &copy.vector).sqrt();
+                if n.is_finite() && n > 0.0 {
+                    copy.vector.iter_mut().for_each(|x| *x /= n);
+                    copy.log_scale += n.ln();
+                } else {
+                    copy.failed = true;
+                }
+            }
+            if !norm_sq.is_finite() {
+                copy.failed = true;
+            }
+        }
+        if scoring {
+            oja.scored_rows += 1;
+        }
+        oja.rows += 1;
+    }
+}
+
+/// [`update_rows`] compiled for AVX2, chosen at run time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn update_avx2(oja: &mut Oja, rows: &[f64]) {
+    update_rows(oja, rows)
 }
 
 #[cfg(test)]

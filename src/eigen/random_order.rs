@@ -45,7 +45,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::{canonical_sign, Gram, StreamScale, TopEigen};
+use super::{canonical_sign, has_avx2, Gram, StreamScale, TopEigen};
 use crate::{Error, Result};
 
 /// Tunable parameters of [`RandomOrder`].
@@ -449,17 +449,6 @@ fn step<const K: usize>(a: &[f64], z: &[f64], y: &mut [f64], tau: f64) -> f64 {
 #[target_feature(enable = "avx2")]
 fn step_avx2<const K: usize>(a: &[f64], z: &[f64], y: &mut [f64], tau: f64) -> f64 {
     step::<K>(a, z, y, tau)
-}
-
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// A row-major `d × k` buffer as a matrix.
