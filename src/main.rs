@@ -58,7 +58,7 @@ struct RunArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group = clap::ArgGroup::new("where").required(true).args(["pipeline", "dir"]))]
+#[command(group = clap::ArgGroup::new("where").args(["pipeline", "dir"]))]
 struct SqlArgs {
     /// Query the outputs of this pipeline file (its [pipeline] output_dir).
     #[arg(long, value_name = "PIPELINE.toml")]
@@ -311,9 +311,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Sql(args) => {
             let dir = match (args.dir, args.pipeline) {
-                (Some(dir), _) => dir,
-                (None, Some(file)) => PipelineSpec::load(&file, &[])?.output_dir,
-                (None, None) => return Err(Error::Config("give --pipeline or --dir".into())),
+                (Some(dir), _) => Some(dir),
+                (None, Some(file)) => Some(PipelineSpec::load(&file, &[])?.output_dir),
+                (None, None) => None,
             };
             let format = match args.format {
                 Format::Table => OutputFormat::Table,
@@ -322,7 +322,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             };
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
-            run_query(&dir, &args.query, format, &mut out).await
+            run_query(dir.as_deref(), &args.query, format, &mut out).await
         }
         Command::Generate(GenerateKind::Classification(a)) => {
             let spec = Classification {

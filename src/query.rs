@@ -137,27 +137,34 @@ fn parquet_tables(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// Runs `sql` over the outputs in `dir` and prints the result to `out`.
+/// Runs `sql` over the outputs in `dir` (if any) and prints the result to `out`. Quoted file
+/// paths (`FROM 'data/x.parquet'`) and the SQL functions work with or without outputs.
 pub async fn run_query(
-    dir: &Path,
+    dir: Option<&Path>,
     sql: &str,
     format: OutputFormat,
     out: &mut dyn Write,
 ) -> Result<()> {
     let ctx = session();
-    let tables = register_outputs(&ctx, dir).await?;
-    if tables.is_empty() {
-        return Err(Error::Input(format!(
-            "no stage outputs under {}: run the pipeline first (sketchpipe run PIPELINE.toml)",
+    let tables = match dir {
+        Some(dir) => register_outputs(&ctx, dir).await?,
+        None => Vec::new(),
+    };
+    let hint = match (dir, tables.is_empty()) {
+        (_, false) => format!("(tables: {})", list(&tables)),
+        (Some(dir), true) => format!(
+            "(no stage outputs under {}: run the pipeline first with sketchpipe run PIPELINE.toml)",
             dir.display()
-        )));
-    }
-    let batches = ctx
+        ),
+        (None, true) => {
+            "(no --pipeline or --dir given: only quoted file paths are tables)".to_string()
+        }
+    };
+    let frame = ctx
         .sql(sql)
         .await
-        .map_err(|e| Error::Input(format!("{e}\n(tables: {})", list(&tables))))?
-        .collect()
-        .await?;
+        .map_err(|e| Error::Input(format!("{e}\n{hint}")))?;
+    let batches = frame.collect().await?;
     write_batches(&batches, format, out)
 }
 

@@ -178,22 +178,12 @@ async fn bad_arguments_fail_with_the_reason_and_nulls_stay_null() {
 
 #[test]
 fn the_readme_example_gives_the_numbers_it_shows() {
-    // The same statement as the README's SQL-functions example, through the real binary.
-    let tmp = TempDir::new().unwrap();
-    let known = KnownSpectrum::new(3, 5, 1);
-    write_parquet(&tmp.path().join("a.parquet"), &known.batch(0..known.n()));
-    let file = write_pipeline(
-        tmp.path(),
-        "[pipeline]\noutput_dir = \"out\"\n[sources.a]\npath = \"a.parquet\"\n\
-         [stages.top]\nop = \"top_eigenvector\"\nsource = \"a\"\ncolumns = [\"emb\"]\nalgorithm = \"exact\"\n",
-    );
-    assert_ok(&sketchpipe(&["-q", "run", file.to_str().unwrap()]));
+    // The same statement as the README's SQL-functions example, through the real binary and
+    // without a pipeline: `sql` needs no outputs for functions and quoted files.
     let out = sketchpipe(&[
         "sql",
         "--format",
         "csv",
-        "--pipeline",
-        file.to_str().unwrap(),
         "SELECT el2n(make_array(2.0, 0.5, -1.0), 0) AS el2n, grand(make_array(2.0, 0.5, -1.0), 0, make_array(0.3, 0.4)) AS grand",
     ]);
     assert_ok(&out);
@@ -212,6 +202,43 @@ fn the_readme_example_gives_the_numbers_it_shows() {
     // The digits the README shows.
     assert_eq!(format!("{:.4}", values[0]), "0.2797");
     assert_eq!(format!("{:.4}", values[1]), "0.3127");
+}
+
+#[test]
+fn sql_joins_a_raw_file_with_stage_outputs_in_one_statement() {
+    let tmp = TempDir::new().unwrap();
+    let known = KnownSpectrum::new(3, 5, 1);
+    write_parquet(&tmp.path().join("a.parquet"), &known.batch(0..known.n()));
+    let file = write_pipeline(
+        tmp.path(),
+        "[pipeline]\noutput_dir = \"out\"\n[sources.a]\npath = \"a.parquet\"\n\
+         [stages.top]\nop = \"top_eigenvector\"\nsource = \"a\"\ncolumns = [\"emb\"]\nalgorithm = \"exact\"\n",
+    );
+    assert_ok(&sketchpipe(&["-q", "run", file.to_str().unwrap()]));
+    // Rows whose id matches a component number, next to that component of the eigenvector.
+    let raw = tmp.path().join("a.parquet");
+    let query = format!(
+        "SELECT count(*) AS n FROM '{}' r JOIN top.vector v ON r.id = v.component",
+        raw.display()
+    );
+    let out = sketchpipe(&[
+        "sql",
+        "--format",
+        "csv",
+        "--pipeline",
+        file.to_str().unwrap(),
+        &query,
+    ]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out).lines().last(), Some("3"), "{}", stdout(&out));
+    // Without outputs the error says why a stage table is missing.
+    let out = sketchpipe(&["sql", "SELECT * FROM top.vector"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no --pipeline or --dir given"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// AUROC of `score` for the positives `flag`: the probability that a random positive scores
