@@ -106,7 +106,6 @@ fn main() {
                     rank: 8,
                     noise: 0.01,
                     seed: 7,
-                    ..Default::default()
                 }
                 .rows()
                 .unwrap()

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use datafusion::physical_plan::execute_stream;
 use futures::StreamExt;
-use sketchpipe::generate::{Dtype, LowRank};
+use sketchpipe::generate::{write_rows, LowRank, TableOptions};
 use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
 use sketchpipe::progress::ProgressMode;
 
@@ -45,9 +45,9 @@ fn data_file(dir: &Path, d: usize, bytes: u64) -> PathBuf {
             rank: 8.min(d),
             noise: 0.01,
             seed: 1,
-            dtype: Dtype::F32,
         };
-        spec.write(&path, ProgressMode::Quiet)
+        let rows = spec.rows().expect("bench data parameters");
+        write_rows(rows, &path, TableOptions::default(), ProgressMode::Quiet)
             .expect("generate bench data");
     }
     path

@@ -7,8 +7,8 @@ use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use sketchpipe::generate::{
-    write_rows, Classification, Dtype, Generated, HeavyRow, HeavyVsBulk, Logits, LowRank, SortBy,
-    TableOptions,
+    write_rows, Classification, Dtype, Generated, HeavyRow, HeavyVsBulk, Logits, LowRank, Rows,
+    SortBy, TableOptions,
 };
 use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
 use sketchpipe::progress::ProgressMode;
@@ -244,6 +244,12 @@ enum DtypeArg {
     F64,
 }
 
+/// Writes embedding rows with the shared table flags (`--out`, `--dtype`, `--sort-by`).
+async fn embeddings(rows: Rows, table: TableArgs, progress: ProgressMode) -> Result<Generated> {
+    let options = table.options();
+    blocking(move || write_rows(rows, &table.out, options, progress)).await
+}
+
 /// Runs a generator off the async runtime's threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
@@ -324,64 +330,32 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let mut out = stdout.lock();
             run_query(dir.as_deref(), &args.query, format, &mut out).await
         }
-        Command::Generate(GenerateKind::Classification(a)) => {
-            let spec = Classification {
-                rows: a.rows,
-                dim: a.dim,
-                classes: a.classes,
-                noise: a.noise,
-                separation: a.separation,
-                seed: a.seed,
-            };
-            let out = a.out;
-            let done = blocking(move || spec.write(&out, progress)).await?;
-            report(progress, &[done]);
-            Ok(())
-        }
-        Command::Generate(GenerateKind::Logits(a)) => {
-            let spec = Logits {
-                rows: a.rows,
-                classes: a.classes,
-                runs: a.runs,
-                noise: a.noise,
-                sigma: a.sigma,
-                seed: a.seed,
-            };
-            let out = a.out;
-            let done = blocking(move || spec.write(&out, progress)).await?;
-            report(progress, &done);
-            Ok(())
-        }
         Command::Generate(kind) => {
-            let (rows, table) = match kind {
-                GenerateKind::LowRank(a) => (
-                    LowRank {
+            let files = match kind {
+                GenerateKind::LowRank(a) => {
+                    let rows = LowRank {
                         rows: a.rows,
                         dim: a.dim,
                         gap: a.gap,
                         rank: a.rank,
                         noise: a.noise,
                         seed: a.table.seed,
-                        dtype: Dtype::F32,
                     }
-                    .rows()?,
-                    a.table,
-                ),
-                GenerateKind::HeavyRow(a) => (
-                    HeavyRow {
+                    .rows()?;
+                    vec![embeddings(rows, a.table, progress).await?]
+                }
+                GenerateKind::HeavyRow(a) => {
+                    let rows = HeavyRow {
                         dim: a.dim,
                         gap: a.gap,
                         per_direction: a.per_direction,
                         seed: a.table.seed,
                     }
-                    .rows()?,
-                    a.table,
-                ),
-                GenerateKind::Classification(_) | GenerateKind::Logits(_) => {
-                    unreachable!("handled above")
+                    .rows()?;
+                    vec![embeddings(rows, a.table, progress).await?]
                 }
-                GenerateKind::HeavyVsBulk(a) => (
-                    HeavyVsBulk {
+                GenerateKind::HeavyVsBulk(a) => {
+                    let rows = HeavyVsBulk {
                         rows: a.rows,
                         dim: a.dim,
                         heavy_rows: a.heavy_rows,
@@ -389,14 +363,33 @@ async fn dispatch(cli: Cli) -> Result<()> {
                         bulk_gap: a.bulk_gap,
                         seed: a.table.seed,
                     }
-                    .rows()?,
-                    a.table,
-                ),
+                    .rows()?;
+                    vec![embeddings(rows, a.table, progress).await?]
+                }
+                GenerateKind::Classification(a) => {
+                    let spec = Classification {
+                        rows: a.rows,
+                        dim: a.dim,
+                        classes: a.classes,
+                        noise: a.noise,
+                        separation: a.separation,
+                        seed: a.seed,
+                    };
+                    vec![blocking(move || spec.write(&a.out, progress)).await?]
+                }
+                GenerateKind::Logits(a) => {
+                    let spec = Logits {
+                        rows: a.rows,
+                        classes: a.classes,
+                        runs: a.runs,
+                        noise: a.noise,
+                        sigma: a.sigma,
+                        seed: a.seed,
+                    };
+                    blocking(move || spec.write(&a.out, progress)).await?
+                }
             };
-            let options = table.options();
-            let out = table.out;
-            let generated = blocking(move || write_rows(rows, &out, options, progress)).await?;
-            report(progress, &[generated]);
+            report(progress, &files);
             Ok(())
         }
     }

@@ -99,7 +99,6 @@ pub struct LowRank {
     /// Eigenvalue of the remaining directions (relative to λ₂ = 1).
     pub noise: f64,
     pub seed: u64,
-    pub dtype: Dtype,
 }
 
 impl Default for LowRank {
@@ -111,7 +110,6 @@ impl Default for LowRank {
             rank: 8,
             noise: 0.01,
             seed: 42,
-            dtype: Dtype::F32,
         }
     }
 }
@@ -193,16 +191,6 @@ impl LowRank {
                 }
             }),
         })
-    }
-
-    /// Writes the table to `out`: Parquet (`id Int64`, `emb List<Float32|Float64>`) or, for a
-    /// `.csv` path, CSV with columns `id, x0, …, x{d-1}`.
-    pub fn write(&self, out: &Path, progress: ProgressMode) -> Result<Generated> {
-        let options = TableOptions {
-            dtype: self.dtype,
-            sort_by: None,
-        };
-        write_rows(self.rows()?, out, options, progress)
     }
 }
 
@@ -332,7 +320,8 @@ impl HeavyVsBulk {
     }
 }
 
-/// Writes `rows` to `out` (Parquet `id`, `emb`; or CSV `id, x0, …` for a `.csv` path).
+/// Writes `rows` to `out`: Parquet (`id Int64`, `emb List<Float32|Float64>`) or, for a `.csv`
+/// path, CSV with columns `id, x0, …, x{d-1}`.
 pub fn write_rows(
     mut rows: Rows,
     out: &Path,
