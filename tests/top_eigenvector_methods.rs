@@ -265,6 +265,36 @@ fn verify_measures_the_rayleigh_quotient_and_residual_of_any_answer() {
 }
 
 #[test]
+fn every_pass_over_a_csv_source_sees_all_rows_and_no_count_scan_is_added() {
+    // CSV plans yield nothing when executed twice, and CSV has no row count in a footer: each
+    // of the three passes must be planned afresh, and the first full pass gives `n`.
+    let tmp = TempDir::new().unwrap();
+    let known = KnownSpectrum::new(6, 30, 2);
+    write_csv(&tmp.path().join("k.csv"), &known.wide_batch(0..known.n()));
+    let columns: Vec<String> = (0..known.d).map(|j| format!("\"x{j}\"")).collect();
+    let text = format!(
+        "[pipeline]\noutput_dir = \"out\"\n[sources.k]\npath = \"k.csv\"\n\
+         [stages.ro]\nop = \"top_eigenvector\"\nsource = \"k\"\ncolumns = [{}]\n\
+         frobenius = \"exact\"\nverify = true\n",
+        columns.join(", ")
+    );
+    let file = write_pipeline(tmp.path(), &text);
+    assert_ok(&sketchpipe(&["run", file.to_str().unwrap()]));
+    let ro = tmp.path().join("out/ro");
+    assert_eq!(stat_u64(&ro, "rows"), known.n() as u64);
+    assert_eq!(stat_u32(&ro, "passes"), 3);
+    let frobenius: f64 = known.lambdas.iter().sum();
+    assert!((stat_f64(&ro, "frobenius_sq") - frobenius).abs() < 1e-9 * frobenius);
+    let v = read_vector(&ro);
+    let rho: f64 = known
+        .rows
+        .chunks_exact(known.d)
+        .map(|a| a.iter().zip(&v).map(|(x, y)| x * y).sum::<f64>().powi(2))
+        .sum();
+    assert!((stat_f64(&ro, "rayleigh_quotient") - rho).abs() < 1e-9 * rho);
+}
+
+#[test]
 fn ctrl_c_during_a_shuffled_run_removes_the_spill_files_and_changes_nothing() {
     let tmp = TempDir::new().unwrap();
     let data = tmp.path().join("big.parquet");

@@ -20,7 +20,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::common::stats::Precision;
 use datafusion::dataframe::DataFrame;
-use datafusion::physical_plan::{execute_stream, StatisticsArgs, StatisticsContext};
+use datafusion::physical_plan::{execute_stream, ExecutionPlan, StatisticsArgs, StatisticsContext};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -308,7 +308,21 @@ async fn run_group(
         Input::Source(name) => format!("source `{name}`"),
         other => other.to_string(),
     };
-    let (mut rows, estimated_bytes) = statistics(&frame).await?;
+    // A physical plan is planned afresh for every scan: some (CSV, repartitioned SQL) yield
+    // nothing when executed a second time.
+    let plan = frame.clone().create_physical_plan().await?;
+    let (mut rows, estimated_bytes) = statistics(&plan);
+    let schema = plan.schema();
+    let mut first_plan = Some(plan);
+    let mut scan = async || -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let plan = match first_plan.take() {
+            Some(p) => p,
+            None => frame.clone().create_physical_plan().await?,
+        };
+        Ok(execute_stream(plan, ctx.task_ctx())?
+            .map(|b| b.map_err(Error::from))
+            .boxed())
+    };
     let mut spilled: Option<Spilled> = None;
     let mut scans = 0u32;
     loop {
@@ -333,20 +347,17 @@ async fn run_group(
                 order_randomised: false,
                 scan: scans,
             };
-            begin(ops, &fed, &info, &what)?;
-            let plan = frame.clone().create_physical_plan().await?;
-            let schema = plan.schema();
+            each(ops, &fed, &what, |op| op.begin_pass(&info))?;
             let mut spiller = Spiller::new(
                 tmp_root,
-                schema,
+                schema.clone(),
                 shuffle.seed,
                 shuffle.memory,
                 estimated_bytes,
             )?;
-            let stream = execute_stream(plan, ctx.task_ctx())?.map(|b| b.map_err(Error::from));
             let pass = format!("{label}, spilling for the shuffle");
             drive(
-                stream.boxed(),
+                scan().await?,
                 rows,
                 &pass,
                 mode,
@@ -354,14 +365,14 @@ async fn run_group(
                 &what,
                 |batch| {
                     spiller.push(batch)?;
-                    feed(ops, &fed, batch, &what)
+                    each(ops, &fed, &what, |op| op.update(batch))
                 },
             )
             .await?;
             let done = spiller.finish()?;
             rows = Some(done.rows());
             spilled = Some(done);
-            end(ops, &fed, &what)?;
+            each(ops, &fed, &what, |op| op.end_pass())?;
             continue;
         }
         let fed: Vec<usize> = wanting.iter().map(|(i, _)| *i).collect();
@@ -377,56 +388,29 @@ async fn run_group(
             order_randomised: spilled.is_some() || declared,
             scan: scans,
         };
-        begin(ops, &fed, &info, &what)?;
-        let pass = match (&spilled, scans) {
-            (Some(_), _) => format!("{label}, shuffled (scan {scans})"),
-            (None, 1) => label.clone(),
-            (None, n) => format!("{label} (scan {n})"),
+        each(ops, &fed, &what, |op| op.begin_pass(&info))?;
+        let (pass, what, stream) = match (&spilled, scans) {
+            (Some(s), _) => (
+                format!("{label}, shuffled (scan {scans})"),
+                format!("{what}, read in shuffled order: row numbers are shuffled positions"),
+                futures::stream::iter(s.replay()).boxed(),
+            ),
+            (None, 1) => (label.clone(), what.clone(), scan().await?),
+            (None, n) => (format!("{label} (scan {n})"), what.clone(), scan().await?),
         };
-        let what = match &spilled {
-            Some(_) => {
-                format!("{what}, read in shuffled order: row numbers are shuffled positions")
-            }
-            None => what.clone(),
-        };
-        let feed_all = |batch: &RecordBatch| feed(ops, &fed, batch, &what);
-        match &spilled {
-            Some(s) => {
-                let stream = futures::stream::iter(s.replay());
-                drive(
-                    stream.boxed(),
-                    rows,
-                    &pass,
-                    mode,
-                    interrupt,
-                    &what,
-                    feed_all,
-                )
-                .await?;
-            }
-            None => {
-                let plan = frame.clone().create_physical_plan().await?;
-                let stream = execute_stream(plan, ctx.task_ctx())?.map(|b| b.map_err(Error::from));
-                drive(
-                    stream.boxed(),
-                    rows,
-                    &pass,
-                    mode,
-                    interrupt,
-                    &what,
-                    feed_all,
-                )
-                .await?;
-            }
-        }
-        end(ops, &fed, &what)?;
+        let seen = drive(stream, rows, &pass, mode, interrupt, &what, |batch| {
+            each(ops, &fed, &what, |op| op.update(batch))
+        })
+        .await?;
+        // A full pass counts the rows: a later stream-order pass needs no COUNT(*) scan.
+        rows.get_or_insert(seen);
+        each(ops, &fed, &what, |op| op.end_pass())?;
     }
 }
 
 /// The input's exact row count (Parquet footers give it for free; estimates after a filter
 /// are not used: they would show a wrong 100 % and size blocks wrongly) and estimated bytes.
-async fn statistics(frame: &DataFrame) -> Result<(Option<u64>, Option<u64>)> {
-    let plan = frame.clone().create_physical_plan().await?;
+fn statistics(plan: &Arc<dyn ExecutionPlan>) -> (Option<u64>, Option<u64>) {
     let stats = StatisticsContext::new()
         .compute(plan.as_ref(), &StatisticsArgs::new())
         .ok();
@@ -437,51 +421,25 @@ async fn statistics(frame: &DataFrame) -> Result<(Option<u64>, Option<u64>)> {
     let bytes = stats
         .as_ref()
         .and_then(|s| s.total_byte_size.get_value().map(|b| *b as u64));
-    Ok((rows, bytes))
+    (rows, bytes)
 }
 
-fn stage_context(stage: &StageSpec, what: &str) -> String {
-    format!("stage `{}` ({what})", stage.name)
-}
-
-fn begin(
+/// Applies `f` to the operators at `which`, naming the stage in any error.
+fn each(
     ops: &mut [(&StageSpec, Box<dyn Operator>)],
     which: &[usize],
-    info: &PassInfo,
     what: &str,
+    mut f: impl FnMut(&mut dyn Operator) -> Result<()>,
 ) -> Result<()> {
     for &i in which {
         let (stage, op) = &mut ops[i];
-        op.begin_pass(info)
-            .map_err(|e| e.context(stage_context(stage, what)))?;
+        f(op.as_mut()).map_err(|e| e.context(format!("stage `{}` ({what})", stage.name)))?;
     }
     Ok(())
 }
 
-fn feed(
-    ops: &mut [(&StageSpec, Box<dyn Operator>)],
-    which: &[usize],
-    batch: &RecordBatch,
-    what: &str,
-) -> Result<()> {
-    for &i in which {
-        let (stage, op) = &mut ops[i];
-        op.update(batch)
-            .map_err(|e| e.context(stage_context(stage, what)))?;
-    }
-    Ok(())
-}
-
-fn end(ops: &mut [(&StageSpec, Box<dyn Operator>)], which: &[usize], what: &str) -> Result<()> {
-    for &i in which {
-        let (stage, op) = &mut ops[i];
-        op.end_pass()
-            .map_err(|e| e.context(stage_context(stage, what)))?;
-    }
-    Ok(())
-}
-
-/// Streams one pass through `on_batch`, with progress and Ctrl-C handling.
+/// Streams one pass through `on_batch`, with progress and Ctrl-C handling; returns the rows
+/// it saw.
 async fn drive(
     mut stream: BoxStream<'_, Result<RecordBatch>>,
     total: Option<u64>,
@@ -490,7 +448,8 @@ async fn drive(
     interrupt: &Interrupt,
     what: &str,
     mut on_batch: impl FnMut(&RecordBatch) -> Result<()>,
-) -> Result<()> {
+) -> Result<u64> {
+    let mut rows = 0u64;
     let mut progress = Progress::new(label.to_string(), total, mode);
     loop {
         let next = tokio::select! {
@@ -503,13 +462,14 @@ async fn drive(
             other => other,
         })?;
         on_batch(&batch)?;
+        rows += batch.num_rows() as u64;
         progress.inc(
             batch.num_rows() as u64,
             batch.get_array_memory_size() as u64,
         );
     }
     progress.finish();
-    Ok(())
+    Ok(rows)
 }
 
 /// The key-value metadata of every output table: what made it, from what, with which seed.
