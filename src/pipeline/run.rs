@@ -20,7 +20,11 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::common::stats::Precision;
 use datafusion::dataframe::DataFrame;
-use datafusion::physical_plan::{execute_stream, ExecutionPlan, StatisticsArgs, StatisticsContext};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::{
+    ExecutionPlan, ExecutionPlanProperties, StatisticsArgs, StatisticsContext,
+};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -319,7 +323,7 @@ async fn run_group(
             Some(p) => p,
             None => frame.clone().create_physical_plan().await?,
         };
-        Ok(execute_stream(plan, ctx.task_ctx())?
+        Ok(in_file_order(plan, ctx.task_ctx())
             .map(|b| b.map_err(Error::from))
             .boxed())
     };
@@ -422,6 +426,29 @@ fn statistics(plan: &Arc<dyn ExecutionPlan>) -> (Option<u64>, Option<u64>) {
         .as_ref()
         .and_then(|s| s.total_byte_size.get_value().map(|b| *b as u64));
     (rows, bytes)
+}
+
+/// The plan's rows in a fixed order: partition 0 to the end, then partition 1, … — the files'
+/// own order, the same on every run. (`execute_stream` merges partitions in whatever order
+/// their batches arrive, so a stream-order algorithm, and the shuffle's seeded assignment of
+/// rows to spill files, would differ between runs of a multi-file or multi-row-group input.)
+/// Decoding runs on a spawned task, a few batches ahead of the consumer, so it still overlaps
+/// with the operators' work.
+fn in_file_order(plan: Arc<dyn ExecutionPlan>, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+    let mut builder = RecordBatchReceiverStreamBuilder::new(plan.schema(), 4);
+    let tx = builder.tx();
+    builder.spawn(async move {
+        for partition in 0..plan.output_partitioning().partition_count() {
+            let mut stream = plan.execute(partition, Arc::clone(&ctx))?;
+            while let Some(batch) = stream.next().await {
+                if tx.send(batch).await.is_err() {
+                    return Ok(()); // the consumer stopped (an error elsewhere, Ctrl-C)
+                }
+            }
+        }
+        Ok(())
+    });
+    builder.build()
 }
 
 /// Applies `f` to the operators at `which`, naming the stage in any error.
