@@ -18,7 +18,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::{Operator, OutputTable, PassInfo, PassKind, TableDecl};
 use crate::eigen::{
-    FrequentDirections, Gram, Oja, RandomOrder, RandomOrderParams, StreamScale, TopEigen,
+    dot, FrequentDirections, Gram, Oja, RandomOrder, RandomOrderParams, StreamScale, TopEigen,
 };
 use crate::rows::{DenseRowReader, OnInvalid};
 use crate::{Error, Result};
@@ -257,7 +257,6 @@ pub struct TopEigenvectorOp {
     answer: Option<Answer>,
     verify: Option<Verify>,
     order_randomised: bool,
-    last_scan: u32,
 }
 
 static VECTOR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -325,7 +324,6 @@ impl TopEigenvectorOp {
             answer: None,
             verify: None,
             order_randomised: false,
-            last_scan: 0,
         })
     }
 
@@ -368,7 +366,7 @@ impl TopEigenvectorOp {
                     .state_bytes
                     .max(self.prefix_bytes)])),
                 Arc::new(UInt64Array::from(vec![answer.skipped])),
-                Arc::new(UInt32Array::from(vec![self.last_scan])),
+                Arc::new(UInt32Array::from(vec![self.info.map_or(0, |i| i.scan)])),
                 Arc::new(UInt64Array::from(vec![self.params.seed])),
                 Arc::new(BooleanArray::from(vec![self.order_randomised])),
                 Arc::new(Float64Array::from(vec![rayleigh])),
@@ -439,7 +437,6 @@ impl Operator for TopEigenvectorOp {
 
     fn begin_pass(&mut self, info: &PassInfo) -> Result<()> {
         self.info = Some(*info);
-        self.last_scan = info.scan;
         self.reader.restart();
         match self.plan[self.at] {
             Pass::Frobenius => self.frobenius_sq = Some(0.0),
@@ -479,7 +476,7 @@ impl Operator for TopEigenvectorOp {
                 };
                 let v = &answer.top.vector;
                 for a in rows.values.chunks_exact(v.len().max(1)) {
-                    let t: f64 = a.iter().zip(v).map(|(x, y)| x * y).sum();
+                    let t = dot(a, v);
                     verify.rayleigh += t * t;
                     for (acc, x) in verify.atav.iter_mut().zip(a) {
                         *acc += t * x;

@@ -205,7 +205,7 @@ fn distribute(
         if pick.is_empty() {
             continue;
         }
-        let part = take_record_batch(batch, &UInt32Array::from(pick.clone()))?;
+        let part = take_record_batch(batch, &UInt32Array::from_iter_values(pick.iter().copied()))?;
         bucket.writer.write(&part)?;
         bucket.rows += pick.len() as u64;
     }
