@@ -15,6 +15,7 @@
 pub mod eigen;
 pub mod error;
 pub mod generate;
+pub mod hash;
 pub mod operators;
 pub mod pipeline;
 pub mod progress;

@@ -1,10 +1,11 @@
-//! SQL scalar functions backed by the cores, registered in every session sketchpipe makes
-//! (pipeline `sql` sources and `sketchpipe sql`):
+//! The pruning scores as SQL functions:
 //!
 //! * `el2n(logits, label)` — `‖softmax(logits) − e_label‖₂`, EL2N of Paul, Ganguli, Dziugaite,
 //!   *Deep Learning on a Data Diet*, NeurIPS 2021, arXiv:2107.07075 ([`crate::prune::el2n`]);
 //! * `grand(logits, label, embedding)` — last-layer GraNd `EL2N · sqrt(‖embedding‖² + 1)`
-//!   ([`crate::prune::grand_last_layer`]).
+//!   ([`crate::prune::grand_last_layer`]);
+//! * `el2n_probs(probs, label)`, `grand_probs(probs, label, embedding)` — the same from logged
+//!   probabilities (checked: finite, in `[0, 1]`, summing to 1).
 //!
 //! `logits` is a list (`List`, `LargeList` or `FixedSizeList`) of floats; `label` an integer
 //! class or a list of floats (a one-hot or soft label distribution). A null argument gives a
@@ -13,78 +14,66 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray};
+use datafusion::arrow::array::{Array, AsArray, Float64Array};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::common::{exec_err, plan_err, Result as DfResult};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::prelude::SessionContext;
 
-use crate::prune::{el2n, grand_last_layer, softmax_into, Target};
-
-/// Registers every sketchpipe SQL function on `ctx`.
-pub fn register(ctx: &SessionContext) {
-    ctx.register_udf(ScalarUDF::from(Score::new(Kind::El2n)));
-    ctx.register_udf(ScalarUDF::from(Score::new(Kind::Grand)));
-}
+use super::{as_f64_list, is_float_list};
+use crate::prune::{check_probabilities, el2n, grand_last_layer, softmax_into, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Kind {
+pub(super) enum Kind {
     El2n,
     Grand,
 }
 
-/// `el2n` or `grand`: the same row loop, GraNd with one more argument.
+/// `el2n` or `grand`, from logits or probabilities: the same row loop, GraNd with one more
+/// argument.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct Score {
+pub(super) struct Score {
     kind: Kind,
+    probs: bool,
     signature: Signature,
 }
 
 impl Score {
-    fn new(kind: Kind) -> Self {
+    pub(super) fn new(kind: Kind, probs: bool) -> Self {
         let arity = match kind {
             Kind::El2n => 2,
             Kind::Grand => 3,
         };
         Score {
             kind,
+            probs,
             signature: Signature::any(arity, Volatility::Immutable),
         }
     }
 
     fn usage(&self) -> &'static str {
-        match self.kind {
-            Kind::El2n => "el2n(logits LIST<FLOAT>, label INT | LIST<FLOAT>)",
-            Kind::Grand => {
+        match (self.kind, self.probs) {
+            (Kind::El2n, false) => "el2n(logits LIST<FLOAT>, label INT | LIST<FLOAT>)",
+            (Kind::Grand, false) => {
                 "grand(logits LIST<FLOAT>, label INT | LIST<FLOAT>, embedding LIST<FLOAT>)"
+            }
+            (Kind::El2n, true) => "el2n_probs(probs LIST<FLOAT>, label INT | LIST<FLOAT>)",
+            (Kind::Grand, true) => {
+                "grand_probs(probs LIST<FLOAT>, label INT | LIST<FLOAT>, embedding LIST<FLOAT>)"
             }
         }
     }
 }
 
-fn is_float_list(t: &DataType) -> bool {
-    match t {
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-            f.data_type().is_floating() || f.data_type().is_integer()
-        }
-        _ => false,
-    }
-}
-
-/// Any list of numbers as `List<Float64>` (one code path for every list layout).
-fn as_f64_list(array: &ArrayRef) -> DfResult<ListArray> {
-    let target = DataType::List(Arc::new(Field::new("item", DataType::Float64, true)));
-    Ok(cast(array, &target)?.as_list::<i32>().clone())
-}
-
 impl ScalarUDFImpl for Score {
     fn name(&self) -> &str {
-        match self.kind {
-            Kind::El2n => "el2n",
-            Kind::Grand => "grand",
+        match (self.kind, self.probs) {
+            (Kind::El2n, false) => "el2n",
+            (Kind::Grand, false) => "grand",
+            (Kind::El2n, true) => "el2n_probs",
+            (Kind::Grand, true) => "grand_probs",
         }
     }
 
@@ -133,7 +122,7 @@ impl ScalarUDFImpl for Score {
             let z = logits.value(row);
             let z = z.as_primitive::<Float64Type>();
             if z.null_count() > 0 {
-                return exec_err!("{}: row {row}: the logits hold a null", self.name());
+                return exec_err!("{}: row {row}: the model output holds a null", self.name());
             }
             let fail = |e: crate::Error| {
                 datafusion::error::DataFusionError::Execution(format!(
@@ -141,7 +130,13 @@ impl ScalarUDFImpl for Score {
                     self.name()
                 ))
             };
-            softmax_into(z.values(), &mut p).map_err(fail)?;
+            if self.probs {
+                check_probabilities(z.values()).map_err(fail)?;
+                p.clear();
+                p.extend_from_slice(z.values());
+            } else {
+                softmax_into(z.values(), &mut p).map_err(fail)?;
+            }
             let soft_row = soft.as_ref().map(|s| s.value(row));
             let target = match (&classes, &soft_row) {
                 (Some(c), _) => Target::Class(c.as_primitive::<Int64Type>().value(row)),

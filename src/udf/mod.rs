@@ -1,0 +1,48 @@
+//! SQL functions backed by the cores, registered in every session sketchpipe makes (pipeline
+//! `sql` sources, the stages' own queries and `sketchpipe sql`):
+//!
+//! * pruning scores — `el2n`, `grand`, `el2n_probs`, `grand_probs` ([`scores`]);
+//! * `uniform_hash(key, seed)` — the shared key hash `u(key) ∈ (0, 1)` of [`crate::hash`];
+//! * `list_mean(list)`, `list_stddev(list)` — mean and sample standard deviation of a list of
+//!   numbers, summed in sorted order so the result does not depend on the list's order
+//!   ([`lists`]; the by-id averaging of `prune_scores` uses them).
+
+mod hash;
+mod lists;
+mod scores;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, ListArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::Result as DfResult;
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::prelude::SessionContext;
+
+/// Registers every sketchpipe SQL function on `ctx`.
+pub fn register(ctx: &SessionContext) {
+    for kind in [scores::Kind::El2n, scores::Kind::Grand] {
+        for probs in [false, true] {
+            ctx.register_udf(ScalarUDF::from(scores::Score::new(kind, probs)));
+        }
+    }
+    ctx.register_udf(ScalarUDF::from(hash::UniformHash::new()));
+    ctx.register_udf(ScalarUDF::from(lists::ListStat::new(lists::Stat::Mean)));
+    ctx.register_udf(ScalarUDF::from(lists::ListStat::new(lists::Stat::StdDev)));
+}
+
+fn is_float_list(t: &DataType) -> bool {
+    match t {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            f.data_type().is_floating() || f.data_type().is_integer()
+        }
+        _ => false,
+    }
+}
+
+/// Any list of numbers as `List<Float64>` (one code path for every list layout).
+fn as_f64_list(array: &ArrayRef) -> DfResult<ListArray> {
+    let target = DataType::List(Arc::new(Field::new("item", DataType::Float64, true)));
+    Ok(cast(array, &target)?.as_list::<i32>().clone())
+}
