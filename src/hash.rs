@@ -57,7 +57,12 @@ mod tests {
             (Key::Str("id-17"), 12345, 0x10B122FF25AA0708),
         ];
         for (key, seed, want) in cases {
-            assert_eq!(hash64(key, seed), want, "{key:?} seed {seed}: {:#018X}", hash64(key, seed));
+            assert_eq!(
+                hash64(key, seed),
+                want,
+                "{key:?} seed {seed}: {:#018X}",
+                hash64(key, seed)
+            );
         }
     }
 

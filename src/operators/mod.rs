@@ -4,6 +4,7 @@
 //! several operators from one scan) and, at the end, returns its output tables as small
 //! `RecordBatch`es. Some operators need more than one pass (see [`Operator::next_pass`]).
 
+pub mod prune_scores;
 pub mod top_eigenvector;
 
 use datafusion::arrow::array::RecordBatch;

@@ -31,10 +31,11 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 
 use super::shuffle::{Spilled, Spiller};
-use super::sink::StageOutput;
-use super::source::{register_sources, session, source_frame};
+use super::sink::{ScratchDir, StageOutput};
+use super::source::{register_sources, session_with_memory, source_frame};
 use super::spec::{Input, OpSpec, PipelineSpec, StageSpec};
-use crate::operators::{Operator, PassInfo, PassKind, TopEigenvectorOp};
+use crate::operators::prune_scores::{self, masks::ScoresOutput, ProxyScoresOp};
+use crate::operators::{Operator, OutputTable, PassInfo, PassKind, TopEigenvectorOp};
 use crate::progress::{Progress, ProgressMode};
 use crate::{Error, Result};
 
@@ -83,17 +84,22 @@ struct Group<'a> {
     stages: Vec<&'a StageSpec>,
     /// Union of the stages' columns, in first-use order: the scan's projection.
     columns: Vec<String>,
+    /// A single stage that runs as one DataFusion query ([`OpSpec::is_query`]), not a scan.
+    query: bool,
 }
 
 /// Runs `spec`; see the module docs.
 pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
-    let ctx = session();
+    let ctx = session_with_memory(spec.memory)?;
     register_sources(&ctx, spec).await?;
     let output_dir = opts
         .output_dir
         .clone()
         .unwrap_or_else(|| spec.output_dir.clone());
+    let tmp_root = output_dir.join(super::sink::TMP_DIR);
     let groups = group_by_input(spec);
+    // Scratch space of stages with intermediate tables, removed when the run ends.
+    let mut scratch: BTreeMap<String, ScratchDir> = BTreeMap::new();
 
     // Phase 1: every stage checked against its input schema before anything is scanned.
     let mut ops: BTreeMap<String, Box<dyn Operator>> = BTreeMap::new();
@@ -108,9 +114,18 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 .collect::<Vec<_>>(),
         )?;
         for stage in &group.stages {
-            let op = build_operator(&stage.op, &projected).map_err(|e| {
-                e.context(format!("{}: [stages.{}]", spec.file.display(), stage.name))
-            })?;
+            let where_ = || format!("{}: [stages.{}]", spec.file.display(), stage.name);
+            if let OpSpec::PruneScores(p) = &stage.op {
+                p.check_schema(&projected)
+                    .map_err(|e| e.context(where_()))?;
+                scratch.insert(stage.name.clone(), ScratchDir::new(&tmp_root, "prune-")?);
+            }
+            if group.query {
+                continue;
+            }
+            let by_id = scratch.get(&stage.name).map(|d| d.path().join(BY_ID));
+            let op = build_operator(&stage.op, &projected, by_id.as_deref())
+                .map_err(|e| e.context(where_()))?;
             ops.insert(stage.name.clone(), op);
         }
     }
@@ -133,6 +148,50 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
         };
         let frame =
             frame.select_columns(&group.columns.iter().map(String::as_str).collect::<Vec<_>>())?;
+        if group.query {
+            let stage = group.stages[0];
+            let OpSpec::PruneScores(p) = &stage.op else {
+                unreachable!("the only query stage")
+            };
+            let stage_ctx = || {
+                format!(
+                    "stage `{}` ({})",
+                    stage.name,
+                    describe_input(spec, &stage.input)
+                )
+            };
+            if opts.progress != ProgressMode::Quiet {
+                eprintln!(
+                    "sketchpipe: stage `{}`: scoring {} and averaging by id",
+                    stage.name,
+                    describe_input(spec, &stage.input)
+                );
+            }
+            let by_id = scratch[&stage.name].path().join(BY_ID);
+            let work = async {
+                let runs = prune_scores::runs::aggregate(&ctx, frame, p, &by_id).await?;
+                prune_scores::masks::finish(&ctx, &by_id, p, runs).await
+            };
+            let scores = interruptible(&interrupt, work)
+                .await
+                .map_err(|e| e.context(stage_ctx()))?;
+            let rows_read = scores.rows;
+            let output = write_stage(
+                spec,
+                stage,
+                opts,
+                &output_dir,
+                &interrupt,
+                Vec::new(),
+                Some(scores),
+                rows_read,
+                &mut produced,
+            )
+            .await
+            .map_err(|e| e.context(stage_ctx()))?;
+            pending.push(output);
+            continue;
+        }
         let mut group_ops: Vec<(&StageSpec, Box<dyn Operator>)> = group
             .stages
             .iter()
@@ -146,7 +205,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             &mut group_ops,
             opts.progress,
             &interrupt,
-            &output_dir.join(super::sink::TMP_DIR),
+            &tmp_root,
         )
         .await?;
 
@@ -160,21 +219,33 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 )
             };
             let tables = op.finish().map_err(|e| e.context(stage_ctx()))?;
-            let output = StageOutput::create(&output_dir, &stage.name, opts.run_date)?;
-            for table in &tables {
-                output.write_table(table, metadata(spec, stage, table.name, rows_read, opts))?;
-                produced.insert(
-                    (stage.name.clone(), table.name.to_string()),
-                    output.tmp_table_path(table.name),
-                );
-            }
-            let summary = StageSummary {
-                name: stage.name.clone(),
-                dir: output.final_dir().to_path_buf(),
-                tables: tables.iter().map(|t| t.name.to_string()).collect(),
-                rows_read,
+            let scores = match &stage.op {
+                OpSpec::PruneScores(p) => {
+                    let by_id = scratch[&stage.name].path().join(BY_ID);
+                    let runs = p.proxy().map_or(1, |x| x.seeds as u64);
+                    let work = prune_scores::masks::finish(&ctx, &by_id, p, runs);
+                    Some(
+                        interruptible(&interrupt, work)
+                            .await
+                            .map_err(|e| e.context(stage_ctx()))?,
+                    )
+                }
+                _ => None,
             };
-            pending.push((output, summary));
+            let output = write_stage(
+                spec,
+                stage,
+                opts,
+                &output_dir,
+                &interrupt,
+                tables,
+                scores,
+                rows_read,
+                &mut produced,
+            )
+            .await
+            .map_err(|e| e.context(stage_ctx()))?;
+            pending.push(output);
         }
     }
 
@@ -204,9 +275,10 @@ fn group_by_input(spec: &PipelineSpec) -> Vec<Group<'_>> {
             .op
             .shuffle()
             .map(|(seed, memory)| Shuffle { seed, memory });
+        let query = stage.op.is_query();
         let group = match groups
             .iter_mut()
-            .find(|g| g.input == stage.input && g.shuffle == shuffle)
+            .find(|g| !query && !g.query && g.input == stage.input && g.shuffle == shuffle)
         {
             Some(g) => g,
             None => {
@@ -215,6 +287,7 @@ fn group_by_input(spec: &PipelineSpec) -> Vec<Group<'_>> {
                     shuffle,
                     stages: Vec::new(),
                     columns: Vec::new(),
+                    query,
                 });
                 groups.last_mut().expect("just pushed")
             }
@@ -241,27 +314,34 @@ fn group_by_input(spec: &PipelineSpec) -> Vec<Group<'_>> {
     groups
 }
 
-async fn input_schema(ctx: &SessionContext, spec: &PipelineSpec, input: &Input) -> Result<Schema> {
-    match input {
-        Input::Source(name) => {
-            let frame = source_frame(ctx, spec, name).await?;
-            Ok(frame.schema().as_arrow().clone())
+fn input_schema<'a>(
+    ctx: &'a SessionContext,
+    spec: &'a PipelineSpec,
+    input: &'a Input,
+) -> futures::future::BoxFuture<'a, Result<Schema>> {
+    Box::pin(async move {
+        match input {
+            Input::Source(name) => {
+                let frame = source_frame(ctx, spec, name).await?;
+                Ok(frame.schema().as_arrow().clone())
+            }
+            Input::StageTable { stage, table } => {
+                let producer = spec
+                    .stages
+                    .iter()
+                    .find(|s| &s.name == stage)
+                    .expect("validated");
+                let producer_input = input_schema(ctx, spec, &producer.input).await?;
+                let decl = producer
+                    .op
+                    .tables(&producer_input)?
+                    .into_iter()
+                    .find(|t| t.name == table)
+                    .expect("validated");
+                Ok(decl.schema.as_ref().clone())
+            }
         }
-        Input::StageTable { stage, table } => {
-            let producer = spec
-                .stages
-                .iter()
-                .find(|s| &s.name == stage)
-                .expect("validated");
-            let decl = producer
-                .op
-                .tables()
-                .into_iter()
-                .find(|t| t.name == table)
-                .expect("validated");
-            Ok(decl.schema.as_ref().clone())
-        }
-    }
+    })
 }
 
 fn check_columns(spec: &PipelineSpec, group: &Group<'_>, schema: &Schema) -> Result<()> {
@@ -270,7 +350,7 @@ fn check_columns(spec: &PipelineSpec, group: &Group<'_>, schema: &Schema) -> Res
             if schema.index_of(column).is_err() {
                 let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
                 return Err(Error::Config(format!(
-                    "{}: [stages.{}] key `columns`: unknown column `{column}` in {} (it has: {})",
+                    "{}: [stages.{}]: unknown column `{column}` in {} (it has: {})",
                     spec.file.display(),
                     stage.name,
                     describe_input(spec, &group.input),
@@ -282,10 +362,80 @@ fn check_columns(spec: &PipelineSpec, group: &Group<'_>, schema: &Schema) -> Res
     Ok(())
 }
 
-fn build_operator(op: &OpSpec, schema: &Schema) -> Result<Box<dyn Operator>> {
+/// The per-id scratch table of a `prune_scores` stage.
+const BY_ID: &str = "by_id.parquet";
+
+fn build_operator(op: &OpSpec, schema: &Schema, by_id: Option<&Path>) -> Result<Box<dyn Operator>> {
     Ok(match op {
         OpSpec::TopEigenvector(p) => Box::new(TopEigenvectorOp::new(p.clone(), schema)?),
+        OpSpec::PruneScores(p) => Box::new(ProxyScoresOp::new(
+            p.clone(),
+            schema,
+            by_id.expect("prune stages have scratch space"),
+        )?),
     })
+}
+
+/// Runs `work` unless Ctrl-C comes first.
+async fn interruptible<T>(
+    interrupt: &Interrupt,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        r = work => r,
+        _ = interrupt.wait() => Err(Error::Interrupted),
+    }
+}
+
+/// Writes a finished stage's tables (in-memory ones, then a `prune_scores` stage's, the large
+/// `scores` streamed from its query) uncommitted, and records where later stages find them.
+#[allow(clippy::too_many_arguments)]
+async fn write_stage(
+    spec: &PipelineSpec,
+    stage: &StageSpec,
+    opts: &RunOptions,
+    output_dir: &Path,
+    interrupt: &Interrupt,
+    mut tables: Vec<OutputTable>,
+    scores: Option<ScoresOutput>,
+    rows_read: u64,
+    produced: &mut BTreeMap<(String, String), PathBuf>,
+) -> Result<(StageOutput, StageSummary)> {
+    let output = StageOutput::create(output_dir, &stage.name, opts.run_date)?;
+    let mut names: Vec<String> = Vec::new();
+    let mut frame = None;
+    if let Some(s) = scores {
+        tables.insert(
+            0,
+            OutputTable {
+                name: "stats",
+                batch: s.stats,
+            },
+        );
+        frame = Some(s.scores);
+        names.push("scores".into());
+    }
+    if let Some(frame) = frame {
+        let meta = metadata(spec, stage, "scores", rows_read, opts);
+        interruptible(interrupt, output.write_frame("scores", frame, meta)).await?;
+    }
+    for table in &tables {
+        output.write_table(table, metadata(spec, stage, table.name, rows_read, opts))?;
+        names.push(table.name.to_string());
+    }
+    for name in &names {
+        produced.insert(
+            (stage.name.clone(), name.clone()),
+            output.tmp_table_path(name),
+        );
+    }
+    let summary = StageSummary {
+        name: stage.name.clone(),
+        dir: output.final_dir().to_path_buf(),
+        tables: names,
+        rows_read,
+    };
+    Ok((output, summary))
 }
 
 fn describe_input(spec: &PipelineSpec, input: &Input) -> String {

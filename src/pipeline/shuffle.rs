@@ -30,8 +30,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tempfile::TempDir;
 
+use super::sink::ScratchDir;
 use crate::{Error, Result};
 
 /// Rows per batch handed on by the read-back.
@@ -51,29 +51,9 @@ struct Bucket {
     rows: u64,
 }
 
-/// The spill directory: removed on drop, and its parent too if that leaves it empty (it is
-/// the run's shared temporary directory, which must not outlive the run).
-struct SpillDir {
-    dir: Option<TempDir>,
-    parent: PathBuf,
-}
-
-impl SpillDir {
-    fn path(&self) -> &Path {
-        self.dir.as_ref().expect("present until drop").path()
-    }
-}
-
-impl Drop for SpillDir {
-    fn drop(&mut self) {
-        drop(self.dir.take());
-        let _ = std::fs::remove_dir(&self.parent);
-    }
-}
-
 /// Pass 1: distributes rows over spill files.
 pub struct Spiller {
-    dir: SpillDir,
+    dir: ScratchDir,
     schema: SchemaRef,
     seed: u64,
     memory: u64,
@@ -94,21 +74,7 @@ impl Spiller {
         memory: u64,
         estimated_bytes: Option<u64>,
     ) -> Result<Self> {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
-        let dir = tempfile::Builder::new()
-            .prefix("shuffle-")
-            .tempdir_in(parent)
-            .map_err(|e| {
-                Error::io(
-                    format!("cannot create a spill dir in {}", parent.display()),
-                    e,
-                )
-            })?;
-        let dir = SpillDir {
-            dir: Some(dir),
-            parent: parent.to_path_buf(),
-        };
+        let dir = ScratchDir::new(parent, "shuffle-")?;
         let buckets = match estimated_bytes {
             Some(b) => (2 * b).div_ceil(memory.max(1)) as usize,
             None => DEFAULT_BUCKETS,
@@ -271,7 +237,7 @@ fn read_file(
 
 /// The spilled input, ready to be read back in shuffled order (any number of times).
 pub struct Spilled {
-    _dir: SpillDir,
+    _dir: ScratchDir,
     schema: SchemaRef,
     files: Vec<(PathBuf, u64)>,
     seed: u64,

@@ -16,10 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::dataframe::DataFrame;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::metadata::KeyValue;
 use datafusion::parquet::file::properties::WriterProperties;
+use futures::StreamExt;
 
 use crate::operators::OutputTable;
 use crate::{Error, Result};
@@ -79,7 +82,38 @@ impl StageOutput {
 
     /// Writes one table as Parquet with the given key-value metadata, and syncs it to disk.
     pub fn write_table(&self, table: &OutputTable, metadata: Vec<(String, String)>) -> Result<()> {
-        let path = self.tmp_table_path(table.name);
+        let mut writer = self.writer(table.name, table.batch.schema_ref(), metadata)?;
+        writer.write(&table.batch)?;
+        self.close(table.name, writer)
+    }
+
+    /// Writes the result of `frame` as table `name`, batch by batch as the query produces
+    /// them (the table may be larger than memory); returns its rows.
+    pub async fn write_frame(
+        &self,
+        name: &str,
+        frame: DataFrame,
+        metadata: Vec<(String, String)>,
+    ) -> Result<u64> {
+        let mut stream = frame.execute_stream().await?;
+        let mut writer = self.writer(name, &stream.schema(), metadata)?;
+        let mut rows = 0;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            rows += batch.num_rows() as u64;
+            writer.write(&batch)?;
+        }
+        self.close(name, writer)?;
+        Ok(rows)
+    }
+
+    fn writer(
+        &self,
+        name: &str,
+        schema: &SchemaRef,
+        metadata: Vec<(String, String)>,
+    ) -> Result<ArrowWriter<File>> {
+        let path = self.tmp_table_path(name);
         let file = File::create(&path)
             .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
         let props = WriterProperties::builder()
@@ -91,13 +125,14 @@ impl StageOutput {
                     .collect(),
             ))
             .build();
-        let mut writer =
-            ArrowWriter::try_new(file, Arc::clone(table.batch.schema_ref()), Some(props))?;
-        writer.write(&table.batch)?;
+        Ok(ArrowWriter::try_new(file, Arc::clone(schema), Some(props))?)
+    }
+
+    fn close(&self, name: &str, writer: ArrowWriter<File>) -> Result<()> {
+        let path = self.tmp_table_path(name);
         let file = writer.into_inner()?;
         file.sync_all()
-            .map_err(|e| Error::io(format!("cannot sync {}", path.display()), e))?;
-        Ok(())
+            .map_err(|e| Error::io(format!("cannot sync {}", path.display()), e))
     }
 
     /// Writes `_SUCCESS` and moves the output into place atomically.
@@ -203,4 +238,44 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     std::fs::rename(b, &old)?;
     std::fs::rename(a, b)?;
     std::fs::rename(&old, a)
+}
+
+/// A private scratch directory under the run's temporary directory (`parent`), for spill
+/// files and intermediate tables: removed on drop — success, error and Ctrl-C alike — and
+/// `parent` too if that leaves it empty (it must not outlive the run).
+pub struct ScratchDir {
+    dir: Option<tempfile::TempDir>,
+    parent: PathBuf,
+}
+
+impl ScratchDir {
+    /// Creates `parent/PREFIXxxxxxx`.
+    pub fn new(parent: &Path, prefix: &str) -> Result<Self> {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(parent)
+            .map_err(|e| {
+                Error::io(
+                    format!("cannot create a scratch dir in {}", parent.display()),
+                    e,
+                )
+            })?;
+        Ok(ScratchDir {
+            dir: Some(dir),
+            parent: parent.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("present until drop").path()
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        drop(self.dir.take());
+        let _ = std::fs::remove_dir(&self.parent);
+    }
 }

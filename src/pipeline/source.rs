@@ -1,7 +1,11 @@
 //! Sources through a DataFusion `SessionContext`: files, directories and globs of Parquet or
 //! CSV, registered as tables under their source names, and SQL over them.
 
+use std::sync::Arc;
+
 use datafusion::dataframe::DataFrame;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 
 use super::spec::{FileFormat, PipelineSpec, SourceSpec};
@@ -10,10 +14,19 @@ use crate::{Error, Result};
 /// The session every sketchpipe run and query uses. Quoted file paths work as tables in SQL
 /// (`SELECT * FROM 'data/x.parquet'`, relative to the current directory).
 pub fn session() -> SessionContext {
+    session_with_memory(super::spec::DEFAULT_MEMORY).expect("the default runtime builds")
+}
+
+/// A session whose group-bys and sorts spill to disk (the OS temporary directory) beyond
+/// `memory` bytes, shared fairly between the operators of a query.
+pub fn session_with_memory(memory: u64) -> Result<SessionContext> {
     let config = SessionConfig::new().with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config).enable_url_table();
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(memory as usize)))
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime).enable_url_table();
     crate::udf::register(&ctx);
-    ctx
+    Ok(ctx)
 }
 
 /// Registers every `path` source under its name, so SQL sources can refer to them. Only file

@@ -11,21 +11,28 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use super::keys::Keys;
+use datafusion::arrow::datatypes::Schema;
+
+use crate::operators::prune_scores::{
+    self, KeepSize, Mask, MaskMode, MissingRuns, ProxyParams, PruneScoresParams, ScoreKind,
+    ScoresInput,
+};
 use crate::operators::top_eigenvector::Frobenius;
 use crate::operators::{Algorithm, TableDecl, TopEigenvectorOp, TopEigenvectorParams};
 use crate::rows::OnInvalid;
 use crate::{Error, Result};
 
 /// The ops this build implements.
-pub const OPS: [&str; 1] = ["top_eigenvector"];
+pub const OPS: [&str; 2] = ["top_eigenvector", "prune_scores"];
 /// Ops of the product contract that later versions add; named so the error can say so.
-const PLANNED_OPS: [&str; 5] = [
+const PLANNED_OPS: [&str; 4] = [
     "coordinated_sketch",
     "sketch_product",
     "sketch_merge",
     "sketch_regression",
-    "prune_scores",
 ];
+/// Memory DataFusion may use for a run's group-bys and sorts before spilling to disk.
+pub const DEFAULT_MEMORY: u64 = 4 << 30;
 /// Names that would clash with DataFusion's own schemas in `sketchpipe sql`.
 const RESERVED_NAMES: [&str; 3] = ["public", "information_schema", "datafusion"];
 
@@ -37,6 +44,8 @@ pub struct PipelineSpec {
     pub name: String,
     /// Where stage outputs go (`[pipeline] output_dir`, relative to the pipeline file).
     pub output_dir: PathBuf,
+    /// `[pipeline] memory`: what DataFusion's group-bys and sorts may hold before spilling.
+    pub memory: u64,
     pub sources: BTreeMap<String, SourceSpec>,
     /// Sources declared `shuffled = true`: their rows are already in a uniformly random order
     /// (the user vouches for it; recorded as `order_randomised` in stats).
@@ -128,6 +137,7 @@ pub struct StageSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum OpSpec {
     TopEigenvector(TopEigenvectorParams),
+    PruneScores(PruneScoresParams),
 }
 
 impl OpSpec {
@@ -135,13 +145,25 @@ impl OpSpec {
     pub fn name(&self) -> &'static str {
         match self {
             OpSpec::TopEigenvector(_) => "top_eigenvector",
+            OpSpec::PruneScores(_) => "prune_scores",
         }
     }
 
-    /// The tables the op writes.
-    pub fn tables(&self) -> Vec<TableDecl> {
+    /// The names of the tables the op writes.
+    pub fn table_names(&self) -> Vec<&'static str> {
         match self {
-            OpSpec::TopEigenvector(_) => TopEigenvectorOp::tables(),
+            OpSpec::TopEigenvector(_) => {
+                TopEigenvectorOp::tables().iter().map(|t| t.name).collect()
+            }
+            OpSpec::PruneScores(p) => prune_scores::table_names(p),
+        }
+    }
+
+    /// The tables the op writes, with their schemas, for an input of schema `input`.
+    pub fn tables(&self, input: &Schema) -> Result<Vec<TableDecl>> {
+        match self {
+            OpSpec::TopEigenvector(_) => Ok(TopEigenvectorOp::tables()),
+            OpSpec::PruneScores(p) => p.tables(input),
         }
     }
 
@@ -149,6 +171,7 @@ impl OpSpec {
     pub fn columns(&self) -> &[String] {
         match self {
             OpSpec::TopEigenvector(p) => &p.columns,
+            OpSpec::PruneScores(p) => p.columns(),
         }
     }
 
@@ -156,6 +179,7 @@ impl OpSpec {
     pub fn seed(&self) -> Option<u64> {
         match self {
             OpSpec::TopEigenvector(p) => Some(p.seed),
+            OpSpec::PruneScores(p) => Some(p.seed),
         }
     }
 
@@ -163,7 +187,14 @@ impl OpSpec {
     pub fn shuffle(&self) -> Option<(u64, u64)> {
         match self {
             OpSpec::TopEigenvector(p) => p.shuffle.then_some((p.seed, p.shuffle_memory)),
+            OpSpec::PruneScores(_) => None,
         }
+    }
+
+    /// Whether the stage is one DataFusion query over its input rather than operator passes
+    /// over a shared scan (`prune_scores` over logged outputs: a spilling group-by).
+    pub fn is_query(&self) -> bool {
+        matches!(self, OpSpec::PruneScores(p) if p.proxy().is_none())
     }
 }
 
@@ -204,6 +235,10 @@ impl PipelineSpec {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("out").join(&name));
         keys.string("description")?;
+        let memory = keys.bytes("memory")?.unwrap_or(DEFAULT_MEMORY);
+        if memory < 16 << 20 {
+            return Err(keys.error("memory", "must be at least 16MiB"));
+        }
         keys.finish()?;
 
         let mut sources = BTreeMap::new();
@@ -238,6 +273,7 @@ impl PipelineSpec {
             file: file.to_path_buf(),
             name,
             output_dir: base.join(output_dir),
+            memory,
             sources,
             shuffled_sources,
             stages,
@@ -392,6 +428,7 @@ fn parse_stage(file: &Path, section: &str, name: &str, table: &Table) -> Result<
     let op = keys.required_string("op")?;
     let op = match op.as_str() {
         "top_eigenvector" => OpSpec::TopEigenvector(parse_top_eigenvector(&mut keys)?),
+        "prune_scores" => OpSpec::PruneScores(parse_prune_scores(file, section, &mut keys)?),
         other if PLANNED_OPS.contains(&other) => {
             return Err(keys.error(
                 "op",
@@ -522,6 +559,193 @@ fn parse_top_eigenvector(keys: &mut Keys<'_>) -> Result<TopEigenvectorParams> {
     Ok(p)
 }
 
+fn parse_prune_scores(
+    file: &Path,
+    section: &str,
+    keys: &mut Keys<'_>,
+) -> Result<PruneScoresParams> {
+    let id = keys.required_string("id")?;
+    let label = keys.string("label")?.unwrap_or_else(|| "label".into());
+    let logits = keys.string("logits")?;
+    let probs = keys.string("probs")?;
+    let features = match keys.table_value("features") {
+        Some(_) => Some(keys.string_list("features")?),
+        None => None,
+    };
+    let proxy_section = format!("{}.proxy]", section.trim_end_matches(']'));
+    let proxy = match keys.table_value("proxy") {
+        None => None,
+        Some(Value::Table(t)) => Some(parse_proxy(file, &proxy_section, t)?),
+        Some(v) => {
+            return Err(keys.error(
+                "proxy",
+                format!("expected a table ({proxy_section}), got {}", v.type_str()),
+            ))
+        }
+    };
+    let run = keys.string("run")?;
+    let embedding = keys.string("embedding")?;
+    let given = [
+        ("logits", logits.is_some()),
+        ("probs", probs.is_some()),
+        ("features", features.is_some()),
+    ];
+    let named: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
+    let input = match (logits, probs, features) {
+        (Some(c), None, None) => ScoresInput::Logits(c),
+        (None, Some(c), None) => ScoresInput::Probs(c),
+        (None, None, Some(columns)) => ScoresInput::Features {
+            columns,
+            proxy: proxy.clone().unwrap_or_default(),
+        },
+        _ => {
+            return Err(keys.error(
+                if named.is_empty() { "logits" } else { named[1] },
+                format!(
+                    "give exactly one of `logits`, `probs` (logged model outputs) or `features`                      (train a proxy model){}",
+                    if named.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; got {}", named.join(" and "))
+                    }
+                ),
+            ))
+        }
+    };
+    let proxy_mode = matches!(input, ScoresInput::Features { .. });
+    if proxy.is_some() && !proxy_mode {
+        return Err(keys.error(
+            "proxy",
+            "a proxy model needs `features = [...]` to train on",
+        ));
+    }
+    if proxy_mode {
+        if run.is_some() {
+            return Err(keys.error(
+                "run",
+                "proxy mode makes its own runs (the proxy's `seeds`); `run` is for logged outputs",
+            ));
+        }
+        if embedding.is_some() {
+            return Err(keys.error(
+                "embedding",
+                "proxy mode computes exact GraNd from its own model; `embedding` is for logged outputs",
+            ));
+        }
+    }
+    let mut p = PruneScoresParams::new(id, label, input, run, embedding);
+    if let Some(m) = keys.choice("missing_runs", &["error", "average-available"])? {
+        p.missing_runs = if m == "error" {
+            MissingRuns::Error
+        } else {
+            MissingRuns::AverageAvailable
+        };
+    }
+    if let Some(score) = keys.choice("score", &["el2n", "grand"])? {
+        p.score = if score == "grand" {
+            ScoreKind::Grand
+        } else {
+            ScoreKind::El2n
+        };
+        if p.score == ScoreKind::Grand && !proxy_mode && p.embedding.is_none() {
+            return Err(keys.error(
+                "score",
+                "\"grand\" needs `embedding` (the penultimate features) or proxy mode",
+            ));
+        }
+    }
+    if let Some(k) = keys.unsigned("classes")? {
+        if k < 2 {
+            return Err(keys.error("classes", format!("must be at least 2, got {k}")));
+        }
+        p.classes = Some(k as usize);
+    }
+    if let Some(seed) = keys.unsigned("seed")? {
+        p.seed = seed;
+    }
+    let fraction = keys.float("keep_fraction")?;
+    let count = keys.unsigned("keep_count")?;
+    let mode = keys.choice("mode", &MaskMode::NAMES)?;
+    let mode_given = mode.is_some();
+    let offset = keys.unsigned("offset")?;
+    let size = match (fraction, count) {
+        (Some(_), Some(_)) => {
+            return Err(keys.error(
+                "keep_count",
+                "give `keep_fraction` or `keep_count`, not both",
+            ))
+        }
+        (Some(f), None) if !(f > 0.0 && f <= 1.0) => {
+            return Err(keys.error("keep_fraction", format!("must be in (0, 1], got {f}")))
+        }
+        (Some(f), None) => Some(KeepSize::Fraction(f)),
+        (None, Some(0)) => return Err(keys.error("keep_count", "must be at least 1")),
+        (None, Some(k)) => Some(KeepSize::Count(k)),
+        (None, None) => None,
+    };
+    let mode = match (mode.as_deref(), offset) {
+        (Some("offset"), Some(o)) => MaskMode::Offset(o),
+        (Some("offset"), None) => {
+            return Err(keys.error(
+                "offset",
+                "mode = \"offset\" needs `offset` (how many of the highest scores to skip)",
+            ))
+        }
+        (_, Some(_)) => return Err(keys.error("offset", "only applies with mode = \"offset\"")),
+        (Some("class_balanced"), None) => MaskMode::ClassBalanced,
+        (Some("random"), None) => MaskMode::Random,
+        (Some(_) | None, None) => MaskMode::KeepMax,
+    };
+    match size {
+        Some(size) => p.mask = Some(Mask { size, mode }),
+        None if mode_given => {
+            return Err(keys.error("mode", "a mask needs `keep_fraction` or `keep_count`"))
+        }
+        None => {}
+    }
+    Ok(p)
+}
+
+fn parse_proxy(file: &Path, section: &str, table: &Table) -> Result<ProxyParams> {
+    let mut keys = Keys::new(file, section, table);
+    let mut p = ProxyParams::default();
+    if let Some(h) = keys.unsigned("hidden")? {
+        if h == 0 {
+            return Err(keys.error(
+                "hidden",
+                "must be at least 1 (omit it for logistic regression)",
+            ));
+        }
+        p.hidden = Some(h as usize);
+    }
+    let positive = |keys: &mut Keys<'_>, key: &'static str| -> Result<Option<u64>> {
+        match keys.unsigned(key)? {
+            Some(0) => Err(keys.error(key, "must be at least 1")),
+            v => Ok(v),
+        }
+    };
+    if let Some(e) = keys.unsigned("epochs")? {
+        p.epochs = e as u32;
+    }
+    if let Some(s) = positive(&mut keys, "seeds")? {
+        p.seeds = s as u32;
+    }
+    if let Some(b) = positive(&mut keys, "batch_size")? {
+        p.batch_size = b as usize;
+    }
+    if let Some(b) = positive(&mut keys, "shuffle_buffer")? {
+        p.shuffle_buffer = b as usize;
+    }
+    if let Some(lr) = keys.float("learning_rate")? {
+        if !(lr > 0.0 && lr.is_finite()) {
+            return Err(keys.error("learning_rate", format!("must be positive, got {lr}")));
+        }
+        p.learning_rate = lr;
+    }
+    keys.finish()?;
+    Ok(p)
+}
+
 /// Applies `--set STAGE.KEY=VALUE`: VALUE is read as a TOML value (`7`, `true`, `"x"`,
 /// `["a", "b"]`), and as a plain string when it is not one.
 fn apply_overrides(doc: &mut Table, file: &Path, overrides: &[String]) -> Result<()> {
@@ -566,16 +790,16 @@ fn resolve_order(
                 table,
             } => by_name
                 .get(other.as_str())
-                .is_some_and(|o| o.op.tables().iter().any(|t| t.name == table)),
+                .is_some_and(|o| o.op.table_names().contains(&table.as_str())),
         };
         if !ok {
             let mut known: Vec<String> = sources.keys().map(|s| format!("`{s}`")).collect();
             for s in &stages {
                 if s.name != stage.name {
                     known.extend(
-                        s.op.tables()
+                        s.op.table_names()
                             .iter()
-                            .map(|t| format!("`{}.{}`", s.name, t.name)),
+                            .map(|t| format!("`{}.{}`", s.name, t)),
                     );
                 }
             }

@@ -122,6 +122,23 @@ pub fn grand_last_layer(el2n: f64, h_norm_sq: f64, bias: bool) -> f64 {
     el2n * (h_norm_sq + if bias { 1.0 } else { 0.0 }).sqrt()
 }
 
+/// Mean and sample standard deviation (`n − 1`; `None` below two values) of `values`, sorted
+/// in place first so the result is bit-identical for any order of the same values (scores
+/// averaged over runs read in any order agree exactly).
+pub fn mean_std(values: &mut [f64]) -> (Option<f64>, Option<f64>) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return (None, None);
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let std = (n > 1).then(|| {
+        let ss: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+        (ss / (n - 1) as f64).sqrt()
+    });
+    (Some(mean), std)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ use datafusion::logical_expr::{
 };
 
 use super::{as_f64_list, is_float_list};
+use crate::prune::mean_std;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Stat {
@@ -35,21 +36,6 @@ impl ListStat {
     }
 }
 
-/// Mean and sample standard deviation of `values` (sorted in place first).
-pub(crate) fn mean_std(values: &mut [f64]) -> (Option<f64>, Option<f64>) {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        return (None, None);
-    }
-    let mean = values.iter().sum::<f64>() / n as f64;
-    let std = (n > 1).then(|| {
-        let ss: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
-        (ss / (n - 1) as f64).sqrt()
-    });
-    (Some(mean), std)
-}
-
 impl ScalarUDFImpl for ListStat {
     fn name(&self) -> &str {
         match self.stat {
@@ -64,7 +50,11 @@ impl ScalarUDFImpl for ListStat {
 
     fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
         if !is_float_list(&args[0]) {
-            return plan_err!("{}: got ({}); expected a list of numbers", self.name(), args[0]);
+            return plan_err!(
+                "{}: got ({}); expected a list of numbers",
+                self.name(),
+                args[0]
+            );
         }
         Ok(DataType::Float64)
     }
@@ -95,7 +85,7 @@ impl ScalarUDFImpl for ListStat {
 
 #[cfg(test)]
 mod tests {
-    use super::mean_std;
+    use crate::prune::mean_std;
 
     #[test]
     fn order_does_not_change_a_single_bit() {

@@ -1,0 +1,99 @@
+//! Logged-output mode: score every row with the SQL functions `el2n`/`grand` (or
+//! `el2n_probs`/`grand_probs`) and average by id with one DataFusion group-by — never by
+//! position, since run files come in different row orders. The group-by spills to disk under
+//! the session's memory limit, so the ids need not fit in memory.
+//!
+//! Per id the scores of its runs are collected and averaged by `list_mean`/`list_stddev`,
+//! which sort before summing: the result is bit-identical whatever order the files are read in.
+
+use std::path::Path;
+
+use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
+use datafusion::prelude::SessionContext;
+
+use super::{PruneScoresParams, ScoresInput};
+use crate::{Error, Result};
+
+/// Quotes a column name for SQL.
+pub(super) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A table registered for the duration of one stage's queries under a private name.
+pub(super) struct Registered<'a> {
+    ctx: &'a SessionContext,
+    pub name: String,
+}
+
+impl<'a> Registered<'a> {
+    pub(super) fn new(ctx: &'a SessionContext, what: &str, frame: DataFrame) -> Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("__sketchpipe_{what}_{}_{n}", std::process::id());
+        ctx.register_table(name.as_str(), frame.into_view())?;
+        Ok(Registered { ctx, name })
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let _ = self.ctx.deregister_table(self.name.as_str());
+    }
+}
+
+/// Scores `input` and writes one row per id to `by_id` (a Parquet file of
+/// [`super::by_id_schema`]); returns the number of distinct runs in the input (1 without a
+/// `run` column).
+pub async fn aggregate(
+    ctx: &SessionContext,
+    input: DataFrame,
+    p: &PruneScoresParams,
+    by_id: &Path,
+) -> Result<u64> {
+    let (output, e_fn, g_fn) = match &p.input {
+        ScoresInput::Logits(c) => (ident(c), "el2n", "grand"),
+        ScoresInput::Probs(c) => (ident(c), "el2n_probs", "grand_probs"),
+        ScoresInput::Features { .. } => unreachable!("proxy mode scores in its operator"),
+    };
+    let table = Registered::new(ctx, "prune_input", input)?;
+    let t = &table.name;
+    let (id, label) = (ident(&p.id), ident(&p.label));
+    let grand = match &p.embedding {
+        Some(h) => format!("{g_fn}({output}, {label}, {})", ident(h)),
+        None => "CAST(NULL AS DOUBLE)".to_string(),
+    };
+    let (run_col, runs_expr) = match &p.run {
+        Some(r) => (format!(", {} AS run", ident(r)), "count(DISTINCT run)"),
+        None => (String::new(), "1"),
+    };
+    let rows = format!(
+        "SELECT {id} AS id, {label} AS label, {e_fn}({output}, {label}) AS e, {grand} AS g, \
+         array_length({output}) AS k{run_col} FROM \"{t}\""
+    );
+    let grouped = format!(
+        "SELECT id, min(label) AS label, max(label) AS label_max, \
+         list_mean(array_agg(e)) AS el2n, list_stddev(array_agg(e)) AS el2n_std, \
+         list_mean(array_agg(g)) AS grand, list_stddev(array_agg(g)) AS grand_std, \
+         CAST({runs_expr} AS INT UNSIGNED) AS runs, CAST(count(*) AS BIGINT UNSIGNED) AS rows, \
+         CAST(count(e) AS BIGINT UNSIGNED) AS scored, \
+         CAST(min(k) AS INT UNSIGNED) AS k_min, CAST(max(k) AS INT UNSIGNED) AS k_max \
+         FROM ({rows}) GROUP BY id"
+    );
+    ctx.sql(&grouped)
+        .await?
+        .write_parquet(
+            &by_id.to_string_lossy(),
+            DataFrameWriteOptions::new().with_single_file_output(true),
+            None,
+        )
+        .await
+        .map_err(|e| Error::Input(format!("scoring rows and averaging them by id: {e}")))?;
+    let runs = match &p.run {
+        Some(r) => {
+            let q = format!("SELECT count(DISTINCT {}) AS n FROM \"{t}\"", ident(r));
+            super::masks::scalar_u64(ctx, &q).await?.unwrap_or(0)
+        }
+        None => 1,
+    };
+    Ok(runs)
+}
