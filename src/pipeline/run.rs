@@ -350,9 +350,10 @@ fn check_columns(spec: &PipelineSpec, group: &Group<'_>, schema: &Schema) -> Res
             if schema.index_of(column).is_err() {
                 let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
                 return Err(Error::Config(format!(
-                    "{}: [stages.{}]: unknown column `{column}` in {} (it has: {})",
+                    "{}: [stages.{}] key `{}`: unknown column `{column}` in {} (it has: {})",
                     spec.file.display(),
                     stage.name,
+                    stage.op.column_key(column),
                     describe_input(spec, &group.input),
                     have.join(", ")
                 )));

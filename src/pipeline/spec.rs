@@ -175,6 +175,14 @@ impl OpSpec {
         }
     }
 
+    /// The pipeline-file key that names input column `column` (for error messages).
+    pub fn column_key(&self, column: &str) -> &'static str {
+        match self {
+            OpSpec::TopEigenvector(_) => "columns",
+            OpSpec::PruneScores(p) => p.key_of(column),
+        }
+    }
+
     /// The seed recorded in output metadata.
     pub fn seed(&self) -> Option<u64> {
         match self {

@@ -173,6 +173,20 @@ impl PruneScoresParams {
         &self.columns
     }
 
+    /// The pipeline-file key that names `column` (for error messages).
+    pub fn key_of(&self, column: &str) -> &'static str {
+        let is = |c: &Option<String>| c.as_deref() == Some(column);
+        match &self.input {
+            _ if column == self.id => "id",
+            _ if column == self.label => "label",
+            _ if is(&self.run) => "run",
+            _ if is(&self.embedding) => "embedding",
+            ScoresInput::Logits(_) => "logits",
+            ScoresInput::Probs(_) => "probs",
+            ScoresInput::Features { .. } => "features",
+        }
+    }
+
     /// Proxy mode's parameters: a model trained in the pipeline (operator passes over a
     /// scan), rather than one DataFusion query over logged outputs.
     pub fn proxy(&self) -> Option<&ProxyParams> {
