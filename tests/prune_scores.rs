@@ -23,6 +23,7 @@ use sketchpipe::prune::{el2n, softmax_into, Target};
 use tempfile::TempDir;
 
 /// Runs pipeline `text` (written to `dir/pipeline.toml`); output under `dir/out`.
+/// Lines before the first `[` header go into `[pipeline]`.
 async fn run_text(dir: &Path, text: &str) -> sketchpipe::Result<()> {
     let file = dir.join("pipeline.toml");
     std::fs::write(&file, format!("[pipeline]\noutput_dir = \"out\"\n{text}")).unwrap();
@@ -638,4 +639,21 @@ async fn proxy_mode_finds_flipped_labels() {
             .as_primitive::<Float64Type>();
         assert!(loss.value(6) < loss.value(0), "{model}: loss did not fall");
     }
+}
+
+/// The by-id group-by spills to disk under a small memory limit and gives the same scores.
+#[tokio::test]
+async fn averaging_spills_under_a_small_memory_limit_with_the_same_answer() {
+    let tmp = TempDir::new().unwrap();
+    logits(tmp.path(), 200_000, 4, 2);
+    let with_memory = |memory: &str| format!("memory = \"{memory}\"\n{SCORES}");
+    run_ok(tmp.path(), &with_memory("64MiB")).await;
+    let small = read_scores(&tmp.path().join("out/s"));
+    let spilled = stat(&tmp.path().join("out/s"), "spilled_bytes");
+    run_ok(tmp.path(), &with_memory("4GiB")).await;
+    let large = read_scores(&tmp.path().join("out/s"));
+    assert!(spilled > 0, "nothing spilled at 64MiB");
+    assert_eq!(stat(&tmp.path().join("out/s"), "spilled_bytes"), 0);
+    assert_eq!(small.len(), 200_000);
+    assert!(small == large, "spilled and in-memory scores differ");
 }

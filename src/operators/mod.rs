@@ -7,8 +7,13 @@
 pub mod prune_scores;
 pub mod top_eigenvector;
 
+use std::fs::File;
+
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::parquet::arrow::ArrowWriter;
+use futures::StreamExt;
 
 use crate::Result;
 
@@ -72,4 +77,19 @@ pub trait Operator: Send {
     fn rows_read(&self) -> u64;
     /// Returns the output tables.
     fn finish(self: Box<Self>) -> Result<Vec<OutputTable>>;
+}
+
+/// Writes every batch of `stream` with `writer` as it arrives (the writer holds one row group
+/// at a time, outside DataFusion's memory pool); returns the rows written.
+pub async fn write_stream(
+    mut stream: SendableRecordBatchStream,
+    writer: &mut ArrowWriter<File>,
+) -> Result<u64> {
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        rows += batch.num_rows() as u64;
+        writer.write(&batch)?;
+    }
+    Ok(rows)
 }

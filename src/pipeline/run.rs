@@ -222,8 +222,11 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             let scores = match &stage.op {
                 OpSpec::PruneScores(p) => {
                     let by_id = scratch[&stage.name].path().join(BY_ID);
-                    let runs = p.proxy().map_or(1, |x| x.seeds as u64);
-                    let work = prune_scores::masks::finish(&ctx, &by_id, p, runs);
+                    let agg = prune_scores::runs::Aggregated {
+                        runs: p.proxy().map_or(1, |x| x.seeds as u64),
+                        spilled_bytes: 0,
+                    };
+                    let work = prune_scores::masks::finish(&ctx, &by_id, p, agg);
                     Some(
                         interruptible(&interrupt, work)
                             .await

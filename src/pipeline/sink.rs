@@ -22,7 +22,6 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::metadata::KeyValue;
 use datafusion::parquet::file::properties::WriterProperties;
-use futures::StreamExt;
 
 use crate::operators::OutputTable;
 use crate::{Error, Result};
@@ -95,14 +94,9 @@ impl StageOutput {
         frame: DataFrame,
         metadata: Vec<(String, String)>,
     ) -> Result<u64> {
-        let mut stream = frame.execute_stream().await?;
+        let stream = frame.execute_stream().await?;
         let mut writer = self.writer(name, &stream.schema(), metadata)?;
-        let mut rows = 0;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            rows += batch.num_rows() as u64;
-            writer.write(&batch)?;
-        }
+        let rows = crate::operators::write_stream(stream, &mut writer).await?;
         self.close(name, writer)?;
         Ok(rows)
     }

@@ -244,8 +244,11 @@ impl PipelineSpec {
             .unwrap_or_else(|| PathBuf::from("out").join(&name));
         keys.string("description")?;
         let memory = keys.bytes("memory")?.unwrap_or(DEFAULT_MEMORY);
-        if memory < 16 << 20 {
-            return Err(keys.error("memory", "must be at least 16MiB"));
+        if memory < 64 << 20 {
+            return Err(keys.error(
+                "memory",
+                "must be at least 64MiB (sorts reserve memory up front)",
+            ));
         }
         keys.finish()?;
 

@@ -21,7 +21,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
-use super::runs::Registered;
+use super::runs::{Aggregated, Registered};
 use super::{KeepSize, Mask, MaskMode, MissingRuns, PruneScoresParams, ScoresInput};
 use crate::{Error, Result};
 
@@ -39,6 +39,7 @@ static STATS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("offset", DataType::UInt64, true),
         Field::new("kept", DataType::UInt64, false),
         Field::new("seed", DataType::UInt64, false),
+        Field::new("spilled_bytes", DataType::UInt64, false),
     ]))
 });
 
@@ -67,14 +68,15 @@ pub struct ScoresOutput {
     pub rows: u64,
 }
 
-/// Checks the per-id table at `by_id`, ranks and masks it. `runs` is the number of distinct
-/// runs in the input (seeds in proxy mode).
+/// Checks the per-id table at `by_id`, ranks and masks it. `agg.runs` is the number of
+/// distinct runs in the input (seeds in proxy mode).
 pub async fn finish(
     ctx: &SessionContext,
     by_id: &Path,
     p: &PruneScoresParams,
-    runs: u64,
+    agg: Aggregated,
 ) -> Result<ScoresOutput> {
+    let runs = agg.runs;
     let frame = ctx
         .read_parquet(
             by_id.to_string_lossy().as_ref(),
@@ -217,7 +219,16 @@ pub async fn finish(
              FROM (SELECT *, {windows} FROM {t}) ORDER BY rank"
         ))
         .await?;
-    let stats = stats_batch(p, ids, get("rows")?, runs, missing, k_lo, kept)?;
+    let counts = Counts {
+        ids,
+        rows: get("rows")?,
+        runs,
+        missing,
+        classes: k_lo,
+        kept,
+        spilled_bytes: agg.spilled_bytes,
+    };
+    let stats = stats_batch(p, &counts)?;
     Ok(ScoresOutput {
         scores,
         stats,
@@ -332,15 +343,18 @@ pub fn class_quotas(counts: &[(i64, u64)], k: u64) -> Vec<u64> {
     quotas
 }
 
-fn stats_batch(
-    p: &PruneScoresParams,
+/// The numbers of the `stats` row.
+struct Counts {
     ids: u64,
     rows: u64,
     runs: u64,
     missing: u64,
     classes: u64,
     kept: u64,
-) -> Result<RecordBatch> {
+    spilled_bytes: u64,
+}
+
+fn stats_batch(p: &PruneScoresParams, c: &Counts) -> Result<RecordBatch> {
     let source = match p.input {
         ScoresInput::Logits(_) => "logits",
         ScoresInput::Probs(_) => "probs",
@@ -359,17 +373,18 @@ fn stats_batch(
     };
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec![source])),
-        Arc::new(UInt64Array::from(vec![ids])),
-        Arc::new(UInt64Array::from(vec![rows])),
-        Arc::new(UInt32Array::from(vec![runs as u32])),
-        Arc::new(UInt64Array::from(vec![missing])),
+        Arc::new(UInt64Array::from(vec![c.ids])),
+        Arc::new(UInt64Array::from(vec![c.rows])),
+        Arc::new(UInt32Array::from(vec![c.runs as u32])),
+        Arc::new(UInt64Array::from(vec![c.missing])),
         Arc::new(StringArray::from(vec![missing_policy])),
-        Arc::new(UInt32Array::from(vec![classes as u32])),
+        Arc::new(UInt32Array::from(vec![c.classes as u32])),
         Arc::new(StringArray::from(vec![p.score.as_str()])),
         Arc::new(StringArray::from(vec![p.mask.map(|m| m.mode.as_str())])),
         Arc::new(UInt64Array::from(vec![offset])),
-        Arc::new(UInt64Array::from(vec![kept])),
+        Arc::new(UInt64Array::from(vec![c.kept])),
         Arc::new(UInt64Array::from(vec![p.seed])),
+        Arc::new(UInt64Array::from(vec![c.spilled_bytes])),
     ];
     Ok(RecordBatch::try_new(stats_schema(), columns)?)
 }

@@ -6,12 +6,18 @@
 //! Per id the scores of its runs are collected and averaged by `list_mean`/`list_stddev`,
 //! which sort before summing: the result is bit-identical whatever order the files are read in.
 
+use std::fs::File;
 use std::path::Path;
 
-use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
+use std::sync::Arc;
+
+use datafusion::dataframe::DataFrame;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::prelude::SessionContext;
 
 use super::{PruneScoresParams, ScoresInput};
+use crate::operators::write_stream;
 use crate::{Error, Result};
 
 /// Quotes a column name for SQL.
@@ -41,15 +47,23 @@ impl Drop for Registered<'_> {
     }
 }
 
+/// What the by-id aggregation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Aggregated {
+    /// Distinct runs in the input (1 without a `run` column).
+    pub runs: u64,
+    /// Bytes the group-by spilled to disk (0 when the ids fit in memory).
+    pub spilled_bytes: u64,
+}
+
 /// Scores `input` and writes one row per id to `by_id` (a Parquet file of
-/// [`super::by_id_schema`]); returns the number of distinct runs in the input (1 without a
-/// `run` column).
+/// [`super::by_id_schema`]).
 pub async fn aggregate(
     ctx: &SessionContext,
     input: DataFrame,
     p: &PruneScoresParams,
     by_id: &Path,
-) -> Result<u64> {
+) -> Result<Aggregated> {
     let (output, e_fn, g_fn) = match &p.input {
         ScoresInput::Logits(c) => (ident(c), "el2n", "grand"),
         ScoresInput::Probs(c) => (ident(c), "el2n_probs", "grand_probs"),
@@ -79,15 +93,21 @@ pub async fn aggregate(
          CAST(min(k) AS INT UNSIGNED) AS k_min, CAST(max(k) AS INT UNSIGNED) AS k_max \
          FROM ({rows}) GROUP BY id"
     );
-    ctx.sql(&grouped)
-        .await?
-        .write_parquet(
-            &by_id.to_string_lossy(),
-            DataFrameWriteOptions::new().with_single_file_output(true),
-            None,
-        )
+    let plan = ctx.sql(&grouped).await?.create_physical_plan().await?;
+    let stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())?;
+    let file = File::create(by_id)
+        .map_err(|e| Error::io(format!("cannot create {}", by_id.display()), e))?;
+    let mut writer = ArrowWriter::try_new(file, stream.schema(), None)?;
+    write_stream(stream, &mut writer)
         .await
-        .map_err(|e| Error::Input(format!("scoring rows and averaging them by id: {e}")))?;
+        .map_err(|e| match e {
+            Error::DataFusion(e) => {
+                Error::Input(format!("scoring rows and averaging them by id: {e}"))
+            }
+            other => other,
+        })?;
+    writer.close()?;
+    let spilled = spilled_bytes(plan.as_ref());
     let runs = match &p.run {
         Some(r) => {
             let q = format!("SELECT count(DISTINCT {}) AS n FROM \"{t}\"", ident(r));
@@ -95,5 +115,18 @@ pub async fn aggregate(
         }
         None => 1,
     };
-    Ok(runs)
+    Ok(Aggregated {
+        runs,
+        spilled_bytes: spilled,
+    })
+}
+
+/// Bytes the operators of `plan` spilled to disk.
+fn spilled_bytes(plan: &dyn ExecutionPlan) -> u64 {
+    let own = plan.metrics().and_then(|m| m.spilled_bytes()).unwrap_or(0) as u64;
+    own + plan
+        .children()
+        .into_iter()
+        .map(|c| spilled_bytes(c.as_ref()))
+        .sum::<u64>()
 }
