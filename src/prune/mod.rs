@@ -139,6 +139,32 @@ pub fn mean_std(values: &mut [f64]) -> (Option<f64>, Option<f64>) {
     (Some(mean), std)
 }
 
+/// AUROC of a score at telling flagged examples (e.g. known flipped labels) from the rest:
+/// the probability that a random flagged example scores above a random unflagged one, ties
+/// counting half (the Mann–Whitney statistic). Sorts `pairs` by score. `NaN` when either group
+/// is empty.
+pub fn auroc(pairs: &mut [(f64, bool)]) -> f64 {
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut rank_sum, mut positives) = (0.0, 0.0);
+    let mut i = 0;
+    while i < pairs.len() {
+        let mut j = i;
+        while j < pairs.len() && pairs[j].0 == pairs[i].0 {
+            j += 1;
+        }
+        let mid_rank = (i + j + 1) as f64 / 2.0;
+        for p in &pairs[i..j] {
+            if p.1 {
+                rank_sum += mid_rank;
+                positives += 1.0;
+            }
+        }
+        i = j;
+    }
+    let negatives = pairs.len() as f64 - positives;
+    (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +219,17 @@ mod tests {
         assert!(err.to_string().contains("sum to"), "{err}");
         assert!(check_probabilities(&[0.2, 0.8]).is_ok());
         assert!(check_probabilities(&[0.2, f64::NAN]).is_err());
+    }
+
+    #[test]
+    fn auroc_counts_ordered_pairs_and_ties_half() {
+        let mut perfect = [(0.1, false), (0.9, true), (0.2, false), (0.8, true)];
+        assert_eq!(auroc(&mut perfect), 1.0);
+        let mut reversed = [(0.9, false), (0.1, true)];
+        assert_eq!(auroc(&mut reversed), 0.0);
+        // One positive at 0.5 against negatives 0.5 (tie) and 0.2: (0.5 + 1) / 2.
+        let mut tie = [(0.5, true), (0.5, false), (0.2, false)];
+        assert_eq!(auroc(&mut tie), 0.75);
     }
 
     #[test]

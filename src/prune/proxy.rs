@@ -132,6 +132,12 @@ impl Proxy {
         softmax_into(&s.z, &mut s.p)
     }
 
+    /// The predicted class: the argmax of the model's probabilities.
+    pub fn predict(&self, x: &[f64], s: &mut Scratch) -> Result<usize> {
+        self.forward(x, s)?;
+        Ok(argmax(&s.p))
+    }
+
     /// Cross-entropy `−Σ_k y_k ln p_k` of one example.
     pub fn loss(&self, x: &[f64], y: Target<'_>, s: &mut Scratch) -> Result<f64> {
         self.forward(x, s)?;

@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, Float64Array};
-use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::arrow::array::{Array, Float64Array};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{plan_err, Result as DfResult};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{as_f64_list, is_float_list};
+use super::{is_float_list, FloatLists};
 use crate::prune::mean_std;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,17 +61,26 @@ impl ScalarUDFImpl for ListStat {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let lists = as_f64_list(&arrays[0])?;
+        let lists = FloatLists::new(&arrays[0])?;
+        let nulls = lists.list.values().nulls().cloned();
         let mut buf = Vec::new();
         let out: Float64Array = (0..lists.len())
             .map(|row| {
                 if lists.is_null(row) {
                     return None;
                 }
-                let list = lists.value(row);
-                let values = list.as_primitive::<Float64Type>();
                 buf.clear();
-                buf.extend(values.iter().flatten());
+                let values = lists.row(row);
+                match &nulls {
+                    None => buf.extend_from_slice(values),
+                    Some(n) => buf.extend(
+                        lists
+                            .range(row)
+                            .zip(values)
+                            .filter(|(j, _)| n.is_valid(*j))
+                            .map(|(_, v)| *v),
+                    ),
+                }
                 let (mean, std) = mean_std(&mut buf);
                 match self.stat {
                     Stat::Mean => mean,

@@ -13,9 +13,9 @@ mod scores;
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, ListArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type};
 use datafusion::common::Result as DfResult;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
@@ -45,4 +45,44 @@ fn is_float_list(t: &DataType) -> bool {
 fn as_f64_list(array: &ArrayRef) -> DfResult<ListArray> {
     let target = DataType::List(Arc::new(Field::new("item", DataType::Float64, true)));
     Ok(cast(array, &target)?.as_list::<i32>().clone())
+}
+
+/// A list-of-numbers argument read as `&[f64]` row slices straight from the buffers (no
+/// per-row array object).
+struct FloatLists {
+    list: ListArray,
+}
+
+impl FloatLists {
+    fn new(array: &ArrayRef) -> DfResult<Self> {
+        Ok(FloatLists {
+            list: as_f64_list(array)?,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    fn is_null(&self, row: usize) -> bool {
+        self.list.is_null(row)
+    }
+
+    fn range(&self, row: usize) -> std::ops::Range<usize> {
+        let o = self.list.value_offsets();
+        o[row] as usize..o[row + 1] as usize
+    }
+
+    /// The row's values (meaningful only where [`Self::has_null_item`] is false).
+    fn row(&self, row: usize) -> &[f64] {
+        &self.list.values().as_primitive::<Float64Type>().values()[self.range(row)]
+    }
+
+    /// Whether an item of the row is null.
+    fn has_null_item(&self, row: usize) -> bool {
+        match self.list.values().nulls() {
+            None => false,
+            Some(nulls) => self.range(row).any(|j| nulls.is_null(j)),
+        }
+    }
 }

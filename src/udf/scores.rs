@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, Float64Array};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{exec_err, plan_err, Result as DfResult};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{as_f64_list, is_float_list};
+use super::{is_float_list, FloatLists};
 use crate::prune::{check_probabilities, el2n, grand_last_layer, softmax_into, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,30 +100,30 @@ impl ScalarUDFImpl for Score {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let logits = as_f64_list(&arrays[0])?;
+        let outputs = FloatLists::new(&arrays[0])?;
         let label = &arrays[1];
         let (classes, soft) = if label.data_type().is_integer() {
             (Some(cast(label, &DataType::Int64)?), None)
         } else {
-            (None, Some(as_f64_list(label)?))
+            (None, Some(FloatLists::new(label)?))
         };
-        let embedding = arrays.get(2).map(as_f64_list).transpose()?;
-        let n = logits.len();
+        let classes = classes.as_ref().map(|c| c.as_primitive::<Int64Type>());
+        let embedding = arrays.get(2).map(FloatLists::new).transpose()?;
+        let n = outputs.len();
         let mut out = Vec::with_capacity(n);
         let mut p = Vec::new();
         for row in 0..n {
-            let null = logits.is_null(row)
+            let null = outputs.is_null(row)
                 || label.is_null(row)
                 || embedding.as_ref().is_some_and(|e| e.is_null(row));
             if null {
                 out.push(None);
                 continue;
             }
-            let z = logits.value(row);
-            let z = z.as_primitive::<Float64Type>();
-            if z.null_count() > 0 {
+            if outputs.has_null_item(row) {
                 return exec_err!("{}: row {row}: the model output holds a null", self.name());
             }
+            let z = outputs.row(row);
             let fail = |e: crate::Error| {
                 datafusion::error::DataFusionError::Execution(format!(
                     "{}: row {row}: {e}",
@@ -131,29 +131,22 @@ impl ScalarUDFImpl for Score {
                 ))
             };
             if self.probs {
-                check_probabilities(z.values()).map_err(fail)?;
+                check_probabilities(z).map_err(fail)?;
                 p.clear();
-                p.extend_from_slice(z.values());
+                p.extend_from_slice(z);
             } else {
-                softmax_into(z.values(), &mut p).map_err(fail)?;
+                softmax_into(z, &mut p).map_err(fail)?;
             }
-            let soft_row = soft.as_ref().map(|s| s.value(row));
-            let target = match (&classes, &soft_row) {
-                (Some(c), _) => Target::Class(c.as_primitive::<Int64Type>().value(row)),
-                (None, Some(q)) => Target::Distribution(q.as_primitive::<Float64Type>().values()),
+            let target = match (&classes, &soft) {
+                (Some(c), _) => Target::Class(c.value(row)),
+                (None, Some(q)) => Target::Distribution(q.row(row)),
                 (None, None) => unreachable!("one of the two label forms"),
             };
             let e = el2n(&p, target).map_err(fail)?;
             out.push(Some(match &embedding {
                 None => e,
                 Some(h) => {
-                    let h = h.value(row);
-                    let h_sq: f64 = h
-                        .as_primitive::<Float64Type>()
-                        .values()
-                        .iter()
-                        .map(|v| v * v)
-                        .sum();
+                    let h_sq: f64 = h.row(row).iter().map(|v| v * v).sum();
                     grand_last_layer(e, h_sq, true)
                 }
             }));

@@ -222,26 +222,4 @@ pub fn null_count(b: &RecordBatch, column: &str) -> usize {
     b.column_by_name(column).unwrap().null_count()
 }
 
-/// AUROC of `score` for the positives `flag`: the probability that a random positive scores
-/// above a random negative (ties count half).
-pub fn auroc(pairs: &mut [(f64, bool)]) -> f64 {
-    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (mut rank_sum, mut positives) = (0.0, 0.0);
-    let mut i = 0;
-    while i < pairs.len() {
-        let mut j = i;
-        while j < pairs.len() && pairs[j].0 == pairs[i].0 {
-            j += 1;
-        }
-        let mid_rank = (i + j + 1) as f64 / 2.0;
-        for p in &pairs[i..j] {
-            if p.1 {
-                rank_sum += mid_rank;
-                positives += 1.0;
-            }
-        }
-        i = j;
-    }
-    let negatives = pairs.len() as f64 - positives;
-    (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
-}
+pub use sketchpipe::prune::auroc;
