@@ -54,10 +54,17 @@ async fn rows(ctx: &datafusion::prelude::SessionContext, query: &str) -> Rows {
         let dense = reader.read(b).unwrap();
         out.d = dense.dim;
         out.x.extend_from_slice(dense.values);
-        let y = datafusion::arrow::compute::cast(b.column_by_name("label").unwrap(), &DataType::Int64)
-            .unwrap();
+        let y =
+            datafusion::arrow::compute::cast(b.column_by_name("label").unwrap(), &DataType::Int64)
+                .unwrap();
         out.y.extend(y.as_primitive::<Int64Type>().values().iter());
-        out.noisy.extend(b.column_by_name("noisy").unwrap().as_boolean().iter().map(|v| v.unwrap()));
+        out.noisy.extend(
+            b.column_by_name("noisy")
+                .unwrap()
+                .as_boolean()
+                .iter()
+                .map(|v| v.unwrap()),
+        );
     }
     out
 }
@@ -83,7 +90,9 @@ fn accuracy(train: &Rows, test: &Rows, classes: usize, seed: u64) -> f64 {
         }
     }
     let right = (0..test.y.len())
-        .filter(|&i| model.predict(&test.x[i * d..(i + 1) * d], &mut s).unwrap() as i64 == test.y[i])
+        .filter(|&i| {
+            model.predict(&test.x[i * d..(i + 1) * d], &mut s).unwrap() as i64 == test.y[i]
+        })
         .count();
     right as f64 / test.y.len() as f64
 }

@@ -35,7 +35,13 @@ async fn stream(dir: &Path, query: &str) -> (u64, f64) {
         .await
         .unwrap();
     let start = Instant::now();
-    let mut s = ctx.sql(query).await.unwrap().execute_stream().await.unwrap();
+    let mut s = ctx
+        .sql(query)
+        .await
+        .unwrap()
+        .execute_stream()
+        .await
+        .unwrap();
     let mut rows = 0u64;
     while let Some(b) = s.next().await {
         rows += std::hint::black_box(b.unwrap()).num_rows() as u64;
@@ -99,10 +105,14 @@ fn main() {
     let rows = 3 * n;
 
     let scan = best(&rt, reps, || async {
-        stream(&logs, "SELECT id, run, label, logits FROM t").await.1
+        stream(&logs, "SELECT id, run, label, logits FROM t")
+            .await
+            .1
     });
     let score = best(&rt, reps, || async {
-        stream(&logs, "SELECT id, el2n(logits, label) FROM t").await.1
+        stream(&logs, "SELECT id, el2n(logits, label) FROM t")
+            .await
+            .1
     });
     let stage_text = format!(
         "[pipeline]\noutput_dir = \"{}\"\n[sources.t]\npath = \"{}\"\n[stages.s]\nop = \"prune_scores\"\n\
@@ -111,7 +121,9 @@ fn main() {
         logs.display()
     );
     let stage = best(&rt, reps, || run_stage(&stage_text));
-    println!("prune_scores over {rows} logged rows ({n} ids × 3 runs × 10 classes), best of {reps}:");
+    println!(
+        "prune_scores over {rows} logged rows ({n} ids × 3 runs × 10 classes), best of {reps}:"
+    );
     println!("  {:<34} {:>12} {:>9}", "", "rows/s", "vs scan");
     for (name, secs) in [
         ("scan (id, run, label, logits)", scan),

@@ -36,16 +36,28 @@ pub fn softmax_into(z: &[f64], p: &mut Vec<f64>) -> Result<()> {
             "empty logits: at least one class is needed".into(),
         ));
     }
-    if let Some(i) = z.iter().position(|v| !v.is_finite()) {
+    // One pass for the maximum and the finiteness check (NaN and ±∞ make the sum non-finite).
+    let mut max = f64::NEG_INFINITY;
+    let mut check = 0.0;
+    for &v in z {
+        max = max.max(v);
+        check += v * 0.0;
+    }
+    if !check.is_finite() {
+        let i = z.iter().position(|v| !v.is_finite()).unwrap_or(0);
         return Err(Error::Input(format!(
             "logit {i} is {} (logits must be finite)",
             z[i]
         )));
     }
-    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    p.extend(z.iter().map(|v| (v - max).exp()));
-    let sum: f64 = p.iter().sum();
-    p.iter_mut().for_each(|v| *v /= sum);
+    let mut sum = 0.0;
+    p.extend(z.iter().map(|v| {
+        let e = (v - max).exp();
+        sum += e;
+        e
+    }));
+    let inv = 1.0 / sum;
+    p.iter_mut().for_each(|v| *v *= inv);
     Ok(())
 }
 

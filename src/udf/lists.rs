@@ -69,17 +69,14 @@ impl ScalarUDFImpl for ListStat {
                 if lists.is_null(row) {
                     return None;
                 }
-                buf.clear();
-                let values = lists.row(row);
-                match &nulls {
-                    None => buf.extend_from_slice(values),
-                    Some(n) => buf.extend(
-                        lists
-                            .range(row)
-                            .zip(values)
-                            .filter(|(j, _)| n.is_valid(*j))
-                            .map(|(_, v)| *v),
-                    ),
+                lists.row_into(row, &mut buf);
+                if let Some(n) = &nulls {
+                    let range = lists.range(row);
+                    let mut j = range.start;
+                    buf.retain(|_| {
+                        j += 1;
+                        n.is_valid(j - 1)
+                    });
                 }
                 let (mean, std) = mean_std(&mut buf);
                 match self.stat {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type};
+use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Float64Type};
 use datafusion::common::Result as DfResult;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
@@ -47,17 +47,25 @@ fn as_f64_list(array: &ArrayRef) -> DfResult<ListArray> {
     Ok(cast(array, &target)?.as_list::<i32>().clone())
 }
 
-/// A list-of-numbers argument read as `&[f64]` row slices straight from the buffers (no
-/// per-row array object).
+/// A list-of-numbers argument read as row slices straight from the buffers (no per-row array
+/// object). `List<Float32>` and `List<Float64>` are read as they are; other layouts are cast
+/// to `List<Float64>` first.
 struct FloatLists {
     list: ListArray,
+    /// Whether any item (not list) is null: checked per row only then.
+    item_nulls: bool,
 }
 
 impl FloatLists {
     fn new(array: &ArrayRef) -> DfResult<Self> {
-        Ok(FloatLists {
-            list: as_f64_list(array)?,
-        })
+        let list = match array.data_type() {
+            DataType::List(f) if matches!(f.data_type(), DataType::Float32 | DataType::Float64) => {
+                array.as_list::<i32>().clone()
+            }
+            _ => as_f64_list(array)?,
+        };
+        let item_nulls = list.values().null_count() > 0;
+        Ok(FloatLists { list, item_nulls })
     }
 
     fn len(&self) -> usize {
@@ -73,16 +81,26 @@ impl FloatLists {
         o[row] as usize..o[row + 1] as usize
     }
 
-    /// The row's values (meaningful only where [`Self::has_null_item`] is false).
-    fn row(&self, row: usize) -> &[f64] {
-        &self.list.values().as_primitive::<Float64Type>().values()[self.range(row)]
+    /// The row's values into `out` (meaningful only where [`Self::has_null_item`] is false).
+    fn row_into(&self, row: usize, out: &mut Vec<f64>) {
+        out.clear();
+        let values = self.list.values();
+        match values.data_type() {
+            DataType::Float32 => out.extend(
+                values.as_primitive::<Float32Type>().values()[self.range(row)]
+                    .iter()
+                    .map(|v| *v as f64),
+            ),
+            _ => out
+                .extend_from_slice(&values.as_primitive::<Float64Type>().values()[self.range(row)]),
+        }
     }
 
     /// Whether an item of the row is null.
     fn has_null_item(&self, row: usize) -> bool {
         match self.list.values().nulls() {
-            None => false,
-            Some(nulls) => self.range(row).any(|j| nulls.is_null(j)),
+            Some(nulls) if self.item_nulls => self.range(row).any(|j| nulls.is_null(j)),
+            _ => false,
         }
     }
 }

@@ -111,7 +111,7 @@ impl ScalarUDFImpl for Score {
         let embedding = arrays.get(2).map(FloatLists::new).transpose()?;
         let n = outputs.len();
         let mut out = Vec::with_capacity(n);
-        let mut p = Vec::new();
+        let (mut p, mut z, mut q, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for row in 0..n {
             let null = outputs.is_null(row)
                 || label.is_null(row)
@@ -123,7 +123,7 @@ impl ScalarUDFImpl for Score {
             if outputs.has_null_item(row) {
                 return exec_err!("{}: row {row}: the model output holds a null", self.name());
             }
-            let z = outputs.row(row);
+            outputs.row_into(row, &mut z);
             let fail = |e: crate::Error| {
                 datafusion::error::DataFusionError::Execution(format!(
                     "{}: row {row}: {e}",
@@ -131,22 +131,25 @@ impl ScalarUDFImpl for Score {
                 ))
             };
             if self.probs {
-                check_probabilities(z).map_err(fail)?;
-                p.clear();
-                p.extend_from_slice(z);
+                check_probabilities(&z).map_err(fail)?;
+                std::mem::swap(&mut p, &mut z);
             } else {
-                softmax_into(z, &mut p).map_err(fail)?;
+                softmax_into(&z, &mut p).map_err(fail)?;
             }
             let target = match (&classes, &soft) {
                 (Some(c), _) => Target::Class(c.value(row)),
-                (None, Some(q)) => Target::Distribution(q.row(row)),
+                (None, Some(labels)) => {
+                    labels.row_into(row, &mut q);
+                    Target::Distribution(&q)
+                }
                 (None, None) => unreachable!("one of the two label forms"),
             };
             let e = el2n(&p, target).map_err(fail)?;
             out.push(Some(match &embedding {
                 None => e,
-                Some(h) => {
-                    let h_sq: f64 = h.row(row).iter().map(|v| v * v).sum();
+                Some(lists) => {
+                    lists.row_into(row, &mut h);
+                    let h_sq: f64 = h.iter().map(|v| v * v).sum();
                     grand_last_layer(e, h_sq, true)
                 }
             }));
