@@ -182,9 +182,10 @@ fn main() {
 
         // Noise detection.
         let scores = ctx
-            .sql(&format!(
-                "SELECT s.el2n, s.grand, uniform_hash(s.id, 1) AS random, a.noisy FROM keep_max s JOIN all a ON s.id = a.id"
-            ))
+            .sql(
+                "SELECT s.el2n, s.grand, uniform_hash(s.id, 1) AS random, a.noisy \
+                 FROM keep_max s JOIN all a ON s.id = a.id",
+            )
             .await
             .unwrap()
             .collect()

@@ -222,4 +222,5 @@ pub fn null_count(b: &RecordBatch, column: &str) -> usize {
     b.column_by_name(column).unwrap().null_count()
 }
 
+#[allow(unused_imports)]
 pub use sketchpipe::prune::auroc;
