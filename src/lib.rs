@@ -22,6 +22,7 @@ pub mod progress;
 pub mod prune;
 pub mod query;
 pub mod rows;
+pub mod sketch;
 pub mod udf;
 
 pub use error::{Error, Result};
