@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use sketchpipe::generate::{
     write_rows, Classification, Dtype, Generated, HeavyRow, HeavyVsBulk, Logits, LowRank, Rows,
-    SortBy, TableOptions,
+    SortBy, SparsePair, TableOptions,
 };
 use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
 use sketchpipe::progress::ProgressMode;
@@ -96,6 +96,36 @@ enum GenerateKind {
     /// Logged logits of several training runs, one file per run in its own row order, with a
     /// known set of flipped labels (DIR/run-R.parquet; columns: id, run, label, logits, noisy).
     Logits(LogitsArgs),
+    /// Two tables sharing keys, with sparse rows, for coordinated sketches
+    /// (DIR/left.parquet: key, values; DIR/right.parquet: key, values, y).
+    SparsePair(SparsePairArgs),
+}
+
+#[derive(Args, Debug)]
+struct SparsePairArgs {
+    /// Output directory (left.parquet and right.parquet).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Rows of each table.
+    #[arg(long, default_value_t = 10_000)]
+    rows: u64,
+    /// Width of the left table's rows.
+    #[arg(long, default_value_t = 50)]
+    dim: usize,
+    /// Width of the right table's rows.
+    #[arg(long, default_value_t = 50)]
+    dim_right: usize,
+    /// Fraction of non-zero entries.
+    #[arg(long, default_value_t = 0.1)]
+    density: f64,
+    /// Fraction of the right table's keys that the left table has too.
+    #[arg(long, default_value_t = 1.0)]
+    overlap: f64,
+    /// Entries per table set to ±10.
+    #[arg(long, default_value_t = 0)]
+    outliers: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -384,6 +414,18 @@ async fn dispatch(cli: Cli) -> Result<()> {
                         runs: a.runs,
                         noise: a.noise,
                         sigma: a.sigma,
+                        seed: a.seed,
+                    };
+                    blocking(move || spec.write(&a.out, progress)).await?
+                }
+                GenerateKind::SparsePair(a) => {
+                    let spec = SparsePair {
+                        rows: a.rows,
+                        dim: a.dim,
+                        dim_right: a.dim_right,
+                        density: a.density,
+                        overlap: a.overlap,
+                        outliers: a.outliers,
                         seed: a.seed,
                     };
                     blocking(move || spec.write(&a.out, progress)).await?

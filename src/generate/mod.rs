@@ -5,8 +5,10 @@
 //! writes atomically: to a temporary sibling first, renamed into place when complete.
 
 pub mod labels;
+pub mod pair;
 
 pub use labels::{Classification, Logits};
+pub use pair::SparsePair;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

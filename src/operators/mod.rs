@@ -4,7 +4,9 @@
 //! several operators from one scan) and, at the end, returns its output tables as small
 //! `RecordBatch`es. Some operators need more than one pass (see [`Operator::next_pass`]).
 
+pub mod coordinated_sketch;
 pub mod prune_scores;
+pub mod sketch_product;
 pub mod top_eigenvector;
 
 use std::fs::File;
@@ -24,6 +26,18 @@ pub use top_eigenvector::{Algorithm, TopEigenvectorOp, TopEigenvectorParams};
 pub struct OutputTable {
     pub name: &'static str,
     pub batch: RecordBatch,
+    /// Extra Parquet key-value metadata the table carries (e.g. a sketch's header).
+    pub metadata: Vec<(String, String)>,
+}
+
+impl OutputTable {
+    pub fn new(name: &'static str, batch: RecordBatch) -> Self {
+        OutputTable {
+            name,
+            batch,
+            metadata: Vec::new(),
+        }
+    }
 }
 
 /// The name and schema of a table an operator will produce, known before any data is read

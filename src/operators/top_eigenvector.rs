@@ -374,14 +374,8 @@ impl TopEigenvectorOp {
             ],
         )?;
         Ok(vec![
-            OutputTable {
-                name: "vector",
-                batch: vector,
-            },
-            OutputTable {
-                name: "stats",
-                batch: stats,
-            },
+            OutputTable::new("vector", vector),
+            OutputTable::new("stats", stats),
         ])
     }
 

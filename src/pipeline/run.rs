@@ -33,7 +33,11 @@ use tokio::sync::Notify;
 use super::shuffle::{Spilled, Spiller};
 use super::sink::{ScratchDir, StageOutput};
 use super::source::{register_sources, session_with_memory, source_frame};
+use super::spec::SketchRef;
 use super::spec::{Input, OpSpec, PipelineSpec, StageSpec};
+use crate::operators::coordinated_sketch::{
+    CoordinatedSketchOp, CoordinatedSketchParams, DuplicateKeys, Header, StoredSketch,
+};
 use crate::operators::prune_scores::{self, masks::ScoresOutput, ProxyScoresOp};
 use crate::operators::{Operator, OutputTable, PassInfo, PassKind, TopEigenvectorOp};
 use crate::progress::{Progress, ProgressMode};
@@ -86,6 +90,8 @@ struct Group<'a> {
     columns: Vec<String>,
     /// A single stage that runs as one DataFusion query ([`OpSpec::is_query`]), not a scan.
     query: bool,
+    /// Rows of the same key added up or averaged before the stages see them.
+    aggregate: Option<&'a CoordinatedSketchParams>,
 }
 
 /// Runs `spec`; see the module docs.
@@ -135,6 +141,35 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
     let mut produced: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
     let interrupt = Interrupt::new(opts.handle_ctrl_c);
     for group in &groups {
+        if let Input::Sketches { left, right } = &group.input {
+            let stage = group.stages[0];
+            let path = |r: &SketchRef| match r {
+                SketchRef::Stage(s) => produced[&(s.clone(), "sketch".to_string())].clone(),
+                SketchRef::Dir(d) if d.is_dir() => d.join("sketch.parquet"),
+                SketchRef::Dir(d) => d.clone(),
+            };
+            let (lp, rp) = (path(left), path(right));
+            let tables = crate::operators::sketch_product::product(
+                read_sketch(&lp, left)?,
+                read_sketch(&rp, right)?,
+                (&left.to_string(), &right.to_string()),
+            )
+            .map_err(|e| e.context(format!("stage `{}`", stage.name)))?;
+            let output = write_stage(
+                spec,
+                stage,
+                opts,
+                &output_dir,
+                &interrupt,
+                tables,
+                None,
+                0,
+                &mut produced,
+            )
+            .await?;
+            pending.push(output);
+            continue;
+        }
         let frame = match &group.input {
             Input::Source(name) => source_frame(&ctx, spec, name).await?,
             Input::StageTable { stage, table } => {
@@ -145,9 +180,27 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 )
                 .await?
             }
+            Input::Sketches { .. } => unreachable!("handled above"),
         };
         let frame =
             frame.select_columns(&group.columns.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let frame = match group.aggregate {
+            Some(agg) => aggregate_duplicates(frame, agg)?,
+            None => frame,
+        };
+        for stage in &group.stages {
+            if let OpSpec::CoordinatedSketch(p) = &stage.op {
+                if p.duplicate_keys == DuplicateKeys::Error {
+                    check_unique_keys(&frame, &p.key).await.map_err(|e| {
+                        e.context(format!(
+                            "stage `{}` ({})",
+                            stage.name,
+                            describe_input(spec, &stage.input)
+                        ))
+                    })?;
+                }
+            }
+        }
         if group.query {
             let stage = group.stages[0];
             let OpSpec::PruneScores(p) = &stage.op else {
@@ -279,10 +332,18 @@ fn group_by_input(spec: &PipelineSpec) -> Vec<Group<'_>> {
             .shuffle()
             .map(|(seed, memory)| Shuffle { seed, memory });
         let query = stage.op.is_query();
-        let group = match groups
-            .iter_mut()
-            .find(|g| !query && !g.query && g.input == stage.input && g.shuffle == shuffle)
-        {
+        let aggregate = match &stage.op {
+            OpSpec::CoordinatedSketch(p) if p.duplicate_keys != DuplicateKeys::Error => Some(p),
+            _ => None,
+        };
+        let group = match groups.iter_mut().find(|g| {
+            !query
+                && !g.query
+                && aggregate.is_none()
+                && g.aggregate.is_none()
+                && g.input == stage.input
+                && g.shuffle == shuffle
+        }) {
             Some(g) => g,
             None => {
                 groups.push(Group {
@@ -291,6 +352,7 @@ fn group_by_input(spec: &PipelineSpec) -> Vec<Group<'_>> {
                     stages: Vec::new(),
                     columns: Vec::new(),
                     query,
+                    aggregate,
                 });
                 groups.last_mut().expect("just pushed")
             }
@@ -303,15 +365,19 @@ fn group_by_input(spec: &PipelineSpec) -> Vec<Group<'_>> {
         }
     }
     // A group joined by a later stage may now sit before its producer: order by producer.
-    let position = |g: &Group<'_>| match &g.input {
-        Input::Source(_) => 0,
-        Input::StageTable { stage, .. } => {
-            1 + spec
-                .stages
-                .iter()
-                .position(|s| &s.name == stage)
-                .unwrap_or(0)
-        }
+    let position = |g: &Group<'_>| {
+        g.input
+            .stages()
+            .iter()
+            .map(|stage| {
+                1 + spec
+                    .stages
+                    .iter()
+                    .position(|s| &s.name == stage)
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0)
     };
     groups.sort_by_key(position);
     groups
@@ -328,6 +394,7 @@ fn input_schema<'a>(
                 let frame = source_frame(ctx, spec, name).await?;
                 Ok(frame.schema().as_arrow().clone())
             }
+            Input::Sketches { .. } => Ok(Schema::empty()),
             Input::StageTable { stage, table } => {
                 let producer = spec
                     .stages
@@ -377,7 +444,75 @@ fn build_operator(op: &OpSpec, schema: &Schema, by_id: Option<&Path>) -> Result<
             schema,
             by_id.expect("prune stages have scratch space"),
         )?),
+        OpSpec::CoordinatedSketch(p) => Box::new(CoordinatedSketchOp::new(p.clone(), schema)?),
+        OpSpec::SketchProduct => unreachable!("a query stage, not a scan operator"),
     })
+}
+
+/// Reads a sketch for `sketch_product`, naming where it came from on failure.
+fn read_sketch(path: &Path, from: &SketchRef) -> Result<(StoredSketch, Header)> {
+    if !path.exists() {
+        return Err(Error::Input(format!(
+            "{from}: no sketch at {} (a coordinated_sketch stage's output directory, or its \
+             sketch.parquet)",
+            path.display()
+        )));
+    }
+    crate::operators::coordinated_sketch::table::read(path)
+}
+
+/// Adds up (or averages) the value columns of rows sharing a key: a DataFusion group-by,
+/// which spills under the memory limit.
+fn aggregate_duplicates(frame: DataFrame, p: &CoordinatedSketchParams) -> Result<DataFrame> {
+    use datafusion::functions_aggregate::expr_fn::{avg, sum};
+    use datafusion::prelude::col;
+    let aggr = p
+        .columns
+        .iter()
+        .map(|c| {
+            let e = col(datafusion::common::Column::from_name(c));
+            match p.duplicate_keys {
+                DuplicateKeys::Mean => avg(e),
+                _ => sum(e),
+            }
+            .alias(c)
+        })
+        .collect::<Vec<_>>();
+    frame
+        .aggregate(
+            vec![col(datafusion::common::Column::from_name(&p.key))],
+            aggr,
+        )
+        .map_err(|e| {
+            Error::Config(format!(
+                "duplicate_keys = \"sum\" or \"mean\" adds up numeric columns by key: {e}"
+            ))
+        })
+}
+
+/// Fails, naming a key, when a key appears on more than one row (a spilling group-by over the
+/// key column alone).
+async fn check_unique_keys(frame: &DataFrame, key: &str) -> Result<()> {
+    use datafusion::functions_aggregate::expr_fn::count;
+    use datafusion::prelude::{col, lit};
+    let k = col(datafusion::common::Column::from_name(key));
+    let dup = frame
+        .clone()
+        .select(vec![k.clone()])?
+        .aggregate(vec![k], vec![count(lit(1)).alias("n")])?
+        .filter(col("n").gt(lit(1)))?
+        .limit(0, Some(1))?
+        .collect()
+        .await?;
+    if let Some(b) = dup.iter().find(|b| b.num_rows() > 0) {
+        let key_value = datafusion::arrow::util::display::array_value_to_string(b.column(0), 0)?;
+        let n = datafusion::arrow::util::display::array_value_to_string(b.column(1), 0)?;
+        return Err(Error::Input(format!(
+            "key `{key}` = {key_value} appears on {n} rows; a sketch's key identifies one row. \
+             Set duplicate_keys = \"sum\" or \"mean\" to combine the rows of a key first"
+        )));
+    }
+    Ok(())
 }
 
 /// Runs `work` unless Ctrl-C comes first.
@@ -409,13 +544,7 @@ async fn write_stage(
     let mut names: Vec<String> = Vec::new();
     let mut frame = None;
     if let Some(s) = scores {
-        tables.insert(
-            0,
-            OutputTable {
-                name: "stats",
-                batch: s.stats,
-            },
-        );
+        tables.insert(0, OutputTable::new("stats", s.stats));
         frame = Some(s.scores);
         names.push("scores".into());
     }
@@ -424,7 +553,9 @@ async fn write_stage(
         interruptible(interrupt, output.write_frame("scores", frame, meta)).await?;
     }
     for table in &tables {
-        output.write_table(table, metadata(spec, stage, table.name, rows_read, opts))?;
+        let mut meta = metadata(spec, stage, table.name, rows_read, opts);
+        meta.extend(table.metadata.iter().cloned());
+        output.write_table(table, meta)?;
         names.push(table.name.to_string());
     }
     for name in &names {
@@ -664,6 +795,7 @@ fn metadata(
     let input_path = match &stage.input {
         Input::Source(name) => spec.sources[name].describe(),
         Input::StageTable { stage, table } => format!("{stage}.{table}"),
+        sketches @ Input::Sketches { .. } => sketches.to_string(),
     };
     let mut kv = vec![
         ("sketchpipe.version", crate::VERSION.to_string()),

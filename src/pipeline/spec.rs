@@ -13,6 +13,7 @@ use toml::{Table, Value};
 use super::keys::Keys;
 use datafusion::arrow::datatypes::Schema;
 
+use crate::operators::coordinated_sketch::{CoordinatedSketchParams, DuplicateKeys};
 use crate::operators::prune_scores::{
     self, KeepSize, Mask, MaskMode, MissingRuns, ProxyParams, PruneScoresParams, ScoreKind,
     ScoresInput,
@@ -20,17 +21,18 @@ use crate::operators::prune_scores::{
 use crate::operators::top_eigenvector::Frobenius;
 use crate::operators::{Algorithm, TableDecl, TopEigenvectorOp, TopEigenvectorParams};
 use crate::rows::OnInvalid;
+use crate::sketch::Method;
 use crate::{Error, Result};
 
 /// The ops this build implements.
-pub const OPS: [&str; 2] = ["top_eigenvector", "prune_scores"];
-/// Ops of the product contract that later versions add; named so the error can say so.
-const PLANNED_OPS: [&str; 4] = [
+pub const OPS: [&str; 4] = [
+    "top_eigenvector",
+    "prune_scores",
     "coordinated_sketch",
     "sketch_product",
-    "sketch_merge",
-    "sketch_regression",
 ];
+/// Ops of the product contract that later versions add; named so the error can say so.
+const PLANNED_OPS: [&str; 2] = ["sketch_merge", "sketch_regression"];
 /// Memory DataFusion may use for a run's group-bys and sorts before spilling to disk.
 pub const DEFAULT_MEMORY: u64 = 4 << 30;
 /// Names that would clash with DataFusion's own schemas in `sketchpipe sql`.
@@ -112,6 +114,42 @@ pub enum Input {
     Source(String),
     /// Table `table` written by stage `stage` earlier in the same run (`source = "stage.table"`).
     StageTable { stage: String, table: String },
+    /// Two sketches (`sketch_product`'s `left` and `right`).
+    Sketches { left: SketchRef, right: SketchRef },
+}
+
+/// Where a sketch comes from: a `coordinated_sketch` stage of this pipeline, or the output
+/// directory of one written earlier (any day, any machine).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SketchRef {
+    Stage(String),
+    Dir(PathBuf),
+}
+
+impl std::fmt::Display for SketchRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SketchRef::Stage(s) => write!(f, "stage `{s}`"),
+            SketchRef::Dir(d) => write!(f, "{}", d.display()),
+        }
+    }
+}
+
+impl Input {
+    /// The stages this input reads from.
+    pub fn stages(&self) -> Vec<&str> {
+        match self {
+            Input::Source(_) => Vec::new(),
+            Input::StageTable { stage, .. } => vec![stage],
+            Input::Sketches { left, right } => [left, right]
+                .into_iter()
+                .filter_map(|r| match r {
+                    SketchRef::Stage(s) => Some(s.as_str()),
+                    SketchRef::Dir(_) => None,
+                })
+                .collect(),
+        }
+    }
 }
 
 impl std::fmt::Display for Input {
@@ -119,6 +157,7 @@ impl std::fmt::Display for Input {
         match self {
             Input::Source(s) => write!(f, "source `{s}`"),
             Input::StageTable { stage, table } => write!(f, "table `{stage}.{table}`"),
+            Input::Sketches { left, right } => write!(f, "sketches {left} × {right}"),
         }
     }
 }
@@ -138,6 +177,8 @@ pub struct StageSpec {
 pub enum OpSpec {
     TopEigenvector(TopEigenvectorParams),
     PruneScores(PruneScoresParams),
+    CoordinatedSketch(CoordinatedSketchParams),
+    SketchProduct,
 }
 
 impl OpSpec {
@@ -146,6 +187,8 @@ impl OpSpec {
         match self {
             OpSpec::TopEigenvector(_) => "top_eigenvector",
             OpSpec::PruneScores(_) => "prune_scores",
+            OpSpec::CoordinatedSketch(_) => "coordinated_sketch",
+            OpSpec::SketchProduct => "sketch_product",
         }
     }
 
@@ -156,6 +199,8 @@ impl OpSpec {
                 TopEigenvectorOp::tables().iter().map(|t| t.name).collect()
             }
             OpSpec::PruneScores(p) => prune_scores::table_names(p),
+            OpSpec::CoordinatedSketch(_) => vec!["sketch", "stats"],
+            OpSpec::SketchProduct => vec!["product", "stats"],
         }
     }
 
@@ -164,6 +209,8 @@ impl OpSpec {
         match self {
             OpSpec::TopEigenvector(_) => Ok(TopEigenvectorOp::tables()),
             OpSpec::PruneScores(p) => p.tables(input),
+            OpSpec::CoordinatedSketch(p) => p.tables(input),
+            OpSpec::SketchProduct => Ok(crate::operators::sketch_product::tables()),
         }
     }
 
@@ -172,6 +219,8 @@ impl OpSpec {
         match self {
             OpSpec::TopEigenvector(p) => &p.columns,
             OpSpec::PruneScores(p) => p.columns(),
+            OpSpec::CoordinatedSketch(p) => p.read_columns(),
+            OpSpec::SketchProduct => &[],
         }
     }
 
@@ -180,6 +229,9 @@ impl OpSpec {
         match self {
             OpSpec::TopEigenvector(_) => "columns",
             OpSpec::PruneScores(p) => p.key_of(column),
+            OpSpec::CoordinatedSketch(p) if *column == p.key => "key",
+            OpSpec::CoordinatedSketch(_) => "columns",
+            OpSpec::SketchProduct => "left",
         }
     }
 
@@ -188,6 +240,8 @@ impl OpSpec {
         match self {
             OpSpec::TopEigenvector(p) => Some(p.seed),
             OpSpec::PruneScores(p) => Some(p.seed),
+            OpSpec::CoordinatedSketch(p) => Some(p.seed),
+            OpSpec::SketchProduct => None,
         }
     }
 
@@ -195,7 +249,7 @@ impl OpSpec {
     pub fn shuffle(&self) -> Option<(u64, u64)> {
         match self {
             OpSpec::TopEigenvector(p) => p.shuffle.then_some((p.seed, p.shuffle_memory)),
-            OpSpec::PruneScores(_) => None,
+            OpSpec::PruneScores(_) | OpSpec::CoordinatedSketch(_) | OpSpec::SketchProduct => None,
         }
     }
 
@@ -203,6 +257,7 @@ impl OpSpec {
     /// over a shared scan (`prune_scores` over logged outputs: a spilling group-by).
     pub fn is_query(&self) -> bool {
         matches!(self, OpSpec::PruneScores(p) if p.proxy().is_none())
+            || matches!(self, OpSpec::SketchProduct)
     }
 }
 
@@ -276,7 +331,7 @@ impl PipelineSpec {
             let section = format!("[stages.{name}]");
             let table = as_table(file, &section, value)?;
             check_name(file, &section, name)?;
-            stages.push(parse_stage(file, &section, name, table)?);
+            stages.push(parse_stage(file, &base, &section, name, table)?);
         }
         let stages = resolve_order(file, &sources, stages)?;
 
@@ -434,12 +489,20 @@ fn detect_format(path: &Path, glob: bool) -> Option<FileFormat> {
     names.iter().find_map(|p| FileFormat::from_extension(p))
 }
 
-fn parse_stage(file: &Path, section: &str, name: &str, table: &Table) -> Result<StageSpec> {
+fn parse_stage(
+    file: &Path,
+    base: &Path,
+    section: &str,
+    name: &str,
+    table: &Table,
+) -> Result<StageSpec> {
     let mut keys = Keys::new(file, section, table);
     let op = keys.required_string("op")?;
     let op = match op.as_str() {
         "top_eigenvector" => OpSpec::TopEigenvector(parse_top_eigenvector(&mut keys)?),
         "prune_scores" => OpSpec::PruneScores(parse_prune_scores(file, section, &mut keys)?),
+        "coordinated_sketch" => OpSpec::CoordinatedSketch(parse_coordinated_sketch(&mut keys)?),
+        "sketch_product" => OpSpec::SketchProduct,
         other if PLANNED_OPS.contains(&other) => {
             return Err(keys.error(
                 "op",
@@ -457,14 +520,31 @@ fn parse_stage(file: &Path, section: &str, name: &str, table: &Table) -> Result<
             ))
         }
     };
-    let source = keys.required_string("source")?;
-    keys.finish()?;
-    let input = match source.split_once('.') {
-        Some((stage, table)) => Input::StageTable {
-            stage: stage.to_string(),
-            table: table.to_string(),
-        },
-        None => Input::Source(source),
+    let input = if op == OpSpec::SketchProduct {
+        let side = |keys: &mut Keys<'_>, key: &'static str| -> Result<SketchRef> {
+            let v = keys.required_string(key)?;
+            Ok(
+                if v.contains('/') || v.contains('\\') || v.starts_with('.') {
+                    SketchRef::Dir(base.join(v))
+                } else {
+                    SketchRef::Stage(v)
+                },
+            )
+        };
+        let left = side(&mut keys, "left")?;
+        let right = side(&mut keys, "right")?;
+        keys.finish()?;
+        Input::Sketches { left, right }
+    } else {
+        let source = keys.required_string("source")?;
+        keys.finish()?;
+        match source.split_once('.') {
+            Some((stage, table)) => Input::StageTable {
+                stage: stage.to_string(),
+                table: table.to_string(),
+            },
+            None => Input::Source(source),
+        }
     };
     Ok(StageSpec {
         name: name.to_string(),
@@ -566,6 +646,45 @@ fn parse_top_eigenvector(keys: &mut Keys<'_>) -> Result<TopEigenvectorParams> {
     }
     if let Some(s) = keys.choice("on_invalid", &["error", "skip"])? {
         p.on_invalid = OnInvalid::parse(&s).expect("choice checked");
+    }
+    Ok(p)
+}
+
+fn parse_coordinated_sketch(keys: &mut Keys<'_>) -> Result<CoordinatedSketchParams> {
+    let key = keys.required_string("key")?;
+    let columns = keys.string_list("columns")?;
+    if columns.contains(&key) {
+        return Err(keys.error(
+            "columns",
+            format!("`{key}` is the key; it cannot also be a value"),
+        ));
+    }
+    let method = keys
+        .choice("method", &Method::NAMES)?
+        .map(|m| Method::parse(&m).expect("choice checked"))
+        .unwrap_or(Method::Priority);
+    let mut p = CoordinatedSketchParams::new(key, columns, method);
+    if let Some(size) = keys.unsigned("size")? {
+        if method == Method::Exact {
+            return Err(keys.error(
+                "size",
+                "does not apply to method = \"exact\" (it keeps every row)",
+            ));
+        }
+        if size == 0 {
+            return Err(keys.error("size", "must be at least 1"));
+        }
+        p.size = size as usize;
+    }
+    if let Some(seed) = keys.unsigned("seed")? {
+        p.seed = seed;
+    }
+    if let Some(d) = keys.choice("duplicate_keys", &["error", "sum", "mean"])? {
+        p.duplicate_keys = match d.as_str() {
+            "sum" => DuplicateKeys::Sum,
+            "mean" => DuplicateKeys::Mean,
+            _ => DuplicateKeys::Error,
+        };
     }
     Ok(p)
 }
@@ -802,6 +921,11 @@ fn resolve_order(
             } => by_name
                 .get(other.as_str())
                 .is_some_and(|o| o.op.table_names().contains(&table.as_str())),
+            Input::Sketches { .. } => stage.input.stages().iter().all(|s| {
+                by_name
+                    .get(s)
+                    .is_some_and(|o| matches!(o.op, OpSpec::CoordinatedSketch(_)))
+            }),
         };
         if !ok {
             let mut known: Vec<String> = sources.keys().map(|s| format!("`{s}`")).collect();
@@ -818,6 +942,19 @@ fn resolve_order(
                 Input::Source(s) => format!("no source named `{s}`"),
                 Input::StageTable { stage, table } => {
                     format!("no stage `{stage}` writing a table `{table}`")
+                }
+                Input::Sketches { .. } => {
+                    return Err(keys_error(
+                        file,
+                        &format!("[stages.{}]", stage.name),
+                        "left",
+                        format!(
+                            "`left` and `right` must each name a coordinated_sketch stage of this \
+                             pipeline or a directory holding a sketch written earlier (a path \
+                             with a `/`); got {}",
+                            stage.input
+                        ),
+                    ));
                 }
             };
             return Err(keys_error(
@@ -846,7 +983,7 @@ fn resolve_order(
             return Err(cycle);
         }
         path.push(name);
-        if let Input::StageTable { stage, .. } = &by_name[name].input {
+        for stage in by_name[name].input.stages() {
             visit(stage, by_name, done, path, order)?;
         }
         path.pop();

@@ -60,6 +60,31 @@ impl LinearSketch {
         })
     }
 
+    /// A sketch read back from storage: `s` is `t × dim`, row-major.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        method: Method,
+        seed: u64,
+        t: usize,
+        dim: usize,
+        s: Vec<f64>,
+        frobenius_sq: f64,
+        rows_seen: u64,
+    ) -> Result<Self> {
+        let mut sketch = LinearSketch::new(method, t, dim, seed)?;
+        if s.len() != t * dim {
+            return Err(Error::Input(format!(
+                "a {t} × {dim} sketch needs {} values, got {}",
+                t * dim,
+                s.len()
+            )));
+        }
+        sketch.s = s;
+        sketch.frobenius_sq = frobenius_sq;
+        sketch.rows_seen = rows_seen;
+        Ok(sketch)
+    }
+
     pub fn update(&mut self, key: Key<'_>, row: &[f64]) {
         self.rows_seen += 1;
         self.frobenius_sq += row.iter().map(|v| v * v).sum::<f64>();

@@ -478,9 +478,9 @@ impl Operator for ProxyScoresOp {
                     .map(|r| r.2.correct as f64 / r.2.rows.max(1) as f64),
             )),
         ];
-        Ok(vec![OutputTable {
-            name: "training",
-            batch: RecordBatch::try_new(training_schema(), columns)?,
-        }])
+        Ok(vec![OutputTable::new(
+            "training",
+            RecordBatch::try_new(training_schema(), columns)?,
+        )])
     }
 }

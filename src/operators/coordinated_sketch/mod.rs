@@ -1,0 +1,342 @@
+//! `op = "coordinated_sketch"`: a coordinated sampling (or linear) sketch of one table's rows,
+//! keyed by a join key, that any other sketch made with the same seed can be multiplied with
+//! later (`op = "sketch_product"`) — Daliri, Freire, Li, Musco, *Matrix Product Sketching via
+//! Coordinated Sampling*, ICLR 2025, arXiv:2501.17836. The cores are in [`crate::sketch`].
+//!
+//! Output tables:
+//! * `sketch` — everything needed to rebuild the sketch exactly ([`table`]): one row per kept
+//!   row (sampling) or per sketch row (linear), and a header in the Parquet key-value metadata
+//!   (format version, method, seed, hash, key type, size, `τ`/`λ`, `d`, column names,
+//!   `‖A‖_F²`);
+//! * `stats` — `method`, `rows`, `dim`, `size`, `stored_words` (64-bit words, §2), `kept`,
+//!   `frobenius_sq`, `level` (`τ` or `λ`), `seed`, `hash`.
+
+pub mod table;
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt64Type};
+
+use super::{Operator, OutputTable, PassInfo, PassKind, TableDecl};
+use crate::hash::{Key, HASH_VERSION};
+use crate::rows::{DenseRowReader, OnInvalid};
+use crate::sketch::linear::LinearSketch;
+use crate::sketch::priority::PrioritySketch;
+use crate::sketch::threshold::ThresholdSketch;
+use crate::sketch::{ExactSketch, Method};
+use crate::{Error, Result};
+
+pub use table::{Header, KeyType, StoredSketch};
+
+/// What to do when a key appears on more than one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicateKeys {
+    /// Fail, naming a repeated key (the default: a key is a row identity).
+    Error,
+    /// Add up the rows of each key first (numeric columns only).
+    Sum,
+    /// Average the rows of each key first (numeric columns only).
+    Mean,
+}
+
+/// Validated parameters of a `coordinated_sketch` stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoordinatedSketchParams {
+    pub key: String,
+    /// Several numeric columns, or one list column.
+    pub columns: Vec<String>,
+    pub method: Method,
+    /// Rows kept (`priority`; expected for `threshold`), or sketch rows `t` (`jl`,
+    /// `countsketch`); unused by `exact`.
+    pub size: usize,
+    pub seed: u64,
+    pub duplicate_keys: DuplicateKeys,
+    /// Key column first, then the value columns: what the scan reads.
+    read: Vec<String>,
+}
+
+impl CoordinatedSketchParams {
+    pub fn new(key: String, columns: Vec<String>, method: Method) -> Self {
+        let mut read = vec![key.clone()];
+        read.extend(columns.iter().filter(|c| **c != key).cloned());
+        CoordinatedSketchParams {
+            key,
+            columns,
+            method,
+            size: 1000,
+            seed: 42,
+            duplicate_keys: DuplicateKeys::Error,
+            read,
+        }
+    }
+
+    /// Every input column the stage reads.
+    pub fn read_columns(&self) -> &[String] {
+        &self.read
+    }
+
+    /// The tables the stage writes.
+    pub fn tables(&self, input: &Schema) -> Result<Vec<TableDecl>> {
+        let key = KeyType::of(input.field_with_name(&self.key)?.data_type()).ok_or_else(|| {
+            Error::Config(format!(
+                "key `key`: column `{}` is {}; keys must be integers or strings",
+                self.key,
+                input
+                    .field_with_name(&self.key)
+                    .expect("checked")
+                    .data_type()
+            ))
+        })?;
+        Ok(vec![
+            TableDecl {
+                name: "sketch",
+                schema: table::sketch_schema(key),
+            },
+            TableDecl {
+                name: "stats",
+                schema: stats_schema(),
+            },
+        ])
+    }
+}
+
+static STATS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("method", DataType::Utf8, false),
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("dim", DataType::UInt32, false),
+        Field::new("size", DataType::UInt64, false),
+        Field::new("stored_words", DataType::Float64, false),
+        Field::new("kept", DataType::UInt64, false),
+        Field::new("frobenius_sq", DataType::Float64, false),
+        Field::new("level", DataType::Float64, true),
+        Field::new("seed", DataType::UInt64, false),
+        Field::new("hash", DataType::Utf8, false),
+    ]))
+});
+
+/// The `stats` table of a `coordinated_sketch` stage.
+pub fn stats_schema() -> SchemaRef {
+    Arc::clone(&STATS)
+}
+
+/// One batch's keys, typed once per batch.
+enum Keys {
+    Int(datafusion::arrow::array::Int64Array),
+    UInt(datafusion::arrow::array::UInt64Array),
+    Str(StringArray),
+}
+
+impl Keys {
+    fn read(array: &ArrayRef, key_type: KeyType) -> Result<Self> {
+        Ok(match key_type {
+            KeyType::Int => Keys::Int(
+                cast(array, &DataType::Int64)?
+                    .as_primitive::<Int64Type>()
+                    .clone(),
+            ),
+            KeyType::UInt => Keys::UInt(
+                cast(array, &DataType::UInt64)?
+                    .as_primitive::<UInt64Type>()
+                    .clone(),
+            ),
+            KeyType::Str => Keys::Str(cast(array, &DataType::Utf8)?.as_string::<i32>().clone()),
+        })
+    }
+
+    fn is_null(&self, i: usize) -> bool {
+        match self {
+            Keys::Int(a) => a.is_null(i),
+            Keys::UInt(a) => a.is_null(i),
+            Keys::Str(a) => a.is_null(i),
+        }
+    }
+
+    fn get(&self, i: usize) -> Key<'_> {
+        match self {
+            Keys::Int(a) => Key::Int(a.value(i)),
+            Keys::UInt(a) => Key::UInt(a.value(i)),
+            Keys::Str(a) => Key::Str(a.value(i)),
+        }
+    }
+}
+
+enum Core {
+    Priority(PrioritySketch),
+    Threshold(ThresholdSketch),
+    Exact(ExactSketch),
+    Linear(LinearSketch),
+}
+
+/// The `coordinated_sketch` operator: one pass (two for `threshold`: weights, then sampling).
+pub struct CoordinatedSketchOp {
+    p: CoordinatedSketchParams,
+    key_type: KeyType,
+    key_index: usize,
+    reader: DenseRowReader,
+    core: Option<Core>,
+    passes: u32,
+    done: bool,
+}
+
+impl CoordinatedSketchOp {
+    pub fn new(p: CoordinatedSketchParams, schema: &Schema) -> Result<Self> {
+        let key_index = schema.index_of(&p.key)?;
+        let key_type = KeyType::of(schema.field(key_index).data_type()).ok_or_else(|| {
+            Error::Config(format!(
+                "key `key`: column `{}` is {}; keys must be integers or strings",
+                p.key,
+                schema.field(key_index).data_type()
+            ))
+        })?;
+        if !p.method.is_sampling() && p.size == 0 {
+            return Err(Error::Config("key `size`: must be at least 1".into()));
+        }
+        let reader = DenseRowReader::new(schema, &p.columns, OnInvalid::Error)?;
+        Ok(CoordinatedSketchOp {
+            p,
+            key_type,
+            key_index,
+            reader,
+            core: None,
+            passes: 0,
+            done: false,
+        })
+    }
+}
+
+fn make_core(p: &CoordinatedSketchParams, dim: usize) -> Result<Core> {
+    let (k, seed) = (p.size, p.seed);
+    Ok(match p.method {
+        Method::Priority => Core::Priority(PrioritySketch::new(k, dim, seed)),
+        Method::Threshold => Core::Threshold(ThresholdSketch::new(k, dim, seed)),
+        Method::Exact => Core::Exact(ExactSketch::new(dim, seed)),
+        m => Core::Linear(LinearSketch::new(m, k, dim, seed)?),
+    })
+}
+
+impl Operator for CoordinatedSketchOp {
+    fn next_pass(&self) -> Option<PassKind> {
+        (!self.done).then_some(PassKind::AnyOrder)
+    }
+
+    fn begin_pass(&mut self, _info: &PassInfo) -> Result<()> {
+        self.reader.restart();
+        self.passes += 1;
+        if let Some(Core::Threshold(t)) = &mut self.core {
+            t.start_sampling();
+        }
+        Ok(())
+    }
+
+    fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        let first_row = self.reader.rows_seen();
+        let keys = Keys::read(batch.column(self.key_index), self.key_type)?;
+        if let Some(i) = (0..batch.num_rows()).find(|&i| keys.is_null(i)) {
+            return Err(Error::Input(format!(
+                "column `{}`: row {} has a null key (every row needs one)",
+                self.p.key,
+                first_row + i as u64
+            )));
+        }
+        let rows = self.reader.read(batch)?;
+        let (d, n) = (rows.dim, rows.rows);
+        if n == 0 {
+            return Ok(());
+        }
+        let pass = self.passes;
+        if self.core.is_none() {
+            self.core = Some(make_core(&self.p, d)?);
+        }
+        let core = self.core.as_mut().expect("just set");
+        for (i, row) in rows.values.chunks_exact(d).enumerate().take(n) {
+            let key = keys.get(i);
+            match core {
+                Core::Priority(s) => s.update(key, row),
+                Core::Exact(s) => s.update(key, row),
+                Core::Linear(s) => s.update(key, row),
+                Core::Threshold(s) if pass == 1 => s.observe(row),
+                Core::Threshold(s) => s.update(key, row),
+            }
+        }
+        Ok(())
+    }
+
+    fn end_pass(&mut self) -> Result<()> {
+        let two_passes = self.p.method == Method::Threshold && self.core.is_some();
+        if !(two_passes && self.passes == 1) {
+            self.done = true;
+        }
+        Ok(())
+    }
+
+    fn rows_read(&self) -> u64 {
+        self.reader.rows_seen()
+    }
+
+    fn finish(self: Box<Self>) -> Result<Vec<OutputTable>> {
+        let dim = self.reader.dim().unwrap_or(0);
+        let this = *self;
+        let core = match this.core {
+            Some(c) => c,
+            None => {
+                return Err(Error::Input(
+                    "the input has no rows: nothing to sketch".into(),
+                ))
+            }
+        };
+        let stored = match core {
+            Core::Priority(s) => StoredSketch::Sample(s.finish()),
+            Core::Threshold(s) => StoredSketch::Sample(s.finish()),
+            Core::Exact(s) => StoredSketch::Sample(s.finish()),
+            Core::Linear(s) => StoredSketch::Linear(s),
+        };
+        let header = table::Header {
+            key_type: this.key_type,
+            columns: this.p.columns.clone(),
+        };
+        let (sketch, metadata) = table::write(&stored, &header)?;
+        let (method, rows, size, words, kept, frob, level, seed) = match &stored {
+            StoredSketch::Sample(s) => (
+                s.method,
+                s.rows_seen,
+                s.size as u64,
+                s.stored_words(),
+                s.rows.len() as u64,
+                s.frobenius_sq,
+                Some(s.level).filter(|l| l.is_finite()),
+                s.seed,
+            ),
+            StoredSketch::Linear(s) => (
+                s.method,
+                s.rows_seen,
+                s.t as u64,
+                s.stored_words(),
+                s.t as u64,
+                s.frobenius_sq,
+                None,
+                s.seed,
+            ),
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![method.as_str()])),
+            Arc::new(UInt64Array::from(vec![rows])),
+            Arc::new(UInt32Array::from(vec![dim as u32])),
+            Arc::new(UInt64Array::from(vec![size])),
+            Arc::new(Float64Array::from(vec![words])),
+            Arc::new(UInt64Array::from(vec![kept])),
+            Arc::new(Float64Array::from(vec![frob])),
+            Arc::new(Float64Array::from(vec![level])),
+            Arc::new(UInt64Array::from(vec![seed])),
+            Arc::new(StringArray::from(vec![HASH_VERSION])),
+        ];
+        let stats = RecordBatch::try_new(stats_schema(), columns)?;
+        let mut sketch = OutputTable::new("sketch", sketch);
+        sketch.metadata = metadata;
+        Ok(vec![sketch, OutputTable::new("stats", stats)])
+    }
+}

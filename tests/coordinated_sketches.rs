@@ -1,0 +1,301 @@
+//! `coordinated_sketch` and `sketch_product` end to end: the stored sketch rebuilds exactly,
+//! the exact method reproduces `AᵀB`, sketches from an earlier run combine with new ones, and
+//! sketches that were not made to combine are refused with both sides named.
+
+mod common;
+
+use std::path::Path;
+
+use common::read_parquet;
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type, UInt32Type};
+use sketchpipe::generate::SparsePair;
+use sketchpipe::hash::Key;
+use sketchpipe::operators::coordinated_sketch::{table, StoredSketch};
+use sketchpipe::pipeline::{run, PipelineSpec, RunOptions};
+use sketchpipe::progress::ProgressMode;
+use sketchpipe::sketch::priority::PrioritySketch;
+use tempfile::TempDir;
+
+async fn run_text(dir: &Path, text: &str) -> sketchpipe::Result<()> {
+    let file = dir.join("pipeline.toml");
+    std::fs::write(&file, format!("[pipeline]\noutput_dir = \"out\"\n{text}")).unwrap();
+    let spec = PipelineSpec::load(&file, &[])?;
+    let opts = RunOptions {
+        progress: ProgressMode::Quiet,
+        ..Default::default()
+    };
+    run(&spec, &opts).await.map(|_| ())
+}
+
+async fn run_ok(dir: &Path, text: &str) {
+    if let Err(e) = run_text(dir, text).await {
+        panic!("run failed: {e}");
+    }
+}
+
+async fn run_err(dir: &Path, text: &str) -> String {
+    match run_text(dir, text).await {
+        Ok(()) => panic!("the run should have failed:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn pair(dir: &Path, rows: u64) -> SparsePair {
+    let spec = SparsePair {
+        rows,
+        dim: 6,
+        dim_right: 4,
+        density: 0.4,
+        overlap: 0.7,
+        outliers: 3,
+        seed: 11,
+    };
+    spec.write(&dir.join("pair"), ProgressMode::Quiet).unwrap();
+    spec
+}
+
+/// `(key, row)` of a generated table.
+fn rows_of(path: &Path) -> Vec<(i64, Vec<f64>)> {
+    let b: RecordBatch = read_parquet(path);
+    let keys = b.column_by_name("key").unwrap().as_primitive::<Int64Type>();
+    let values = b.column_by_name("values").unwrap().as_list::<i32>();
+    (0..b.num_rows())
+        .map(|i| {
+            let v = values.value(i);
+            (
+                keys.value(i),
+                v.as_primitive::<Float64Type>().values().to_vec(),
+            )
+        })
+        .collect()
+}
+
+fn sketch_stage(name: &str, source: &str, extra: &str) -> String {
+    format!(
+        "[stages.{name}]\nop = \"coordinated_sketch\"\nsource = \"{source}\"\nkey = \"key\"\ncolumns = [\"values\"]\n{extra}\n"
+    )
+}
+
+const SOURCES: &str =
+    "[sources.a]\npath = \"pair/left.parquet\"\n[sources.b]\npath = \"pair/right.parquet\"\n";
+
+/// The product table as a dense `d × m` matrix.
+fn product(stage: &Path, d: usize, m: usize) -> Vec<f64> {
+    let b = read_parquet(&stage.join("product.parquet"));
+    let (r, c) = (
+        b.column_by_name("row")
+            .unwrap()
+            .as_primitive::<UInt32Type>(),
+        b.column_by_name("col")
+            .unwrap()
+            .as_primitive::<UInt32Type>(),
+    );
+    let v = b
+        .column_by_name("value")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    let mut w = vec![0.0; d * m];
+    for i in 0..b.num_rows() {
+        w[r.value(i) as usize * m + c.value(i) as usize] = v.value(i);
+    }
+    w
+}
+
+#[tokio::test]
+async fn stored_priority_sketch_rebuilds_exactly_and_exact_products_are_exact() {
+    let tmp = TempDir::new().unwrap();
+    pair(tmp.path(), 3000);
+    let text = format!(
+        "{SOURCES}{}{}{}{}[stages.exact_ab]\nop = \"sketch_product\"\nleft = \"ea\"\nright = \"eb\"\n",
+        sketch_stage("sa", "a", "size = 300\nseed = 5"),
+        sketch_stage("ea", "a", "method = \"exact\"\nseed = 5"),
+        sketch_stage("eb", "b", "method = \"exact\"\nseed = 5"),
+        sketch_stage("sb", "b", "size = 300\nseed = 5"),
+    );
+    run_ok(tmp.path(), &text).await;
+    let out = tmp.path().join("out");
+
+    // The stored sketch is the one the core builds from the same rows, to the bit.
+    let left = rows_of(&tmp.path().join("pair/left.parquet"));
+    let mut core = PrioritySketch::new(300, 6, 5);
+    left.iter().for_each(|(k, r)| core.update(Key::Int(*k), r));
+    let (stored, header) = table::read(&out.join("sa/sketch.parquet")).unwrap();
+    assert!(
+        stored == StoredSketch::Sample(core.finish()),
+        "the stored sketch differs from the core's"
+    );
+    assert_eq!(header.columns, vec!["values".to_string()]);
+
+    // exact × exact is AᵀB over the shared keys.
+    let right = rows_of(&tmp.path().join("pair/right.parquet"));
+    let mut want = vec![0.0; 6 * 4];
+    for (kb, rb) in &right {
+        if let Some((_, ra)) = left.iter().find(|(ka, _)| ka == kb) {
+            for i in 0..6 {
+                for j in 0..4 {
+                    want[i * 4 + j] += ra[i] * rb[j];
+                }
+            }
+        }
+    }
+    let got = product(&out.join("exact_ab"), 6, 4);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-9 * (1.0 + w.abs()), "{g} vs {w}");
+    }
+}
+
+#[tokio::test]
+async fn sketches_from_an_earlier_run_combine_with_new_ones() {
+    let tmp = TempDir::new().unwrap();
+    pair(tmp.path(), 2000);
+    // Day 1: sketch A alone. Day 2: sketch B, multiply with day 1's directory.
+    let day1 = TempDir::new().unwrap();
+    std::fs::create_dir(day1.path().join("pair")).unwrap();
+    for f in ["left.parquet", "right.parquet"] {
+        std::fs::copy(
+            tmp.path().join("pair").join(f),
+            day1.path().join("pair").join(f),
+        )
+        .unwrap();
+    }
+    run_ok(
+        day1.path(),
+        &format!(
+            "{SOURCES}{}",
+            sketch_stage("sa", "a", "size = 200\nseed = 9")
+        ),
+    )
+    .await;
+    let earlier = day1.path().join("out/sa");
+    let text = format!(
+        "{SOURCES}{}{}[stages.same_run]\nop = \"sketch_product\"\nleft = \"sa\"\nright = \"sb\"\n[stages.across_runs]\nop = \"sketch_product\"\nleft = \"{}\"\nright = \"sb\"\n",
+        sketch_stage("sa", "a", "size = 200\nseed = 9"),
+        sketch_stage("sb", "b", "size = 200\nseed = 9"),
+        earlier.display()
+    );
+    run_ok(tmp.path(), &text).await;
+    let out = tmp.path().join("out");
+    assert_eq!(
+        product(&out.join("same_run"), 6, 4),
+        product(&out.join("across_runs"), 6, 4)
+    );
+}
+
+#[tokio::test]
+async fn sketches_that_do_not_coordinate_are_refused_naming_both_sides() {
+    let tmp = TempDir::new().unwrap();
+    pair(tmp.path(), 500);
+    let product_of = |l: &str, r: &str| {
+        format!("[stages.ab]\nop = \"sketch_product\"\nleft = \"{l}\"\nright = \"{r}\"\n")
+    };
+    // Different seeds.
+    let err = run_err(
+        tmp.path(),
+        &format!(
+            "{SOURCES}{}{}{}",
+            sketch_stage("sa", "a", "seed = 1"),
+            sketch_stage("sb", "b", "seed = 2"),
+            product_of("sa", "sb")
+        ),
+    )
+    .await;
+    assert!(
+        err.contains("different seeds") && err.contains("stage `sa`") && err.contains("stage `sb`"),
+        "{err}"
+    );
+    // Different methods.
+    let err = run_err(
+        tmp.path(),
+        &format!(
+            "{SOURCES}{}{}{}",
+            sketch_stage("sa", "a", ""),
+            sketch_stage("sb", "b", "method = \"jl\"\nsize = 8"),
+            product_of("sa", "sb")
+        ),
+    )
+    .await;
+    assert!(
+        err.contains("different methods") && err.contains("priority") && err.contains("jl"),
+        "{err}"
+    );
+    // Different key types: the right keys as strings.
+    let err = run_err(
+        tmp.path(),
+        &format!(
+            "{SOURCES}[sources.bs]\nsql = \"SELECT CAST(key AS VARCHAR) AS key, \\\"values\\\" FROM b\"\n{}{}{}",
+            sketch_stage("sa", "a", ""),
+            sketch_stage("sb", "bs", ""),
+            product_of("sa", "sb")
+        ),
+    )
+    .await;
+    assert!(
+        err.contains("different key types") && err.contains("int") && err.contains("string"),
+        "{err}"
+    );
+    // Not a sketch.
+    let err = run_err(
+        tmp.path(),
+        &format!(
+            "{SOURCES}{}",
+            product_of("./pair/left.parquet", "./pair/right.parquet")
+        ),
+    )
+    .await;
+    assert!(err.contains("not a sketchpipe sketch"), "{err}");
+    // A repeated key, with the default policy.
+    std::fs::create_dir(tmp.path().join("dup")).unwrap();
+    for i in 0..2 {
+        std::fs::copy(
+            tmp.path().join("pair/left.parquet"),
+            tmp.path().join(format!("dup/part-{i}.parquet")),
+        )
+        .unwrap();
+    }
+    let err = run_err(
+        tmp.path(),
+        &format!(
+            "[sources.d]\npath = \"dup\"\n{}",
+            sketch_stage("sd", "d", "")
+        ),
+    )
+    .await;
+    assert!(
+        err.contains("appears on 2 rows") && err.contains("duplicate_keys"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("out/sd").exists());
+    // With duplicate_keys = "mean" the two copies average back to the table itself.
+    let wide = |src: &str| {
+        format!("sql = \"SELECT key, \\\"values\\\"[1] AS x0, \\\"values\\\"[2] AS x1 FROM {src}\"")
+    };
+    let stage = |name: &str, source: &str, extra: &str| {
+        format!(
+            "[stages.{name}]\nop = \"coordinated_sketch\"\nsource = \"{source}\"\nkey = \"key\"\ncolumns = [\"x0\", \"x1\"]\nmethod = \"exact\"\n{extra}\n"
+        )
+    };
+    run_ok(
+        tmp.path(),
+        &format!(
+            "[sources.d]\npath = \"dup\"\n[sources.a]\npath = \"pair/left.parquet\"\n[sources.dw]\n{}\n[sources.aw]\n{}\n{}{}",
+            wide("d"),
+            wide("a"),
+            stage("mean", "dw", "duplicate_keys = \"mean\""),
+            stage("once", "aw", ""),
+        ),
+    )
+    .await;
+    let read =
+        |stage: &str| match table::read(&tmp.path().join(format!("out/{stage}/sketch.parquet"))) {
+            Ok((StoredSketch::Sample(s), _)) => s,
+            other => panic!("not a sample: {:?}", other.map(|o| o.0.method())),
+        };
+    let (mean, once) = (read("mean"), read("once"));
+    assert!(
+        mean.rows == once.rows,
+        "the averaged duplicates differ from the table"
+    );
+    assert_eq!(mean.rows_seen, once.rows_seen);
+    assert!((mean.frobenius_sq - once.frobenius_sq).abs() < 1e-9 * once.frobenius_sq);
+}
