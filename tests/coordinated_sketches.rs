@@ -299,3 +299,59 @@ async fn sketches_that_do_not_coordinate_are_refused_naming_both_sides() {
     assert_eq!(mean.rows_seen, once.rows_seen);
     assert!((mean.frobenius_sq - once.frobenius_sq).abs() < 1e-9 * once.frobenius_sq);
 }
+
+#[tokio::test]
+async fn merged_partition_sketches_equal_the_one_pass_sketch() {
+    let tmp = TempDir::new().unwrap();
+    pair(tmp.path(), 3000);
+    let part = |name: &str, cond: &str| {
+        format!("[sources.{name}]\nsql = \"SELECT * FROM a WHERE {cond}\"\n")
+    };
+    let text = format!(
+        "{SOURCES}{}{}{}{}{}{}{}{}[stages.merged]\nop = \"sketch_merge\"\ninputs = [\"p0\", \"p1\"]\n\
+         [stages.merged_exact]\nop = \"sketch_merge\"\ninputs = [\"e0\", \"e1\"]\n",
+        part("even", "key % 2 = 0"),
+        part("odd", "key % 2 = 1"),
+        sketch_stage("whole", "a", "size = 250\nseed = 3"),
+        sketch_stage("p0", "even", "size = 250\nseed = 3"),
+        sketch_stage("p1", "odd", "size = 250\nseed = 3"),
+        sketch_stage("whole_exact", "a", "method = \"exact\""),
+        sketch_stage("e0", "even", "method = \"exact\""),
+        sketch_stage("e1", "odd", "method = \"exact\""),
+    );
+    run_ok(tmp.path(), &text).await;
+    let read = |stage: &str| match table::read(&tmp.path().join(format!("out/{stage}/sketch.parquet"))) {
+        Ok((StoredSketch::Sample(s), _)) => s,
+        other => panic!("not a sample: {:?}", other.map(|o| o.0.method())),
+    };
+    for (merged, whole) in [("merged", "whole"), ("merged_exact", "whole_exact")] {
+        let (m, w) = (read(merged), read(whole));
+        assert!(m.rows == w.rows, "{merged}: kept rows differ from {whole}");
+        assert_eq!(m.level, w.level, "{merged}: τ differs");
+        assert_eq!(m.rows_seen, w.rows_seen);
+        assert!((m.frobenius_sq - w.frobenius_sq).abs() < 1e-9 * w.frobenius_sq);
+    }
+    // Threshold sketches are refused, and so are overlapping inputs.
+    let err = run_err(
+        tmp.path(),
+        &format!(
+            "{SOURCES}{}{}{}{}[stages.m]\nop = \"sketch_merge\"\ninputs = [\"t0\", \"t1\"]\n",
+            part("even", "key % 2 = 0"),
+            part("odd", "key % 2 = 1"),
+            sketch_stage("t0", "even", "method = \"threshold\""),
+            sketch_stage("t1", "odd", "method = \"threshold\""),
+        ),
+    )
+    .await;
+    assert!(err.contains("threshold sketches do not merge"), "{err}");
+    let err = run_err(
+        tmp.path(),
+        &format!(
+            "{SOURCES}{}{}[stages.m]\nop = \"sketch_merge\"\ninputs = [\"x0\", \"x1\"]\n",
+            sketch_stage("x0", "a", "method = \"exact\""),
+            sketch_stage("x1", "a", "method = \"exact\""),
+        ),
+    )
+    .await;
+    assert!(err.contains("is in more than one of the merged sketches"), "{err}");
+}

@@ -6,6 +6,7 @@
 
 pub mod coordinated_sketch;
 pub mod prune_scores;
+pub mod sketch_merge;
 pub mod sketch_product;
 pub mod top_eigenvector;
 

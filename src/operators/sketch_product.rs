@@ -158,15 +158,19 @@ pub fn product(
         }
     }
     let csr: sprs::CsMat<f64> = tri.to_csr();
-    let name = |names: &[String], i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
+    // Several numeric columns name themselves; one list column `c` names `c[0]`, `c[1]`, ….
+    let name = |names: &[String], dim: usize, i: usize| match names {
+        [one] if dim > 1 => format!("{one}[{i}]"),
+        _ => names.get(i).cloned().unwrap_or_else(|| i.to_string()),
+    };
     let (mut rows, mut cols, mut rn, mut cn, mut vals) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, row) in csr.outer_iterator().enumerate() {
         for (j, v) in row.iter() {
             rows.push(i as u32);
             cols.push(j as u32);
-            rn.push(name(&ha.columns, i));
-            cn.push(name(&hb.columns, j));
+            rn.push(name(&ha.columns, d, i));
+            cn.push(name(&hb.columns, m, j));
             vals.push(*v);
         }
     }

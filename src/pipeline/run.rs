@@ -141,20 +141,30 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
     let mut produced: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
     let interrupt = Interrupt::new(opts.handle_ctrl_c);
     for group in &groups {
-        if let Input::Sketches { left, right } = &group.input {
+        if let Input::Sketches(refs) = &group.input {
             let stage = group.stages[0];
-            let path = |r: &SketchRef| match r {
-                SketchRef::Stage(s) => produced[&(s.clone(), "sketch".to_string())].clone(),
-                SketchRef::Dir(d) if d.is_dir() => d.join("sketch.parquet"),
-                SketchRef::Dir(d) => d.clone(),
+            let read = |r: &SketchRef| {
+                let path = match r {
+                    SketchRef::Stage(s) => produced[&(s.clone(), "sketch".to_string())].clone(),
+                    SketchRef::Dir(d) if d.is_dir() => d.join("sketch.parquet"),
+                    SketchRef::Dir(d) => d.clone(),
+                };
+                read_sketch(&path, r).map(|(s, h)| (s, h, r.to_string()))
             };
-            let (lp, rp) = (path(left), path(right));
-            let tables = crate::operators::sketch_product::product(
-                read_sketch(&lp, left)?,
-                read_sketch(&rp, right)?,
-                (&left.to_string(), &right.to_string()),
-            )
-            .map_err(|e| e.context(format!("stage `{}`", stage.name)))?;
+            let sketches = refs.iter().map(read).collect::<Result<Vec<_>>>();
+            let tables = sketches
+                .and_then(|mut sketches| match &stage.op {
+                    OpSpec::SketchMerge => {
+                        let (merged, header) = crate::operators::sketch_merge::merge(sketches)?;
+                        crate::operators::coordinated_sketch::output_tables(&merged, &header)
+                    }
+                    _ => {
+                        let (rs, rh, rn) = sketches.pop().expect("two sketches");
+                        let (ls, lh, ln) = sketches.pop().expect("two sketches");
+                        crate::operators::sketch_product::product((ls, lh), (rs, rh), (&ln, &rn))
+                    }
+                })
+                .map_err(|e| e.context(format!("stage `{}`", stage.name)))?;
             let output = write_stage(
                 spec,
                 stage,
@@ -180,7 +190,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 )
                 .await?
             }
-            Input::Sketches { .. } => unreachable!("handled above"),
+            Input::Sketches(_) => unreachable!("handled above"),
         };
         let frame =
             frame.select_columns(&group.columns.iter().map(String::as_str).collect::<Vec<_>>())?;
@@ -394,7 +404,7 @@ fn input_schema<'a>(
                 let frame = source_frame(ctx, spec, name).await?;
                 Ok(frame.schema().as_arrow().clone())
             }
-            Input::Sketches { .. } => Ok(Schema::empty()),
+            Input::Sketches(_) => Ok(Schema::empty()),
             Input::StageTable { stage, table } => {
                 let producer = spec
                     .stages
@@ -445,7 +455,9 @@ fn build_operator(op: &OpSpec, schema: &Schema, by_id: Option<&Path>) -> Result<
             by_id.expect("prune stages have scratch space"),
         )?),
         OpSpec::CoordinatedSketch(p) => Box::new(CoordinatedSketchOp::new(p.clone(), schema)?),
-        OpSpec::SketchProduct => unreachable!("a query stage, not a scan operator"),
+        OpSpec::SketchProduct | OpSpec::SketchMerge => {
+            unreachable!("a query stage, not a scan operator")
+        }
     })
 }
 
@@ -795,7 +807,7 @@ fn metadata(
     let input_path = match &stage.input {
         Input::Source(name) => spec.sources[name].describe(),
         Input::StageTable { stage, table } => format!("{stage}.{table}"),
-        sketches @ Input::Sketches { .. } => sketches.to_string(),
+        sketches @ Input::Sketches(_) => sketches.to_string(),
     };
     let mut kv = vec![
         ("sketchpipe.version", crate::VERSION.to_string()),

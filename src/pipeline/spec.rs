@@ -25,14 +25,15 @@ use crate::sketch::Method;
 use crate::{Error, Result};
 
 /// The ops this build implements.
-pub const OPS: [&str; 4] = [
+pub const OPS: [&str; 5] = [
     "top_eigenvector",
     "prune_scores",
     "coordinated_sketch",
     "sketch_product",
+    "sketch_merge",
 ];
 /// Ops of the product contract that later versions add; named so the error can say so.
-const PLANNED_OPS: [&str; 2] = ["sketch_merge", "sketch_regression"];
+const PLANNED_OPS: [&str; 1] = ["sketch_regression"];
 /// Memory DataFusion may use for a run's group-bys and sorts before spilling to disk.
 pub const DEFAULT_MEMORY: u64 = 4 << 30;
 /// Names that would clash with DataFusion's own schemas in `sketchpipe sql`.
@@ -114,8 +115,8 @@ pub enum Input {
     Source(String),
     /// Table `table` written by stage `stage` earlier in the same run (`source = "stage.table"`).
     StageTable { stage: String, table: String },
-    /// Two sketches (`sketch_product`'s `left` and `right`).
-    Sketches { left: SketchRef, right: SketchRef },
+    /// Sketches: `sketch_product`'s `left` and `right`, or `sketch_merge`'s `inputs`.
+    Sketches(Vec<SketchRef>),
 }
 
 /// Where a sketch comes from: a `coordinated_sketch` stage of this pipeline, or the output
@@ -141,8 +142,8 @@ impl Input {
         match self {
             Input::Source(_) => Vec::new(),
             Input::StageTable { stage, .. } => vec![stage],
-            Input::Sketches { left, right } => [left, right]
-                .into_iter()
+            Input::Sketches(refs) => refs
+                .iter()
                 .filter_map(|r| match r {
                     SketchRef::Stage(s) => Some(s.as_str()),
                     SketchRef::Dir(_) => None,
@@ -157,7 +158,14 @@ impl std::fmt::Display for Input {
         match self {
             Input::Source(s) => write!(f, "source `{s}`"),
             Input::StageTable { stage, table } => write!(f, "table `{stage}.{table}`"),
-            Input::Sketches { left, right } => write!(f, "sketches {left} × {right}"),
+            Input::Sketches(refs) => write!(
+                f,
+                "sketches {}",
+                refs.iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 }
@@ -179,6 +187,7 @@ pub enum OpSpec {
     PruneScores(PruneScoresParams),
     CoordinatedSketch(CoordinatedSketchParams),
     SketchProduct,
+    SketchMerge,
 }
 
 impl OpSpec {
@@ -189,6 +198,7 @@ impl OpSpec {
             OpSpec::PruneScores(_) => "prune_scores",
             OpSpec::CoordinatedSketch(_) => "coordinated_sketch",
             OpSpec::SketchProduct => "sketch_product",
+            OpSpec::SketchMerge => "sketch_merge",
         }
     }
 
@@ -201,6 +211,7 @@ impl OpSpec {
             OpSpec::PruneScores(p) => prune_scores::table_names(p),
             OpSpec::CoordinatedSketch(_) => vec!["sketch", "stats"],
             OpSpec::SketchProduct => vec!["product", "stats"],
+            OpSpec::SketchMerge => vec!["sketch", "stats"],
         }
     }
 
@@ -211,6 +222,11 @@ impl OpSpec {
             OpSpec::PruneScores(p) => p.tables(input),
             OpSpec::CoordinatedSketch(p) => p.tables(input),
             OpSpec::SketchProduct => Ok(crate::operators::sketch_product::tables()),
+            OpSpec::SketchMerge => Err(Error::Config(
+                "a sketch_merge output is read as a sketch (sketch_product's left/right, or \
+                 another sketch_merge's inputs), not as a `source`"
+                    .into(),
+            )),
         }
     }
 
@@ -220,7 +236,7 @@ impl OpSpec {
             OpSpec::TopEigenvector(p) => &p.columns,
             OpSpec::PruneScores(p) => p.columns(),
             OpSpec::CoordinatedSketch(p) => p.read_columns(),
-            OpSpec::SketchProduct => &[],
+            OpSpec::SketchProduct | OpSpec::SketchMerge => &[],
         }
     }
 
@@ -232,6 +248,7 @@ impl OpSpec {
             OpSpec::CoordinatedSketch(p) if *column == p.key => "key",
             OpSpec::CoordinatedSketch(_) => "columns",
             OpSpec::SketchProduct => "left",
+            OpSpec::SketchMerge => "inputs",
         }
     }
 
@@ -241,7 +258,7 @@ impl OpSpec {
             OpSpec::TopEigenvector(p) => Some(p.seed),
             OpSpec::PruneScores(p) => Some(p.seed),
             OpSpec::CoordinatedSketch(p) => Some(p.seed),
-            OpSpec::SketchProduct => None,
+            OpSpec::SketchProduct | OpSpec::SketchMerge => None,
         }
     }
 
@@ -249,7 +266,7 @@ impl OpSpec {
     pub fn shuffle(&self) -> Option<(u64, u64)> {
         match self {
             OpSpec::TopEigenvector(p) => p.shuffle.then_some((p.seed, p.shuffle_memory)),
-            OpSpec::PruneScores(_) | OpSpec::CoordinatedSketch(_) | OpSpec::SketchProduct => None,
+            _ => None,
         }
     }
 
@@ -257,7 +274,7 @@ impl OpSpec {
     /// over a shared scan (`prune_scores` over logged outputs: a spilling group-by).
     pub fn is_query(&self) -> bool {
         matches!(self, OpSpec::PruneScores(p) if p.proxy().is_none())
-            || matches!(self, OpSpec::SketchProduct)
+            || matches!(self, OpSpec::SketchProduct | OpSpec::SketchMerge)
     }
 }
 
@@ -503,6 +520,7 @@ fn parse_stage(
         "prune_scores" => OpSpec::PruneScores(parse_prune_scores(file, section, &mut keys)?),
         "coordinated_sketch" => OpSpec::CoordinatedSketch(parse_coordinated_sketch(&mut keys)?),
         "sketch_product" => OpSpec::SketchProduct,
+        "sketch_merge" => OpSpec::SketchMerge,
         other if PLANNED_OPS.contains(&other) => {
             return Err(keys.error(
                 "op",
@@ -520,21 +538,25 @@ fn parse_stage(
             ))
         }
     };
+    let sketch_ref = |v: String| {
+        if v.contains('/') || v.contains('\\') || v.starts_with('.') {
+            SketchRef::Dir(base.join(v))
+        } else {
+            SketchRef::Stage(v)
+        }
+    };
     let input = if op == OpSpec::SketchProduct {
-        let side = |keys: &mut Keys<'_>, key: &'static str| -> Result<SketchRef> {
-            let v = keys.required_string(key)?;
-            Ok(
-                if v.contains('/') || v.contains('\\') || v.starts_with('.') {
-                    SketchRef::Dir(base.join(v))
-                } else {
-                    SketchRef::Stage(v)
-                },
-            )
-        };
-        let left = side(&mut keys, "left")?;
-        let right = side(&mut keys, "right")?;
+        let left = sketch_ref(keys.required_string("left")?);
+        let right = sketch_ref(keys.required_string("right")?);
         keys.finish()?;
-        Input::Sketches { left, right }
+        Input::Sketches(vec![left, right])
+    } else if op == OpSpec::SketchMerge {
+        let inputs = keys.string_list("inputs")?;
+        if inputs.len() < 2 {
+            return Err(keys.error("inputs", "name at least two sketches to merge"));
+        }
+        keys.finish()?;
+        Input::Sketches(inputs.into_iter().map(sketch_ref).collect())
     } else {
         let source = keys.required_string("source")?;
         keys.finish()?;
@@ -921,10 +943,10 @@ fn resolve_order(
             } => by_name
                 .get(other.as_str())
                 .is_some_and(|o| o.op.table_names().contains(&table.as_str())),
-            Input::Sketches { .. } => stage.input.stages().iter().all(|s| {
-                by_name
-                    .get(s)
-                    .is_some_and(|o| matches!(o.op, OpSpec::CoordinatedSketch(_)))
+            Input::Sketches(_) => stage.input.stages().iter().all(|s| {
+                by_name.get(s).is_some_and(|o| {
+                    matches!(o.op, OpSpec::CoordinatedSketch(_) | OpSpec::SketchMerge)
+                })
             }),
         };
         if !ok {
@@ -943,15 +965,20 @@ fn resolve_order(
                 Input::StageTable { stage, table } => {
                     format!("no stage `{stage}` writing a table `{table}`")
                 }
-                Input::Sketches { .. } => {
+                Input::Sketches(_) => {
+                    let key = if stage.op == OpSpec::SketchMerge {
+                        "inputs"
+                    } else {
+                        "left"
+                    };
                     return Err(keys_error(
                         file,
                         &format!("[stages.{}]", stage.name),
-                        "left",
+                        key,
                         format!(
-                            "`left` and `right` must each name a coordinated_sketch stage of this \
-                             pipeline or a directory holding a sketch written earlier (a path \
-                             with a `/`); got {}",
+                            "each sketch must be a coordinated_sketch or sketch_merge stage of \
+                             this pipeline, or a directory holding a sketch written earlier (a \
+                             path with a `/`); got {}",
                             stage.input
                         ),
                     ));

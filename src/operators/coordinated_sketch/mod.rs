@@ -279,7 +279,6 @@ impl Operator for CoordinatedSketchOp {
     }
 
     fn finish(self: Box<Self>) -> Result<Vec<OutputTable>> {
-        let dim = self.reader.dim().unwrap_or(0);
         let this = *self;
         let core = match this.core {
             Some(c) => c,
@@ -299,44 +298,51 @@ impl Operator for CoordinatedSketchOp {
             key_type: this.key_type,
             columns: this.p.columns.clone(),
         };
-        let (sketch, metadata) = table::write(&stored, &header)?;
-        let (method, rows, size, words, kept, frob, level, seed) = match &stored {
-            StoredSketch::Sample(s) => (
-                s.method,
-                s.rows_seen,
-                s.size as u64,
-                s.stored_words(),
-                s.rows.len() as u64,
-                s.frobenius_sq,
-                Some(s.level).filter(|l| l.is_finite()),
-                s.seed,
-            ),
-            StoredSketch::Linear(s) => (
-                s.method,
-                s.rows_seen,
-                s.t as u64,
-                s.stored_words(),
-                s.t as u64,
-                s.frobenius_sq,
-                None,
-                s.seed,
-            ),
-        };
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(vec![method.as_str()])),
-            Arc::new(UInt64Array::from(vec![rows])),
-            Arc::new(UInt32Array::from(vec![dim as u32])),
-            Arc::new(UInt64Array::from(vec![size])),
-            Arc::new(Float64Array::from(vec![words])),
-            Arc::new(UInt64Array::from(vec![kept])),
-            Arc::new(Float64Array::from(vec![frob])),
-            Arc::new(Float64Array::from(vec![level])),
-            Arc::new(UInt64Array::from(vec![seed])),
-            Arc::new(StringArray::from(vec![HASH_VERSION])),
-        ];
-        let stats = RecordBatch::try_new(stats_schema(), columns)?;
-        let mut sketch = OutputTable::new("sketch", sketch);
-        sketch.metadata = metadata;
-        Ok(vec![sketch, OutputTable::new("stats", stats)])
+        output_tables(&stored, &header)
     }
 }
+
+/// The `sketch` and `stats` tables of a sketch (built here or merged).
+pub fn output_tables(stored: &StoredSketch, header: &Header) -> Result<Vec<OutputTable>> {
+    let dim = stored.dim();
+    let (sketch, metadata) = table::write(stored, header)?;
+    let (method, rows, size, words, kept, frob, level, seed) = match stored {
+        StoredSketch::Sample(s) => (
+            s.method,
+            s.rows_seen,
+            s.size as u64,
+            s.stored_words(),
+            s.rows.len() as u64,
+            s.frobenius_sq,
+            Some(s.level).filter(|l| l.is_finite()),
+            s.seed,
+        ),
+        StoredSketch::Linear(s) => (
+            s.method,
+            s.rows_seen,
+            s.t as u64,
+            s.stored_words(),
+            s.t as u64,
+            s.frobenius_sq,
+            None,
+            s.seed,
+        ),
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![method.as_str()])),
+        Arc::new(UInt64Array::from(vec![rows])),
+        Arc::new(UInt32Array::from(vec![dim as u32])),
+        Arc::new(UInt64Array::from(vec![size])),
+        Arc::new(Float64Array::from(vec![words])),
+        Arc::new(UInt64Array::from(vec![kept])),
+        Arc::new(Float64Array::from(vec![frob])),
+        Arc::new(Float64Array::from(vec![level])),
+        Arc::new(UInt64Array::from(vec![seed])),
+        Arc::new(StringArray::from(vec![HASH_VERSION])),
+    ];
+    let stats = RecordBatch::try_new(stats_schema(), columns)?;
+    let mut sketch = OutputTable::new("sketch", sketch);
+    sketch.metadata = metadata;
+    Ok(vec![sketch, OutputTable::new("stats", stats)])
+}
+
