@@ -320,10 +320,11 @@ async fn merged_partition_sketches_equal_the_one_pass_sketch() {
         sketch_stage("e1", "odd", "method = \"exact\""),
     );
     run_ok(tmp.path(), &text).await;
-    let read = |stage: &str| match table::read(&tmp.path().join(format!("out/{stage}/sketch.parquet"))) {
-        Ok((StoredSketch::Sample(s), _)) => s,
-        other => panic!("not a sample: {:?}", other.map(|o| o.0.method())),
-    };
+    let read =
+        |stage: &str| match table::read(&tmp.path().join(format!("out/{stage}/sketch.parquet"))) {
+            Ok((StoredSketch::Sample(s), _)) => s,
+            other => panic!("not a sample: {:?}", other.map(|o| o.0.method())),
+        };
     for (merged, whole) in [("merged", "whole"), ("merged_exact", "whole_exact")] {
         let (m, w) = (read(merged), read(whole));
         assert!(m.rows == w.rows, "{merged}: kept rows differ from {whole}");
@@ -353,5 +354,73 @@ async fn merged_partition_sketches_equal_the_one_pass_sketch() {
         ),
     )
     .await;
-    assert!(err.contains("is in more than one of the merged sketches"), "{err}");
+    assert!(
+        err.contains("is in more than one of the merged sketches"),
+        "{err}"
+    );
+}
+
+/// Regression over a join, from two sketches: the planted `β_j = 1/(j + 1)` of
+/// `generate sparse-pair` is recovered on the shared keys.
+#[tokio::test]
+async fn regression_over_a_join_recovers_the_planted_coefficients() {
+    let tmp = TempDir::new().unwrap();
+    let spec = SparsePair {
+        rows: 6000,
+        dim: 5,
+        dim_right: 1,
+        density: 0.6,
+        overlap: 0.6,
+        outliers: 0,
+        seed: 4,
+    };
+    spec.write(&tmp.path().join("pair"), ProgressMode::Quiet)
+        .unwrap();
+    let beta = spec.beta();
+    let reg = |name: &str, l: &str, r: &str| {
+        format!("[stages.{name}]\nop = \"sketch_regression\"\nleft = \"{l}\"\nright = \"{r}\"\ntarget = \"y\"\n")
+    };
+    let y_stage = |name: &str, extra: &str| {
+        format!("[stages.{name}]\nop = \"coordinated_sketch\"\nsource = \"b\"\nkey = \"key\"\ncolumns = [\"y\"]\n{extra}\n")
+    };
+    let text = format!(
+        "{SOURCES}{}{}{}{}{}{}",
+        sketch_stage("xa", "a", "method = \"exact\""),
+        y_stage("ya", "method = \"exact\""),
+        sketch_stage("xp", "a", "size = 2000"),
+        y_stage("yp", "size = 2000"),
+        reg("exact", "xa", "ya"),
+        reg("sampled", "xp", "yp"),
+    );
+    run_ok(tmp.path(), &text).await;
+    let coefficients = |stage: &str| -> Vec<f64> {
+        let b = read_parquet(&tmp.path().join(format!("out/{stage}/coefficients.parquet")));
+        b.column_by_name("coefficient")
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .values()
+            .to_vec()
+    };
+    for (stage, tolerance) in [("exact", 0.02), ("sampled", 0.05)] {
+        let got = coefficients(stage);
+        let worst = got
+            .iter()
+            .zip(&beta)
+            .map(|(g, b)| (g - b).abs())
+            .fold(0.0, f64::max);
+        println!("{stage}: β̂ = {got:.4?}, max |β̂ − β| = {worst:.4}");
+        assert!(worst < tolerance, "{stage}: {got:?} vs {beta:?}");
+    }
+    // Linear sketches are refused.
+    let err = run_err(
+        tmp.path(),
+        &format!(
+            "{SOURCES}{}{}{}",
+            sketch_stage("xj", "a", "method = \"jl\"\nsize = 16"),
+            y_stage("yj", "method = \"jl\"\nsize = 16"),
+            reg("r", "xj", "yj")
+        ),
+    )
+    .await;
+    assert!(err.contains("needs sampling sketches"), "{err}");
 }

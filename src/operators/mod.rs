@@ -8,6 +8,7 @@ pub mod coordinated_sketch;
 pub mod prune_scores;
 pub mod sketch_merge;
 pub mod sketch_product;
+pub mod sketch_regression;
 pub mod top_eigenvector;
 
 use std::fs::File;

@@ -37,10 +37,18 @@ pub fn merge(inputs: Vec<(StoredSketch, Header, String)>) -> Result<(StoredSketc
             ))
         };
         if s.method() != method {
-            return Err(both("methods", method.as_str().into(), s.method().as_str().into()));
+            return Err(both(
+                "methods",
+                method.as_str().into(),
+                s.method().as_str().into(),
+            ));
         }
         if s.seed() != first.seed() {
-            return Err(both("seeds", first.seed().to_string(), s.seed().to_string()));
+            return Err(both(
+                "seeds",
+                first.seed().to_string(),
+                s.seed().to_string(),
+            ));
         }
         if h.key_type != header.key_type {
             return Err(both(

@@ -64,7 +64,7 @@ pub fn tables() -> Vec<TableDecl> {
 }
 
 /// Refuses sketches that were not made to be combined, naming both sides.
-fn check(
+pub(super) fn check(
     left: (&StoredSketch, &Header, &str),
     right: (&StoredSketch, &Header, &str),
 ) -> Result<()> {

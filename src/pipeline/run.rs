@@ -158,10 +158,23 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                         let (merged, header) = crate::operators::sketch_merge::merge(sketches)?;
                         crate::operators::coordinated_sketch::output_tables(&merged, &header)
                     }
-                    _ => {
+                    op => {
                         let (rs, rh, rn) = sketches.pop().expect("two sketches");
                         let (ls, lh, ln) = sketches.pop().expect("two sketches");
-                        crate::operators::sketch_product::product((ls, lh), (rs, rh), (&ln, &rn))
+                        let names = (ln.as_str(), rn.as_str());
+                        match op {
+                            OpSpec::SketchRegression(p) => {
+                                crate::operators::sketch_regression::regress(
+                                    p,
+                                    (ls, lh),
+                                    (rs, rh),
+                                    names,
+                                )
+                            }
+                            _ => {
+                                crate::operators::sketch_product::product((ls, lh), (rs, rh), names)
+                            }
+                        }
                     }
                 })
                 .map_err(|e| e.context(format!("stage `{}`", stage.name)))?;
@@ -455,7 +468,7 @@ fn build_operator(op: &OpSpec, schema: &Schema, by_id: Option<&Path>) -> Result<
             by_id.expect("prune stages have scratch space"),
         )?),
         OpSpec::CoordinatedSketch(p) => Box::new(CoordinatedSketchOp::new(p.clone(), schema)?),
-        OpSpec::SketchProduct | OpSpec::SketchMerge => {
+        OpSpec::SketchProduct | OpSpec::SketchMerge | OpSpec::SketchRegression(_) => {
             unreachable!("a query stage, not a scan operator")
         }
     })

@@ -18,6 +18,7 @@ use crate::operators::prune_scores::{
     self, KeepSize, Mask, MaskMode, MissingRuns, ProxyParams, PruneScoresParams, ScoreKind,
     ScoresInput,
 };
+use crate::operators::sketch_regression::RegressionParams;
 use crate::operators::top_eigenvector::Frobenius;
 use crate::operators::{Algorithm, TableDecl, TopEigenvectorOp, TopEigenvectorParams};
 use crate::rows::OnInvalid;
@@ -25,15 +26,14 @@ use crate::sketch::Method;
 use crate::{Error, Result};
 
 /// The ops this build implements.
-pub const OPS: [&str; 5] = [
+pub const OPS: [&str; 6] = [
     "top_eigenvector",
     "prune_scores",
     "coordinated_sketch",
     "sketch_product",
     "sketch_merge",
+    "sketch_regression",
 ];
-/// Ops of the product contract that later versions add; named so the error can say so.
-const PLANNED_OPS: [&str; 1] = ["sketch_regression"];
 /// Memory DataFusion may use for a run's group-bys and sorts before spilling to disk.
 pub const DEFAULT_MEMORY: u64 = 4 << 30;
 /// Names that would clash with DataFusion's own schemas in `sketchpipe sql`.
@@ -188,6 +188,7 @@ pub enum OpSpec {
     CoordinatedSketch(CoordinatedSketchParams),
     SketchProduct,
     SketchMerge,
+    SketchRegression(RegressionParams),
 }
 
 impl OpSpec {
@@ -199,6 +200,7 @@ impl OpSpec {
             OpSpec::CoordinatedSketch(_) => "coordinated_sketch",
             OpSpec::SketchProduct => "sketch_product",
             OpSpec::SketchMerge => "sketch_merge",
+            OpSpec::SketchRegression(_) => "sketch_regression",
         }
     }
 
@@ -212,6 +214,7 @@ impl OpSpec {
             OpSpec::CoordinatedSketch(_) => vec!["sketch", "stats"],
             OpSpec::SketchProduct => vec!["product", "stats"],
             OpSpec::SketchMerge => vec!["sketch", "stats"],
+            OpSpec::SketchRegression(_) => vec!["coefficients", "stats"],
         }
     }
 
@@ -222,6 +225,7 @@ impl OpSpec {
             OpSpec::PruneScores(p) => p.tables(input),
             OpSpec::CoordinatedSketch(p) => p.tables(input),
             OpSpec::SketchProduct => Ok(crate::operators::sketch_product::tables()),
+            OpSpec::SketchRegression(_) => Ok(crate::operators::sketch_regression::tables()),
             OpSpec::SketchMerge => Err(Error::Config(
                 "a sketch_merge output is read as a sketch (sketch_product's left/right, or \
                  another sketch_merge's inputs), not as a `source`"
@@ -236,7 +240,7 @@ impl OpSpec {
             OpSpec::TopEigenvector(p) => &p.columns,
             OpSpec::PruneScores(p) => p.columns(),
             OpSpec::CoordinatedSketch(p) => p.read_columns(),
-            OpSpec::SketchProduct | OpSpec::SketchMerge => &[],
+            OpSpec::SketchProduct | OpSpec::SketchMerge | OpSpec::SketchRegression(_) => &[],
         }
     }
 
@@ -247,7 +251,7 @@ impl OpSpec {
             OpSpec::PruneScores(p) => p.key_of(column),
             OpSpec::CoordinatedSketch(p) if *column == p.key => "key",
             OpSpec::CoordinatedSketch(_) => "columns",
-            OpSpec::SketchProduct => "left",
+            OpSpec::SketchProduct | OpSpec::SketchRegression(_) => "left",
             OpSpec::SketchMerge => "inputs",
         }
     }
@@ -258,7 +262,7 @@ impl OpSpec {
             OpSpec::TopEigenvector(p) => Some(p.seed),
             OpSpec::PruneScores(p) => Some(p.seed),
             OpSpec::CoordinatedSketch(p) => Some(p.seed),
-            OpSpec::SketchProduct | OpSpec::SketchMerge => None,
+            OpSpec::SketchProduct | OpSpec::SketchMerge | OpSpec::SketchRegression(_) => None,
         }
     }
 
@@ -274,7 +278,10 @@ impl OpSpec {
     /// over a shared scan (`prune_scores` over logged outputs: a spilling group-by).
     pub fn is_query(&self) -> bool {
         matches!(self, OpSpec::PruneScores(p) if p.proxy().is_none())
-            || matches!(self, OpSpec::SketchProduct | OpSpec::SketchMerge)
+            || matches!(
+                self,
+                OpSpec::SketchProduct | OpSpec::SketchMerge | OpSpec::SketchRegression(_)
+            )
     }
 }
 
@@ -521,15 +528,13 @@ fn parse_stage(
         "coordinated_sketch" => OpSpec::CoordinatedSketch(parse_coordinated_sketch(&mut keys)?),
         "sketch_product" => OpSpec::SketchProduct,
         "sketch_merge" => OpSpec::SketchMerge,
-        other if PLANNED_OPS.contains(&other) => {
-            return Err(keys.error(
-                "op",
-                format!(
-                    "`{other}` is not available in sketchpipe {} yet (available: {})",
-                    crate::VERSION,
-                    OPS.join(", ")
-                ),
-            ))
+        "sketch_regression" => {
+            let target = keys.string("target")?;
+            let lambda = keys.float("lambda")?.unwrap_or(0.0);
+            if !(lambda >= 0.0 && lambda.is_finite()) {
+                return Err(keys.error("lambda", format!("must be ≥ 0, got {lambda}")));
+            }
+            OpSpec::SketchRegression(RegressionParams { target, lambda })
         }
         other => {
             return Err(keys.error(
@@ -545,7 +550,7 @@ fn parse_stage(
             SketchRef::Stage(v)
         }
     };
-    let input = if op == OpSpec::SketchProduct {
+    let input = if matches!(op, OpSpec::SketchProduct | OpSpec::SketchRegression(_)) {
         let left = sketch_ref(keys.required_string("left")?);
         let right = sketch_ref(keys.required_string("right")?);
         keys.finish()?;

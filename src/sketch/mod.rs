@@ -167,32 +167,58 @@ impl Sample {
     }
 }
 
-/// The estimate of `AᵀB` (`d × m`, row-major) from two coordinated samples.
-pub fn estimate_product(a: &Sample, b: &Sample) -> Result<Vec<f64>> {
+/// Calls `f(a_i, b_i, 1 / min(1, p_i^A, p_i^B))` for every key kept by both samples (the
+/// coordinated join); returns how many there were.
+pub fn for_each_joined(
+    a: &Sample,
+    b: &Sample,
+    mut f: impl FnMut(&SparseRow, &SparseRow, f64),
+) -> Result<u64> {
     check_compatible(a.method, a.seed, b.method, b.seed)?;
-    let (d, m) = (a.dim, b.dim);
-    let mut w = vec![0.0; d * m];
     let index: HashMap<&KeyValue, usize> = b
         .rows
         .iter()
         .enumerate()
         .map(|(i, r)| (&r.key, i))
         .collect();
+    let mut joined = 0;
     for ra in &a.rows {
         let Some(&j) = index.get(&ra.key) else {
             continue;
         };
         let rb = &b.rows[j];
         let p = a.probability(ra.weight).min(b.probability(rb.weight));
-        let scale = 1.0 / p;
-        for (&ia, &va) in ra.row.indices.iter().zip(&ra.row.values) {
-            let out = &mut w[ia as usize * m..(ia as usize + 1) * m];
-            for (&ib, &vb) in rb.row.indices.iter().zip(&rb.row.values) {
-                out[ib as usize] += scale * va * vb;
-            }
+        f(&ra.row, &rb.row, 1.0 / p);
+        joined += 1;
+    }
+    Ok(joined)
+}
+
+/// Adds `scale · x yᵀ` into the row-major `out` (`x.len()`-dimensional rows of width `m`).
+fn add_outer(out: &mut [f64], m: usize, x: &SparseRow, y: &SparseRow, scale: f64) {
+    for (&i, &vx) in x.indices.iter().zip(&x.values) {
+        let row = &mut out[i as usize * m..(i as usize + 1) * m];
+        for (&j, &vy) in y.indices.iter().zip(&y.values) {
+            row[j as usize] += scale * vx * vy;
         }
     }
+}
+
+/// The estimate of `AᵀB` (`d × m`, row-major) from two coordinated samples.
+pub fn estimate_product(a: &Sample, b: &Sample) -> Result<Vec<f64>> {
+    let (d, m) = (a.dim, b.dim);
+    let mut w = vec![0.0; d * m];
+    for_each_joined(a, b, |ra, rb, scale| add_outer(&mut w, m, ra, rb, scale))?;
     Ok(w)
+}
+
+/// The estimate of `Σ_{i in both tables} a_i a_iᵀ` (`d × d`) — `AᵀA` restricted to the keys the
+/// other table has, which sketched regression over a join needs next to `AᵀB`.
+pub fn estimate_join_gram(a: &Sample, b: &Sample) -> Result<Vec<f64>> {
+    let d = a.dim;
+    let mut g = vec![0.0; d * d];
+    for_each_joined(a, b, |ra, _, scale| add_outer(&mut g, d, ra, ra, scale))?;
+    Ok(g)
 }
 
 /// Sketches combine only when made with the same method family and seed.

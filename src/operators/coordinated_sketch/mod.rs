@@ -345,4 +345,3 @@ pub fn output_tables(stored: &StoredSketch, header: &Header) -> Result<Vec<Outpu
     sketch.metadata = metadata;
     Ok(vec![sketch, OutputTable::new("stats", stats)])
 }
-
