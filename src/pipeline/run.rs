@@ -121,6 +121,10 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
         )?;
         for stage in &group.stages {
             let where_ = || format!("{}: [stages.{}]", spec.file.display(), stage.name);
+            if let OpSpec::CoordinatedSketch(p) = &stage.op {
+                p.check_schema(&projected)
+                    .map_err(|e| e.context(where_()))?;
+            }
             if let OpSpec::PruneScores(p) = &stage.op {
                 p.check_schema(&projected)
                     .map_err(|e| e.context(where_()))?;

@@ -79,6 +79,24 @@ impl CoordinatedSketchParams {
         &self.read
     }
 
+    /// Checks the input's column types before any data is read.
+    pub fn check_schema(&self, schema: &Schema) -> Result<()> {
+        self.tables(schema)?;
+        if self.duplicate_keys != DuplicateKeys::Error {
+            for c in &self.columns {
+                let t = schema.field_with_name(c)?.data_type();
+                if !t.is_numeric() {
+                    return Err(Error::Config(format!(
+                        "key `duplicate_keys`: \"sum\" and \"mean\" add up numeric columns \
+                         row by row; `{c}` is {t} — give the values as numeric columns, or make \
+                         the keys unique"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The tables the stage writes.
     pub fn tables(&self, input: &Schema) -> Result<Vec<TableDecl>> {
         let key = KeyType::of(input.field_with_name(&self.key)?.data_type()).ok_or_else(|| {
