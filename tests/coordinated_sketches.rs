@@ -6,40 +6,15 @@ mod common;
 
 use std::path::Path;
 
-use common::read_parquet;
+use common::{read_parquet, run_err, run_ok};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Float64Type, Int64Type, UInt32Type};
 use sketchpipe::generate::SparsePair;
 use sketchpipe::hash::Key;
 use sketchpipe::operators::coordinated_sketch::{table, StoredSketch};
-use sketchpipe::pipeline::{run, PipelineSpec, RunOptions};
 use sketchpipe::progress::ProgressMode;
 use sketchpipe::sketch::priority::PrioritySketch;
 use tempfile::TempDir;
-
-async fn run_text(dir: &Path, text: &str) -> sketchpipe::Result<()> {
-    let file = dir.join("pipeline.toml");
-    std::fs::write(&file, format!("[pipeline]\noutput_dir = \"out\"\n{text}")).unwrap();
-    let spec = PipelineSpec::load(&file, &[])?;
-    let opts = RunOptions {
-        progress: ProgressMode::Quiet,
-        ..Default::default()
-    };
-    run(&spec, &opts).await.map(|_| ())
-}
-
-async fn run_ok(dir: &Path, text: &str) {
-    if let Err(e) = run_text(dir, text).await {
-        panic!("run failed: {e}");
-    }
-}
-
-async fn run_err(dir: &Path, text: &str) -> String {
-    match run_text(dir, text).await {
-        Ok(()) => panic!("the run should have failed:\n{text}"),
-        Err(e) => e.to_string(),
-    }
-}
 
 fn pair(dir: &Path, rows: u64) -> SparsePair {
     let spec = SparsePair {

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::{auroc, read_parquet, write_parquet};
+use common::{auroc, read_parquet, run_err, run_ok, write_parquet};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch,
 };
@@ -17,36 +17,9 @@ use datafusion::arrow::datatypes::{
     DataType, Field, Float32Type, Float64Type, Int32Type, Int64Type, Schema, UInt32Type, UInt64Type,
 };
 use sketchpipe::generate::{Classification, Logits};
-use sketchpipe::pipeline::{run, PipelineSpec, RunOptions};
 use sketchpipe::progress::ProgressMode;
 use sketchpipe::prune::{el2n, softmax_into, Target};
 use tempfile::TempDir;
-
-/// Runs pipeline `text` (written to `dir/pipeline.toml`); output under `dir/out`.
-/// Lines before the first `[` header go into `[pipeline]`.
-async fn run_text(dir: &Path, text: &str) -> sketchpipe::Result<()> {
-    let file = dir.join("pipeline.toml");
-    std::fs::write(&file, format!("[pipeline]\noutput_dir = \"out\"\n{text}")).unwrap();
-    let spec = PipelineSpec::load(&file, &[])?;
-    let opts = RunOptions {
-        progress: ProgressMode::Quiet,
-        ..Default::default()
-    };
-    run(&spec, &opts).await.map(|_| ())
-}
-
-async fn run_ok(dir: &Path, text: &str) {
-    if let Err(e) = run_text(dir, text).await {
-        panic!("run failed: {e}");
-    }
-}
-
-async fn run_err(dir: &Path, text: &str) -> String {
-    match run_text(dir, text).await {
-        Ok(()) => panic!("the run should have failed:\n{text}"),
-        Err(e) => e.to_string(),
-    }
-}
 
 /// One row of a `scores` table.
 #[derive(Debug, Clone, PartialEq)]

@@ -224,3 +224,32 @@ pub fn null_count(b: &RecordBatch, column: &str) -> usize {
 
 #[allow(unused_imports)]
 pub use sketchpipe::prune::auroc;
+
+/// Runs pipeline `text` through the library, written to `dir/pipeline.toml` after a
+/// `[pipeline]` table with `output_dir = "out"` (lines of `text` before its first section go
+/// into that table); quiet.
+pub async fn run_text(dir: &Path, text: &str) -> sketchpipe::Result<()> {
+    let file = dir.join("pipeline.toml");
+    std::fs::write(&file, format!("[pipeline]\noutput_dir = \"out\"\n{text}")).unwrap();
+    let spec = sketchpipe::pipeline::PipelineSpec::load(&file, &[])?;
+    let opts = sketchpipe::pipeline::RunOptions {
+        progress: sketchpipe::progress::ProgressMode::Quiet,
+        ..Default::default()
+    };
+    sketchpipe::pipeline::run(&spec, &opts).await.map(|_| ())
+}
+
+/// [`run_text`], which must succeed.
+pub async fn run_ok(dir: &Path, text: &str) {
+    if let Err(e) = run_text(dir, text).await {
+        panic!("run failed: {e}");
+    }
+}
+
+/// [`run_text`], which must fail; returns the message.
+pub async fn run_err(dir: &Path, text: &str) -> String {
+    match run_text(dir, text).await {
+        Ok(()) => panic!("the run should have failed:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
