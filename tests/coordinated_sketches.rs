@@ -399,3 +399,109 @@ async fn regression_over_a_join_recovers_the_planted_coefficients() {
     .await;
     assert!(err.contains("needs sampling sketches"), "{err}");
 }
+
+/// `(key, row)` rows as a sparse `List<Struct<index: UInt32, value: Float64>>` column, each
+/// row's entries written in reverse order (the reader sorts them).
+fn sparse_batch(rows: &[(i64, Vec<f64>)], bad_index: Option<u32>) -> RecordBatch {
+    use datafusion::arrow::array::{
+        ArrayRef, Float64Array, Int64Array, ListArray, StructArray, UInt32Array,
+    };
+    use datafusion::arrow::buffer::OffsetBuffer;
+    use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
+    use std::sync::Arc;
+    let (mut lengths, mut idx, mut val) = (Vec::new(), Vec::new(), Vec::new());
+    for (_, row) in rows {
+        let nz: Vec<(u32, f64)> = row
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v != 0.0)
+            .map(|(j, v)| (j as u32, *v))
+            .rev()
+            .collect();
+        lengths.push(nz.len());
+        for (j, v) in nz {
+            idx.push(j);
+            val.push(v);
+        }
+    }
+    if let Some(b) = bad_index {
+        idx[0] = b;
+    }
+    let fields = Fields::from(vec![
+        Field::new("index", DataType::UInt32, false),
+        Field::new("value", DataType::Float64, false),
+    ]);
+    let entries = StructArray::new(
+        fields.clone(),
+        vec![
+            Arc::new(UInt32Array::from(idx)) as ArrayRef,
+            Arc::new(Float64Array::from(val)),
+        ],
+        None,
+    );
+    let item = Arc::new(Field::new("item", DataType::Struct(fields), false));
+    let list = ListArray::new(
+        item.clone(),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(entries),
+        None,
+    );
+    let schema = Schema::new(vec![
+        Field::new("key", DataType::Int64, false),
+        Field::new("sparse", DataType::List(item), false),
+    ]);
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(list),
+        ],
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn sparse_input_sketches_exactly_like_the_same_rows_dense() {
+    let tmp = TempDir::new().unwrap();
+    pair(tmp.path(), 2000);
+    let rows = rows_of(&tmp.path().join("pair/left.parquet"));
+    common::write_parquet(
+        &tmp.path().join("sparse.parquet"),
+        &sparse_batch(&rows, None),
+    );
+    let text = format!(
+        "{SOURCES}[sources.s]\npath = \"sparse.parquet\"\n{}{}[stages.from_sparse]\nop = \"coordinated_sketch\"\nsource = \"s\"\nkey = \"key\"\ncolumns = [\"sparse\"]\ndim = 6\nsize = 300\n{}[stages.jl_sparse]\nop = \"coordinated_sketch\"\nsource = \"s\"\nkey = \"key\"\ncolumns = [\"sparse\"]\ndim = 6\nmethod = \"jl\"\nsize = 8\n",
+        sketch_stage("from_dense", "a", "size = 300"),
+        sketch_stage("jl_dense", "a", "method = \"jl\"\nsize = 8"),
+        "",
+    );
+    run_ok(tmp.path(), &text).await;
+    for (sparse, dense) in [("from_sparse", "from_dense"), ("jl_sparse", "jl_dense")] {
+        let read = |stage: &str| {
+            table::read(&tmp.path().join(format!("out/{stage}/sketch.parquet")))
+                .unwrap()
+                .0
+        };
+        assert!(read(sparse) == read(dense), "{sparse} differs from {dense}");
+    }
+    // A missing dim and an index out of range are refused.
+    let err = run_err(
+        tmp.path(),
+        "[sources.s]\npath = \"sparse.parquet\"\n[stages.x]\nop = \"coordinated_sketch\"\nsource = \"s\"\nkey = \"key\"\ncolumns = [\"sparse\"]\n",
+    )
+    .await;
+    assert!(err.contains("dim"), "{err}");
+    common::write_parquet(
+        &tmp.path().join("bad.parquet"),
+        &sparse_batch(&rows, Some(6)),
+    );
+    let err = run_err(
+        tmp.path(),
+        "[sources.s]\npath = \"bad.parquet\"\n[stages.x]\nop = \"coordinated_sketch\"\nsource = \"s\"\nkey = \"key\"\ncolumns = [\"sparse\"]\ndim = 6\n",
+    )
+    .await;
+    assert!(
+        err.contains("index 6 is outside [0, 6)") && err.contains("row 0"),
+        "{err}"
+    );
+}

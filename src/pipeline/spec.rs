@@ -706,6 +706,12 @@ fn parse_coordinated_sketch(keys: &mut Keys<'_>) -> Result<CoordinatedSketchPara
     if let Some(seed) = keys.unsigned("seed")? {
         p.seed = seed;
     }
+    if let Some(dim) = keys.unsigned("dim")? {
+        if dim == 0 {
+            return Err(keys.error("dim", "must be at least 1"));
+        }
+        p.dim = Some(dim as usize);
+    }
     if let Some(d) = keys.choice("duplicate_keys", &["error", "sum", "mean"])? {
         p.duplicate_keys = match d.as_str() {
             "sum" => DuplicateKeys::Sum,

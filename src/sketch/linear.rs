@@ -10,7 +10,7 @@
 //!
 //! Both are unbiased (`E ΠᵀΠ = I`), cost `t·d` words, and merge by addition.
 
-use super::Method;
+use super::{Method, RowRef};
 use crate::hash::{hash64, Key};
 use crate::{Error, Result};
 
@@ -85,9 +85,10 @@ impl LinearSketch {
         Ok(sketch)
     }
 
-    pub fn update(&mut self, key: Key<'_>, row: &[f64]) {
+    pub fn update<'r>(&mut self, key: Key<'_>, row: impl Into<RowRef<'r>>) {
+        let row = row.into();
         self.rows_seen += 1;
-        self.frobenius_sq += row.iter().map(|v| v * v).sum::<f64>();
+        self.frobenius_sq += row.norm_sq();
         let d = self.dim;
         match self.method {
             Method::Jl => {
@@ -102,9 +103,7 @@ impl LinearSketch {
                             -scale
                         };
                         let out = &mut self.s[r * d..(r + 1) * d];
-                        for (o, v) in out.iter_mut().zip(row) {
-                            *o += sign * v;
-                        }
+                        row.for_each(|j, v| out[j] += sign * v);
                     }
                 }
             }
@@ -117,9 +116,7 @@ impl LinearSketch {
                     -1.0
                 };
                 let out = &mut self.s[bucket * d..(bucket + 1) * d];
-                for (o, v) in out.iter_mut().zip(row) {
-                    *o += sign * v;
-                }
+                row.for_each(|j, v| out[j] += sign * v);
             }
         }
     }

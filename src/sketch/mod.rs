@@ -123,6 +123,67 @@ impl SparseRow {
     }
 }
 
+/// One input row, dense or sparse (distinct column indices).
+#[derive(Debug, Clone, Copy)]
+pub enum RowRef<'a> {
+    Dense(&'a [f64]),
+    Sparse {
+        indices: &'a [u32],
+        values: &'a [f64],
+    },
+}
+
+impl<'a> From<&'a [f64]> for RowRef<'a> {
+    fn from(row: &'a [f64]) -> Self {
+        RowRef::Dense(row)
+    }
+}
+
+impl<'a> From<&'a Vec<f64>> for RowRef<'a> {
+    fn from(row: &'a Vec<f64>) -> Self {
+        RowRef::Dense(row)
+    }
+}
+
+impl RowRef<'_> {
+    /// `‖a‖²`.
+    pub fn norm_sq(&self) -> f64 {
+        let values = match self {
+            RowRef::Dense(v) => v,
+            RowRef::Sparse { values, .. } => values,
+        };
+        values.iter().map(|v| v * v).sum()
+    }
+
+    /// The row's non-zeros, owned.
+    pub fn to_sparse(&self) -> SparseRow {
+        match self {
+            RowRef::Dense(v) => SparseRow::from_dense(v),
+            RowRef::Sparse { indices, values } => {
+                let mut s = SparseRow::default();
+                for (&j, &v) in indices.iter().zip(*values) {
+                    if v != 0.0 {
+                        s.indices.push(j);
+                        s.values.push(v);
+                    }
+                }
+                s
+            }
+        }
+    }
+
+    /// Calls `f(column, value)` for every stored entry (a dense row's zeros included).
+    pub fn for_each(&self, mut f: impl FnMut(usize, f64)) {
+        match self {
+            RowRef::Dense(v) => v.iter().enumerate().for_each(|(j, x)| f(j, *x)),
+            RowRef::Sparse { indices, values } => indices
+                .iter()
+                .zip(*values)
+                .for_each(|(j, x)| f(*j as usize, *x)),
+        }
+    }
+}
+
 /// A sampled row: its key, `u(key)`, weight `‖a‖²` and values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampledRow {
@@ -260,9 +321,9 @@ impl ExactSketch {
         }
     }
 
-    pub fn update(&mut self, key: Key<'_>, row: &[f64]) {
+    pub fn update<'r>(&mut self, key: Key<'_>, row: impl Into<RowRef<'r>>) {
         self.rows_seen += 1;
-        let row = SparseRow::from_dense(row);
+        let row = row.into().to_sparse();
         let weight = row.norm_sq();
         self.frobenius_sq += weight;
         if weight > 0.0 {

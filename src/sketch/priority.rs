@@ -13,7 +13,7 @@
 
 use std::collections::BinaryHeap;
 
-use super::{KeyValue, Method, Sample, SampledRow, SparseRow};
+use super::{KeyValue, Method, RowRef, Sample, SampledRow};
 use crate::hash::{uniform, Key};
 
 #[derive(Debug, Clone)]
@@ -70,9 +70,10 @@ impl PrioritySketch {
     }
 
     /// Offers one row.
-    pub fn update(&mut self, key: Key<'_>, row: &[f64]) {
+    pub fn update<'r>(&mut self, key: Key<'_>, row: impl Into<RowRef<'r>>) {
+        let row = row.into();
         self.rows_seen += 1;
-        let w: f64 = row.iter().map(|v| v * v).sum();
+        let w = row.norm_sq();
         self.frobenius_sq += w;
         if w == 0.0 {
             return;
@@ -91,7 +92,7 @@ impl PrioritySketch {
                 key: KeyValue::from_key(key),
                 u,
                 weight: w,
-                row: SparseRow::from_dense(row),
+                row: row.to_sparse(),
             },
         });
     }

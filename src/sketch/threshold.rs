@@ -11,7 +11,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::{KeyValue, Method, Sample, SampledRow, SparseRow};
+use super::{KeyValue, Method, RowRef, Sample, SampledRow};
 use crate::hash::{uniform, Key};
 
 /// A weight in a heap (total order on f64).
@@ -58,8 +58,8 @@ impl ThresholdSketch {
     }
 
     /// Pass 1: one row's weight.
-    pub fn observe(&mut self, row: &[f64]) {
-        let w: f64 = row.iter().map(|v| v * v).sum();
+    pub fn observe<'r>(&mut self, row: impl Into<RowRef<'r>>) {
+        let w = row.into().norm_sq();
         if w == 0.0 {
             return;
         }
@@ -78,10 +78,11 @@ impl ThresholdSketch {
     }
 
     /// Pass 2: keeps the row iff `u(key) ≤ min(1, λ w)`.
-    pub fn update(&mut self, key: Key<'_>, row: &[f64]) {
+    pub fn update<'r>(&mut self, key: Key<'_>, row: impl Into<RowRef<'r>>) {
+        let row = row.into();
         let lambda = self.lambda.expect("start_sampling comes first");
         self.rows_seen += 1;
-        let w: f64 = row.iter().map(|v| v * v).sum();
+        let w = row.norm_sq();
         if w == 0.0 {
             return;
         }
@@ -91,7 +92,7 @@ impl ThresholdSketch {
                 key: KeyValue::from_key(key),
                 u,
                 weight: w,
-                row: SparseRow::from_dense(row),
+                row: row.to_sparse(),
             });
         }
     }

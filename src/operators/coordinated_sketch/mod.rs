@@ -23,11 +23,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef
 
 use super::{Operator, OutputTable, PassInfo, PassKind, TableDecl};
 use crate::hash::{Key, HASH_VERSION};
-use crate::rows::{DenseRowReader, OnInvalid};
+use crate::rows::{is_sparse_list, DenseRowReader, OnInvalid, SparseRowReader};
 use crate::sketch::linear::LinearSketch;
 use crate::sketch::priority::PrioritySketch;
 use crate::sketch::threshold::ThresholdSketch;
-use crate::sketch::{ExactSketch, Method};
+use crate::sketch::{ExactSketch, Method, RowRef};
 use crate::{Error, Result};
 
 pub use table::{Header, KeyType, StoredSketch};
@@ -55,6 +55,8 @@ pub struct CoordinatedSketchParams {
     pub size: usize,
     pub seed: u64,
     pub duplicate_keys: DuplicateKeys,
+    /// Width of a sparse `List<Struct<index, value>>` column's rows (required for one).
+    pub dim: Option<usize>,
     /// Key column first, then the value columns: what the scan reads.
     read: Vec<String>,
 }
@@ -70,6 +72,7 @@ impl CoordinatedSketchParams {
             size: 1000,
             seed: 42,
             duplicate_keys: DuplicateKeys::Error,
+            dim: None,
             read,
         }
     }
@@ -183,6 +186,12 @@ impl Keys {
     }
 }
 
+/// Dense rows (numeric columns or a list column) or sparse ones.
+enum Reader {
+    Dense(DenseRowReader),
+    Sparse(SparseRowReader),
+}
+
 enum Core {
     Priority(PrioritySketch),
     Threshold(ThresholdSketch),
@@ -195,7 +204,7 @@ pub struct CoordinatedSketchOp {
     p: CoordinatedSketchParams,
     key_type: KeyType,
     key_index: usize,
-    reader: DenseRowReader,
+    reader: Reader,
     core: Option<Core>,
     passes: u32,
     done: bool,
@@ -214,7 +223,27 @@ impl CoordinatedSketchOp {
         if !p.method.is_sampling() && p.size == 0 {
             return Err(Error::Config("key `size`: must be at least 1".into()));
         }
-        let reader = DenseRowReader::new(schema, &p.columns, OnInvalid::Error)?;
+        let sparse = match p.columns.as_slice() {
+            [one] => is_sparse_list(schema.field_with_name(one)?.data_type()),
+            _ => false,
+        };
+        let reader = match (sparse, p.dim) {
+            (true, Some(dim)) => Reader::Sparse(SparseRowReader::new(schema, &p.columns[0], dim)?),
+            (true, None) => {
+                return Err(Error::Config(format!(
+                    "key `dim`: column `{}` holds sparse rows; say how wide they are (dim = …)",
+                    p.columns[0]
+                )))
+            }
+            (false, Some(_)) => {
+                return Err(Error::Config(
+                    "key `dim`: only applies to a sparse List<Struct<index, value>> column".into(),
+                ))
+            }
+            (false, None) => {
+                Reader::Dense(DenseRowReader::new(schema, &p.columns, OnInvalid::Error)?)
+            }
+        };
         Ok(CoordinatedSketchOp {
             p,
             key_type,
@@ -243,7 +272,10 @@ impl Operator for CoordinatedSketchOp {
     }
 
     fn begin_pass(&mut self, _info: &PassInfo) -> Result<()> {
-        self.reader.restart();
+        match &mut self.reader {
+            Reader::Dense(r) => r.restart(),
+            Reader::Sparse(r) => r.restart(),
+        }
         self.passes += 1;
         if let Some(Core::Threshold(t)) = &mut self.core {
             t.start_sampling();
@@ -252,7 +284,7 @@ impl Operator for CoordinatedSketchOp {
     }
 
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let first_row = self.reader.rows_seen();
+        let first_row = self.rows_read();
         let keys = Keys::read(batch.column(self.key_index), self.key_type)?;
         if let Some(i) = (0..batch.num_rows()).find(|&i| keys.is_null(i)) {
             return Err(Error::Input(format!(
@@ -261,17 +293,8 @@ impl Operator for CoordinatedSketchOp {
                 first_row + i as u64
             )));
         }
-        let rows = self.reader.read(batch)?;
-        let (d, n) = (rows.dim, rows.rows);
-        if n == 0 {
-            return Ok(());
-        }
         let pass = self.passes;
-        if self.core.is_none() {
-            self.core = Some(make_core(&self.p, d)?);
-        }
-        let core = self.core.as_mut().expect("just set");
-        for (i, row) in rows.values.chunks_exact(d).enumerate().take(n) {
+        let feed = |core: &mut Core, i: usize, row: RowRef<'_>| {
             let key = keys.get(i);
             match core {
                 Core::Priority(s) => s.update(key, row),
@@ -279,6 +302,34 @@ impl Operator for CoordinatedSketchOp {
                 Core::Linear(s) => s.update(key, row),
                 Core::Threshold(s) if pass == 1 => s.observe(row),
                 Core::Threshold(s) => s.update(key, row),
+            }
+        };
+        match &mut self.reader {
+            Reader::Dense(reader) => {
+                let rows = reader.read(batch)?;
+                let (d, n) = (rows.dim, rows.rows);
+                if n == 0 {
+                    return Ok(());
+                }
+                if self.core.is_none() {
+                    self.core = Some(make_core(&self.p, d)?);
+                }
+                let core = self.core.as_mut().expect("just set");
+                for (i, row) in rows.values.chunks_exact(d).enumerate().take(n) {
+                    feed(core, i, RowRef::Dense(row));
+                }
+            }
+            Reader::Sparse(reader) => {
+                let d = reader.dim();
+                let rows = reader.read(batch)?;
+                if self.core.is_none() {
+                    self.core = Some(make_core(&self.p, d)?);
+                }
+                let core = self.core.as_mut().expect("just set");
+                for i in 0..rows.rows() {
+                    let (indices, values) = rows.row(i);
+                    feed(core, i, RowRef::Sparse { indices, values });
+                }
             }
         }
         Ok(())
@@ -293,7 +344,10 @@ impl Operator for CoordinatedSketchOp {
     }
 
     fn rows_read(&self) -> u64 {
-        self.reader.rows_seen()
+        match &self.reader {
+            Reader::Dense(r) => r.rows_seen(),
+            Reader::Sparse(r) => r.rows_seen(),
+        }
     }
 
     fn finish(self: Box<Self>) -> Result<Vec<OutputTable>> {
