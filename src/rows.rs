@@ -538,6 +538,21 @@ impl SparseRowReader {
     }
 }
 
+/// A list (any layout) of integers or floats: an embedding, logits, a soft label.
+pub fn is_number_list(t: &DataType) -> bool {
+    match t {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            is_plain_number(f.data_type())
+        }
+        _ => false,
+    }
+}
+
+/// A string column (any layout): ids and keys may be strings.
+pub fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
 fn is_list(t: &DataType) -> bool {
     matches!(
         t,

@@ -12,6 +12,7 @@ use datafusion::logical_expr::{
 };
 
 use crate::hash::{uniform, Key};
+use crate::rows::is_string;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(super) struct UniformHash {
@@ -24,10 +25,6 @@ impl UniformHash {
             signature: Signature::any(2, Volatility::Immutable),
         }
     }
-}
-
-fn is_string(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
 impl ScalarUDFImpl for UniformHash {

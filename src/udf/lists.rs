@@ -12,8 +12,9 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{is_float_list, FloatLists};
+use super::FloatLists;
 use crate::prune::mean_std;
+use crate::rows::is_number_list;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Stat {
@@ -49,7 +50,7 @@ impl ScalarUDFImpl for ListStat {
     }
 
     fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
-        if !is_float_list(&args[0]) {
+        if !is_number_list(&args[0]) {
             return plan_err!(
                 "{}: got ({}); expected a list of numbers",
                 self.name(),

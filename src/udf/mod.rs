@@ -32,15 +32,6 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(lists::ListStat::new(lists::Stat::StdDev)));
 }
 
-fn is_float_list(t: &DataType) -> bool {
-    match t {
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-            f.data_type().is_floating() || f.data_type().is_integer()
-        }
-        _ => false,
-    }
-}
-
 /// Any list of numbers as `List<Float64>` (one code path for every list layout).
 fn as_f64_list(array: &ArrayRef) -> DfResult<ListArray> {
     let target = DataType::List(Arc::new(Field::new("item", DataType::Float64, true)));

@@ -22,8 +22,9 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{is_float_list, FloatLists};
+use super::FloatLists;
 use crate::prune::{check_probabilities, el2n, grand_last_layer, softmax_into, Target};
+use crate::rows::is_number_list;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Kind {
@@ -82,9 +83,9 @@ impl ScalarUDFImpl for Score {
     }
 
     fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
-        let ok_label = args[1].is_integer() || is_float_list(&args[1]);
-        let ok_embedding = args.get(2).is_none_or(is_float_list);
-        if !is_float_list(&args[0]) || !ok_label || !ok_embedding {
+        let ok_label = args[1].is_integer() || is_number_list(&args[1]);
+        let ok_embedding = args.get(2).is_none_or(is_number_list);
+        if !is_number_list(&args[0]) || !ok_label || !ok_embedding {
             return plan_err!(
                 "{}: got ({}); expected {}",
                 self.name(),

@@ -31,6 +31,7 @@ use datafusion::arrow::datatypes::{
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::hash::HASH_VERSION;
+use crate::rows::is_string;
 use crate::sketch::linear::LinearSketch;
 use crate::sketch::{KeyValue, Method, Sample, SampledRow, SparseRow};
 use crate::{Error, Result};
@@ -55,7 +56,7 @@ impl KeyType {
             Some(KeyType::Int)
         } else if t.is_unsigned_integer() {
             Some(KeyType::UInt)
-        } else if matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+        } else if is_string(t) {
             Some(KeyType::Str)
         } else {
             None

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::TableDecl;
+use crate::rows::{is_number_list, is_string};
 use crate::{Error, Result};
 
 pub use proxy::{ProxyParams, ProxyScoresOp};
@@ -284,19 +285,6 @@ pub fn table_names(params: &PruneScoresParams) -> Vec<&'static str> {
         names.push("training");
     }
     names
-}
-
-fn is_string(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-}
-
-fn is_number_list(t: &DataType) -> bool {
-    match t {
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-            f.data_type().is_floating() || f.data_type().is_integer()
-        }
-        _ => false,
-    }
 }
 
 /// The `scores` table.
