@@ -95,7 +95,8 @@ struct Run {
     buf_x: Vec<f64>,
     buf_y: Vec<i64>,
     mb_x: Vec<f64>,
-    mb_y: Vec<i64>,
+    /// The minibatch's targets, kept as the core takes them (no conversion per step).
+    mb_y: Vec<Target<'static>>,
     grad: Vec<f64>,
     epoch: StepStats,
 }
@@ -299,7 +300,7 @@ impl ProxyScoresOp {
                 }
                 let j = run.rng.random_range(0..cap);
                 run.mb_x.extend_from_slice(&run.buf_x[j * d..(j + 1) * d]);
-                run.mb_y.push(run.buf_y[j]);
+                run.mb_y.push(Target::Class(run.buf_y[j]));
                 run.buf_x[j * d..(j + 1) * d].copy_from_slice(x);
                 run.buf_y[j] = y;
                 if run.mb_y.len() == batch {
@@ -320,7 +321,7 @@ impl ProxyScoresOp {
                 let len = run.buf_y.len();
                 let j = run.rng.random_range(0..len);
                 run.mb_x.extend_from_slice(&run.buf_x[j * d..(j + 1) * d]);
-                run.mb_y.push(run.buf_y.swap_remove(j));
+                run.mb_y.push(Target::Class(run.buf_y.swap_remove(j)));
                 let last = (len - 1) * d;
                 if j != len - 1 {
                     run.buf_x.copy_within(last..last + d, j * d);
@@ -394,10 +395,9 @@ fn step(run: &mut Run, lr: f64, scratch: &mut Scratch) -> Result<()> {
     if run.mb_y.is_empty() {
         return Ok(());
     }
-    let ys: Vec<Target<'_>> = run.mb_y.iter().map(|&y| Target::Class(y)).collect();
     run.epoch += run
         .model
-        .sgd_step(&run.mb_x, &ys, lr, scratch, &mut run.grad)?;
+        .sgd_step(&run.mb_x, &run.mb_y, lr, scratch, &mut run.grad)?;
     run.mb_x.clear();
     run.mb_y.clear();
     Ok(())
