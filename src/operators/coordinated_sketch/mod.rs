@@ -256,6 +256,18 @@ impl CoordinatedSketchOp {
     }
 }
 
+/// The sketch core, made on the first rows (when the width is known).
+fn core_for<'a>(
+    slot: &'a mut Option<Core>,
+    p: &CoordinatedSketchParams,
+    dim: usize,
+) -> Result<&'a mut Core> {
+    if slot.is_none() {
+        *slot = Some(make_core(p, dim)?);
+    }
+    Ok(slot.as_mut().expect("just set"))
+}
+
 fn make_core(p: &CoordinatedSketchParams, dim: usize) -> Result<Core> {
     let (k, seed) = (p.size, p.seed);
     Ok(match p.method {
@@ -311,10 +323,7 @@ impl Operator for CoordinatedSketchOp {
                 if n == 0 {
                     return Ok(());
                 }
-                if self.core.is_none() {
-                    self.core = Some(make_core(&self.p, d)?);
-                }
-                let core = self.core.as_mut().expect("just set");
+                let core = core_for(&mut self.core, &self.p, d)?;
                 for (i, row) in rows.values.chunks_exact(d).enumerate().take(n) {
                     feed(core, i, RowRef::Dense(row));
                 }
@@ -322,10 +331,7 @@ impl Operator for CoordinatedSketchOp {
             Reader::Sparse(reader) => {
                 let d = reader.dim();
                 let rows = reader.read(batch)?;
-                if self.core.is_none() {
-                    self.core = Some(make_core(&self.p, d)?);
-                }
-                let core = self.core.as_mut().expect("just set");
+                let core = core_for(&mut self.core, &self.p, d)?;
                 for i in 0..rows.rows() {
                     let (indices, values) = rows.row(i);
                     feed(core, i, RowRef::Sparse { indices, values });
