@@ -181,7 +181,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                         }
                     }
                 })
-                .map_err(|e| e.context(format!("stage `{}`", stage.name)))?;
+                .map_err(|e| e.context(stage_context(spec, stage)))?;
             let output = write_stage(
                 spec,
                 stage,
@@ -215,16 +215,15 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             Some(agg) => aggregate_duplicates(frame, agg)?,
             None => frame,
         };
+        // Each key column of the group is checked once, however many sketch stages use it.
+        let mut checked: Vec<&str> = Vec::new();
         for stage in &group.stages {
             if let OpSpec::CoordinatedSketch(p) = &stage.op {
-                if p.duplicate_keys == DuplicateKeys::Error {
-                    check_unique_keys(&frame, &p.key).await.map_err(|e| {
-                        e.context(format!(
-                            "stage `{}` ({})",
-                            stage.name,
-                            describe_input(spec, &stage.input)
-                        ))
-                    })?;
+                if p.duplicate_keys == DuplicateKeys::Error && !checked.contains(&p.key.as_str()) {
+                    checked.push(&p.key);
+                    check_unique_keys(&frame, &p.key)
+                        .await
+                        .map_err(|e| e.context(stage_context(spec, stage)))?;
                 }
             }
         }
@@ -233,13 +232,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             let OpSpec::PruneScores(p) = &stage.op else {
                 unreachable!("the only query stage")
             };
-            let stage_ctx = || {
-                format!(
-                    "stage `{}` ({})",
-                    stage.name,
-                    describe_input(spec, &stage.input)
-                )
-            };
+            let stage_ctx = || stage_context(spec, stage);
             if opts.progress != ProgressMode::Quiet {
                 eprintln!(
                     "sketchpipe: stage `{}`: scoring {} and averaging by id",
@@ -291,13 +284,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
 
         for (stage, op) in group_ops {
             let rows_read = op.rows_read();
-            let stage_ctx = || {
-                format!(
-                    "stage `{}` ({})",
-                    stage.name,
-                    describe_input(spec, &stage.input)
-                )
-            };
+            let stage_ctx = || stage_context(spec, stage);
             let tables = op.finish().map_err(|e| e.context(stage_ctx()))?;
             let scores = match &stage.op {
                 OpSpec::PruneScores(p) => {
@@ -600,6 +587,15 @@ async fn write_stage(
         rows_read,
     };
     Ok((output, summary))
+}
+
+/// "stage `NAME` (its input)", the prefix of a stage's errors.
+fn stage_context(spec: &PipelineSpec, stage: &StageSpec) -> String {
+    format!(
+        "stage `{}` ({})",
+        stage.name,
+        describe_input(spec, &stage.input)
+    )
 }
 
 fn describe_input(spec: &PipelineSpec, input: &Input) -> String {

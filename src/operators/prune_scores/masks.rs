@@ -21,7 +21,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
-use super::runs::{Aggregated, Registered};
+use super::runs::{ident, Aggregated, Registered};
 use super::{KeepSize, Mask, MaskMode, MissingRuns, PruneScoresParams, ScoresInput};
 use crate::{Error, Result};
 
@@ -84,7 +84,7 @@ pub async fn finish(
         )
         .await?;
     let table = Registered::new(ctx, "prune_by_id", frame)?;
-    let t = format!("\"{}\"", table.name);
+    let t = ident(&table.name);
     let summary = ctx
         .sql(&format!(
             "SELECT count(*) AS ids, sum(rows) AS rows, min(k_min) AS k_lo, max(k_max) AS k_hi, \

@@ -70,7 +70,7 @@ pub async fn aggregate(
         ScoresInput::Features { .. } => unreachable!("proxy mode scores in its operator"),
     };
     let table = Registered::new(ctx, "prune_input", input)?;
-    let t = &table.name;
+    let t = ident(&table.name);
     let (id, label) = (ident(&p.id), ident(&p.label));
     let grand = match &p.embedding {
         Some(h) => format!("{g_fn}({output}, {label}, {})", ident(h)),
@@ -82,7 +82,7 @@ pub async fn aggregate(
     };
     let rows = format!(
         "SELECT {id} AS id, {label} AS label, {e_fn}({output}, {label}) AS e, {grand} AS g, \
-         array_length({output}) AS k{run_col} FROM \"{t}\""
+         array_length({output}) AS k{run_col} FROM {t}"
     );
     let grouped = format!(
         "SELECT id, min(label) AS label, max(label) AS label_max, \
@@ -110,7 +110,7 @@ pub async fn aggregate(
     let spilled = spilled_bytes(plan.as_ref());
     let runs = match &p.run {
         Some(r) => {
-            let q = format!("SELECT count(DISTINCT {}) AS n FROM \"{t}\"", ident(r));
+            let q = format!("SELECT count(DISTINCT {}) AS n FROM {t}", ident(r));
             super::masks::scalar_u64(ctx, &q).await?.unwrap_or(0)
         }
         None => 1,
