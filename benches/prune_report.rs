@@ -11,8 +11,11 @@
 //! whose labels were not flipped — with how many flipped rows each mask kept, and the AUROC of
 //! EL2N, GraNd and a random score at finding the flipped rows.
 
+mod common;
+
 use std::path::Path;
 
+use common::env_or;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use rand::seq::SliceRandom;
@@ -24,13 +27,6 @@ use sketchpipe::progress::ProgressMode;
 use sketchpipe::prune::proxy::{Proxy, Scratch};
 use sketchpipe::prune::{auroc, Target};
 use sketchpipe::rows::{DenseRowReader, OnInvalid};
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Rows of one query: standardised later; `(features row-major, labels, flipped)`.
 struct Rows {

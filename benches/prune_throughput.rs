@@ -13,62 +13,13 @@
 //! training 1 logistic regression for 3 epochs (5 passes: prepare, 3 epochs, scoring), printed
 //! as training throughput in rows·epochs/s (the whole stage's time, passes included).
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+mod common;
 
-use futures::StreamExt;
+use std::path::PathBuf;
+
+use common::{best, env_or, time_pipeline, time_query};
 use sketchpipe::generate::{Classification, Logits};
-use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
 use sketchpipe::progress::ProgressMode;
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Streams `query` over the logs registered as `t`; returns rows and seconds.
-async fn stream(dir: &Path, query: &str) -> (u64, f64) {
-    let ctx = pipeline::source::session();
-    ctx.register_parquet("t", dir.to_str().unwrap(), Default::default())
-        .await
-        .unwrap();
-    let start = Instant::now();
-    let mut s = ctx
-        .sql(query)
-        .await
-        .unwrap()
-        .execute_stream()
-        .await
-        .unwrap();
-    let mut rows = 0u64;
-    while let Some(b) = s.next().await {
-        rows += std::hint::black_box(b.unwrap()).num_rows() as u64;
-    }
-    (rows, start.elapsed().as_secs_f64())
-}
-
-async fn run_stage(text: &str) -> f64 {
-    let spec = PipelineSpec::parse(text, Path::new("bench.toml"), &[]).unwrap();
-    let opts = RunOptions {
-        progress: ProgressMode::Quiet,
-        ..Default::default()
-    };
-    let start = Instant::now();
-    pipeline::run(&spec, &opts).await.unwrap();
-    start.elapsed().as_secs_f64()
-}
-
-fn best<F: std::future::Future<Output = f64>>(
-    rt: &tokio::runtime::Runtime,
-    reps: usize,
-    f: impl Fn() -> F,
-) -> f64 {
-    (0..reps)
-        .map(|_| rt.block_on(f()))
-        .fold(f64::INFINITY, f64::min)
-}
 
 fn main() {
     let n: u64 = env_or("SKETCHPIPE_BENCH_ROWS", 2_000_000);
@@ -105,12 +56,12 @@ fn main() {
     let rows = 3 * n;
 
     let scan = best(&rt, reps, || async {
-        stream(&logs, "SELECT id, run, label, logits FROM t")
+        time_query(&logs, "SELECT id, run, label, logits FROM t")
             .await
             .1
     });
     let score = best(&rt, reps, || async {
-        stream(&logs, "SELECT id, el2n(logits, label) FROM t")
+        time_query(&logs, "SELECT id, el2n(logits, label) FROM t")
             .await
             .1
     });
@@ -120,7 +71,7 @@ fn main() {
         out.path().display(),
         logs.display()
     );
-    let stage = best(&rt, reps, || run_stage(&stage_text));
+    let stage = best(&rt, reps, || time_pipeline(&stage_text));
     println!(
         "prune_scores over {rows} logged rows ({n} ids × 3 runs × 10 classes), best of {reps}:"
     );
@@ -144,7 +95,7 @@ fn main() {
         out.path().display(),
         table.display()
     );
-    let proxy = best(&rt, 1, || run_stage(&proxy_text));
+    let proxy = best(&rt, 1, || time_pipeline(&proxy_text));
     println!(
         "proxy mode, {n} rows × 32 features, 10 classes, logistic, 1 seed, {epochs} epochs: \
          {proxy:.1} s, {:.0} rows·epochs/s (all 5 passes in the time)",

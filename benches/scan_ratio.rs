@@ -17,21 +17,13 @@
 //! measured with `wait4`) with `random-order` on two files 10× apart in size
 //! (`SKETCHPIPE_BENCH_RSS_DIM`, default 256; the larger file is the 1.1 GB one).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use datafusion::physical_plan::execute_stream;
-use futures::StreamExt;
+use common::{env_or, time_pipeline, time_query};
 use sketchpipe::generate::{write_rows, LowRank, TableOptions};
-use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
 use sketchpipe::progress::ProgressMode;
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn data_file(dir: &Path, d: usize, bytes: u64) -> PathBuf {
     let rows = bytes / (4 * d as u64);
@@ -54,21 +46,7 @@ fn data_file(dir: &Path, d: usize, bytes: u64) -> PathBuf {
 }
 
 async fn scan(path: &Path) -> (u64, f64) {
-    let ctx = sketchpipe::pipeline::source::session();
-    let start = Instant::now();
-    let df = ctx
-        .read_parquet(path.to_str().unwrap(), Default::default())
-        .await
-        .unwrap()
-        .select_columns(&["emb"])
-        .unwrap();
-    let plan = df.create_physical_plan().await.unwrap();
-    let mut stream = execute_stream(plan, ctx.task_ctx()).unwrap();
-    let mut rows = 0u64;
-    while let Some(b) = stream.next().await {
-        rows += std::hint::black_box(b.unwrap()).num_rows() as u64;
-    }
-    (rows, start.elapsed().as_secs_f64())
+    time_query(path, "SELECT emb FROM t").await
 }
 
 fn pipeline_text(path: &Path, out: &Path, algorithm: &str) -> String {
@@ -81,15 +59,7 @@ fn pipeline_text(path: &Path, out: &Path, algorithm: &str) -> String {
 }
 
 async fn operator(path: &Path, out: &Path, algorithm: &str) -> f64 {
-    let text = pipeline_text(path, out, algorithm);
-    let spec = PipelineSpec::parse(&text, Path::new("bench.toml"), &[]).unwrap();
-    let opts = RunOptions {
-        progress: ProgressMode::Quiet,
-        ..Default::default()
-    };
-    let start = Instant::now();
-    pipeline::run(&spec, &opts).await.unwrap();
-    start.elapsed().as_secs_f64()
+    time_pipeline(&pipeline_text(path, out, algorithm)).await
 }
 
 /// Peak resident set of `sketchpipe run` on `path` with `algorithm`, in MiB. Measured before

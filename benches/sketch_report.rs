@@ -12,6 +12,9 @@
 //! `SKETCHPIPE_REPORT_SEEDS` seeds (default 10). Prints one table per family, and the ratio of
 //! JL's error to priority's.
 
+mod common;
+
+use common::env_or;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sketchpipe::hash::Key;
@@ -19,13 +22,6 @@ use sketchpipe::sketch::linear::{self, LinearSketch};
 use sketchpipe::sketch::priority::PrioritySketch;
 use sketchpipe::sketch::threshold::ThresholdSketch;
 use sketchpipe::sketch::{estimate_product, Method};
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn table(n: usize, d: usize, density: f64, seed: u64) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

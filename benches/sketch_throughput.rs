@@ -10,50 +10,13 @@
 //!
 //! Prints rows/s and the ratio to the scan.
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+mod common;
 
-use futures::StreamExt;
+use std::path::PathBuf;
+
+use common::{best, env_or, time_pipeline, time_query};
 use sketchpipe::generate::SparsePair;
-use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
 use sketchpipe::progress::ProgressMode;
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-async fn stream(path: &Path, query: &str) -> f64 {
-    let ctx = pipeline::source::session();
-    ctx.register_parquet("t", path.to_str().unwrap(), Default::default())
-        .await
-        .unwrap();
-    let start = Instant::now();
-    let mut s = ctx
-        .sql(query)
-        .await
-        .unwrap()
-        .execute_stream()
-        .await
-        .unwrap();
-    while let Some(b) = s.next().await {
-        std::hint::black_box(b.unwrap());
-    }
-    start.elapsed().as_secs_f64()
-}
-
-async fn stage(text: &str) -> f64 {
-    let spec = PipelineSpec::parse(text, Path::new("bench.toml"), &[]).unwrap();
-    let opts = RunOptions {
-        progress: ProgressMode::Quiet,
-        ..Default::default()
-    };
-    let start = Instant::now();
-    pipeline::run(&spec, &opts).await.unwrap();
-    start.elapsed().as_secs_f64()
-}
 
 fn main() {
     let n: u64 = env_or("SKETCHPIPE_BENCH_ROWS", 1_000_000);
@@ -77,7 +40,6 @@ fn main() {
     let left = dir.join("left.parquet");
     let out = tempfile::TempDir::new_in(&root).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let best = |f: &dyn Fn() -> f64| (0..reps).map(|_| f()).fold(f64::INFINITY, f64::min);
     let text = |extra: &str| {
         format!(
             "[pipeline]\noutput_dir = \"{}\"\n[sources.t]\npath = \"{}\"\n[stages.s]\n\
@@ -87,14 +49,15 @@ fn main() {
             left.display()
         )
     };
-    let scan = best(&|| rt.block_on(stream(&left, "SELECT key, \"values\" FROM t")));
-    let check = best(&|| {
-        rt.block_on(stream(
-            &left,
-            "SELECT key FROM t GROUP BY key HAVING count(*) > 1 LIMIT 1",
-        ))
+    let scan = best(&rt, reps, || async {
+        time_query(&left, "SELECT key, \"values\" FROM t").await.1
     });
-    let default = best(&|| rt.block_on(stage(&text(""))));
+    let check = best(&rt, reps, || async {
+        let q = "SELECT key FROM t GROUP BY key HAVING count(*) > 1 LIMIT 1";
+        time_query(&left, q).await.1
+    });
+    let stage_text = text("");
+    let default = best(&rt, reps, || time_pipeline(&stage_text));
     println!("priority sketch (k = 1000) of {n} rows × 50 (10 % non-zero), best of {reps}:");
     println!("  {:<40} {:>12} {:>9}", "", "rows/s", "vs scan");
     for (name, secs) in [
