@@ -4,15 +4,15 @@
 //!
 //! Output tables:
 //! * `product` — `row UInt32`, `col UInt32`, `row_name Utf8`, `col_name Utf8`, `value Float64`:
-//!   the non-zero entries of `W` (rows: the left sketch's columns, columns: the right's), from
-//!   an `sprs` CSR matrix, in row-major order;
+//!   the non-zero entries of `W` (rows: the left sketch's columns, columns: the right's), in
+//!   row-major order — accumulated sparsely (`sprs`) from the joined rows for sampling
+//!   sketches, so a wide product is never held dense;
 //! * `stats` — `method`, `seed`, `left_kept`, `right_kept`, `joined` (keys in both samples),
 //!   `left_frobenius_sq`, `right_frobenius_sq`, `stored_words` (both sides), `error_bound`:
 //!   for `priority`, the root-mean-square bound `sqrt(2/(k−1)) ‖A‖_F ‖B‖_F` on `‖W − AᵀB‖_F`
 //!   (§2: `E‖W − AᵀB‖_F² ≤ 2/(k−1) ‖A‖_F² ‖B‖_F²`, `k` the smaller size); 0 for `exact`; null
 //!   where no bound is implemented.
 
-use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
@@ -106,9 +106,7 @@ pub fn product(
     let (d, m) = (a.dim(), b.dim());
     let (w, stats) = match (&a, &b) {
         (StoredSketch::Sample(sa), StoredSketch::Sample(sb)) => {
-            let w = sketch::estimate_product(sa, sb)?;
-            let keys: HashSet<_> = sa.rows.iter().map(|r| &r.key).collect();
-            let joined = sb.rows.iter().filter(|r| keys.contains(&r.key)).count() as u64;
+            let (w, joined) = sketch::estimate_product_sparse(sa, sb)?;
             let bound = match sa.method {
                 Method::Priority => {
                     let k = sa.size.min(sb.size) as f64;
@@ -131,7 +129,15 @@ pub fn product(
             (w, stats)
         }
         (StoredSketch::Linear(la), StoredSketch::Linear(lb)) => {
-            let w = linear::estimate_product(la, lb)?;
+            // A linear sketch's product is dense: keep its non-zeros in the same CSR form.
+            let dense = linear::estimate_product(la, lb)?;
+            let mut tri = sprs::TriMat::new((d, m));
+            for (k, v) in dense.iter().enumerate() {
+                if *v != 0.0 {
+                    tri.add_triplet(k / m, k % m, *v);
+                }
+            }
+            let w = tri.to_csr();
             let stats = (
                 la.method,
                 la.seed,
@@ -147,17 +153,8 @@ pub fn product(
         }
         _ => unreachable!("same method checked"),
     };
-    // Keep the non-zeros in a CSR matrix and write them row by row.
-    let mut tri = sprs::TriMat::new((d, m));
-    for i in 0..d {
-        for j in 0..m {
-            let v = w[i * m + j];
-            if v != 0.0 {
-                tri.add_triplet(i, j, v);
-            }
-        }
-    }
-    let csr: sprs::CsMat<f64> = tri.to_csr();
+    // Written row by row; entries that summed to exactly zero are left out.
+    let csr: sprs::CsMat<f64> = w;
     // Several numeric columns name themselves; one list column `c` names `c[0]`, `c[1]`, ….
     let name = |names: &[String], dim: usize, i: usize| match names {
         [one] if dim > 1 => format!("{one}[{i}]"),
@@ -166,7 +163,7 @@ pub fn product(
     let (mut rows, mut cols, mut rn, mut cn, mut vals) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, row) in csr.outer_iterator().enumerate() {
-        for (j, v) in row.iter() {
+        for (j, v) in row.iter().filter(|(_, v)| **v != 0.0) {
             rows.push(i as u32);
             cols.push(j as u32);
             rn.push(name(&ha.columns, d, i));

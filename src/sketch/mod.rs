@@ -273,6 +273,21 @@ pub fn estimate_product(a: &Sample, b: &Sample) -> Result<Vec<f64>> {
     Ok(w)
 }
 
+/// The estimate of `AᵀB` as a sparse `d × m` matrix (CSR), with the number of keys kept by
+/// both samples: only the entries the joined rows touch are stored, so wide sparse tables never
+/// need a dense `d × m` array. (The same sums as [`estimate_product`].)
+pub fn estimate_product_sparse(a: &Sample, b: &Sample) -> Result<(sprs::CsMat<f64>, u64)> {
+    let mut tri = sprs::TriMat::new((a.dim, b.dim));
+    let joined = for_each_joined(a, b, |ra, rb, scale| {
+        for (&i, &va) in ra.indices.iter().zip(&ra.values) {
+            for (&j, &vb) in rb.indices.iter().zip(&rb.values) {
+                tri.add_triplet(i as usize, j as usize, scale * va * vb);
+            }
+        }
+    })?;
+    Ok((tri.to_csr(), joined))
+}
+
 /// The estimate of `Σ_{i in both tables} a_i a_iᵀ` (`d × d`) — `AᵀA` restricted to the keys the
 /// other table has, which sketched regression over a join needs next to `AᵀB`.
 pub fn estimate_join_gram(a: &Sample, b: &Sample) -> Result<Vec<f64>> {

@@ -262,6 +262,27 @@ mod tests {
         }
     }
 
+    /// The sparse (CSR) product holds the same sums as the dense one, and counts the join.
+    #[test]
+    fn sparse_product_equals_the_dense_one() {
+        let a = table(500, 7, 0.3, 11);
+        let b = table(500, 5, 0.3, 12);
+        let (sa, sb) = (sketch(&a, 80, 2), sketch(&b, 80, 2));
+        let dense = estimate_product(&sa, &sb).unwrap();
+        let (csr, joined) = super::super::estimate_product_sparse(&sa, &sb).unwrap();
+        let mut from_csr = vec![0.0; 7 * 5];
+        for (v, (i, j)) in csr.iter() {
+            from_csr[i * 5 + j] = *v;
+        }
+        for (x, y) in from_csr.iter().zip(&dense) {
+            assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+        let keys: std::collections::HashSet<_> = sa.rows.iter().map(|r| &r.key).collect();
+        let both = sb.rows.iter().filter(|r| keys.contains(&r.key)).count() as u64;
+        assert_eq!(joined, both);
+        assert!(joined > 0);
+    }
+
     #[test]
     fn zero_rows_are_never_sampled_and_small_inputs_keep_everything() {
         let t = vec![
