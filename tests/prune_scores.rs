@@ -630,3 +630,21 @@ async fn averaging_spills_under_a_small_memory_limit_with_the_same_answer() {
     assert_eq!(small.len(), 200_000);
     assert!(small == large, "spilled and in-memory scores differ");
 }
+
+#[tokio::test]
+async fn a_stage_names_exactly_one_kind_of_input() {
+    let tmp = TempDir::new().unwrap();
+    logits(tmp.path(), 10, 3, 1);
+    let err = run_err(
+        tmp.path(),
+        "[sources.runs]\npath = \"runs\"\n[stages.s]\nop = \"prune_scores\"\nsource = \"runs\"\nid = \"id\"\nlogits = \"logits\"\nprobs = \"logits\"\n",
+    )
+    .await;
+    assert!(
+        err.contains(
+            "key `probs`: give exactly one of `logits`, `probs` (logged model outputs) or \
+             `features` (train a proxy model); got logits and probs"
+        ),
+        "{err}"
+    );
+}

@@ -558,15 +558,11 @@ async fn write_stage(
 ) -> Result<(StageOutput, StageSummary)> {
     let output = StageOutput::create(output_dir, &stage.name, opts.run_date)?;
     let mut names: Vec<String> = Vec::new();
-    let mut frame = None;
     if let Some(s) = scores {
-        tables.insert(0, OutputTable::new("stats", s.stats));
-        frame = Some(s.scores);
-        names.push("scores".into());
-    }
-    if let Some(frame) = frame {
         let meta = metadata(spec, stage, "scores", rows_read, opts);
-        interruptible(interrupt, output.write_frame("scores", frame, meta)).await?;
+        interruptible(interrupt, output.write_frame("scores", s.scores, meta)).await?;
+        names.push("scores".into());
+        tables.insert(0, OutputTable::new("stats", s.stats));
     }
     for table in &tables {
         let mut meta = metadata(spec, stage, table.name, rows_read, opts);

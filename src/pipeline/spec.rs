@@ -754,18 +754,20 @@ fn parse_prune_scores(
         ("features", features.is_some()),
     ];
     let named: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
+    let has_proxy = proxy.is_some();
     let input = match (logits, probs, features) {
         (Some(c), None, None) => ScoresInput::Logits(c),
         (None, Some(c), None) => ScoresInput::Probs(c),
         (None, None, Some(columns)) => ScoresInput::Features {
             columns,
-            proxy: proxy.clone().unwrap_or_default(),
+            proxy: proxy.unwrap_or_default(),
         },
         _ => {
             return Err(keys.error(
                 if named.is_empty() { "logits" } else { named[1] },
                 format!(
-                    "give exactly one of `logits`, `probs` (logged model outputs) or `features`                      (train a proxy model){}",
+                    "give exactly one of `logits`, `probs` (logged model outputs) or \
+                     `features` (train a proxy model){}",
                     if named.is_empty() {
                         String::new()
                     } else {
@@ -776,7 +778,7 @@ fn parse_prune_scores(
         }
     };
     let proxy_mode = matches!(input, ScoresInput::Features { .. });
-    if proxy.is_some() && !proxy_mode {
+    if has_proxy && !proxy_mode {
         return Err(keys.error(
             "proxy",
             "a proxy model needs `features = [...]` to train on",
