@@ -470,10 +470,9 @@ async fn sparse_input_sketches_exactly_like_the_same_rows_dense() {
         &sparse_batch(&rows, None),
     );
     let text = format!(
-        "{SOURCES}[sources.s]\npath = \"sparse.parquet\"\n{}{}[stages.from_sparse]\nop = \"coordinated_sketch\"\nsource = \"s\"\nkey = \"key\"\ncolumns = [\"sparse\"]\ndim = 6\nsize = 300\n{}[stages.jl_sparse]\nop = \"coordinated_sketch\"\nsource = \"s\"\nkey = \"key\"\ncolumns = [\"sparse\"]\ndim = 6\nmethod = \"jl\"\nsize = 8\n",
+        "{SOURCES}[sources.s]\npath = \"sparse.parquet\"\n{}{}[stages.from_sparse]\nop = \"coordinated_sketch\"\nsource = \"s\"\nkey = \"key\"\ncolumns = [\"sparse\"]\ndim = 6\nsize = 300\n[stages.jl_sparse]\nop = \"coordinated_sketch\"\nsource = \"s\"\nkey = \"key\"\ncolumns = [\"sparse\"]\ndim = 6\nmethod = \"jl\"\nsize = 8\n",
         sketch_stage("from_dense", "a", "size = 300"),
         sketch_stage("jl_dense", "a", "method = \"jl\"\nsize = 8"),
-        "",
     );
     run_ok(tmp.path(), &text).await;
     for (sparse, dense) in [("from_sparse", "from_dense"), ("jl_sparse", "jl_dense")] {
