@@ -25,6 +25,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Another run holds the output directory's lock; the message names it.
+    #[error("{0}")]
+    Busy(String),
     /// The run was interrupted (Ctrl-C); temporary files have been removed.
     #[error("interrupted: the run was cancelled; no output was changed")]
     Interrupted,
@@ -34,6 +37,54 @@ pub enum Error {
     Arrow(#[from] ArrowError),
     #[error(transparent)]
     Parquet(#[from] ParquetError),
+}
+
+/// The process exit codes of the `sketchpipe` command, documented in the README for
+/// schedulers: retry on [`ExitKind::Busy`], alert a human on the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    /// 0.
+    Success,
+    /// 1: anything not below (an engine error we could not attribute).
+    Internal,
+    /// 2: the pipeline file or command line is wrong (also clap's usage errors).
+    Config,
+    /// 3: the input data does not fit (types, nulls, NaN, bad rows), or a numeric failure.
+    Input,
+    /// 4: reading or writing a file failed (permissions, disk full, missing path).
+    Io,
+    /// 5: another run holds the output directory.
+    Busy,
+    /// 130: interrupted by Ctrl-C / SIGINT (128 + 2, the shell convention).
+    Interrupted,
+}
+
+impl ExitKind {
+    /// The numeric exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            ExitKind::Success => 0,
+            ExitKind::Internal => 1,
+            ExitKind::Config => 2,
+            ExitKind::Input => 3,
+            ExitKind::Io => 4,
+            ExitKind::Busy => 5,
+            ExitKind::Interrupted => 130,
+        }
+    }
+
+    /// A short stable name, used in `--log-format json` error records.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitKind::Success => "success",
+            ExitKind::Internal => "internal",
+            ExitKind::Config => "config",
+            ExitKind::Input => "input",
+            ExitKind::Io => "io",
+            ExitKind::Busy => "busy",
+            ExitKind::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// Result alias used throughout the crate.
@@ -48,6 +99,20 @@ impl Error {
         }
     }
 
+    /// Which exit code the command line returns for this error.
+    pub fn exit_kind(&self) -> ExitKind {
+        match self {
+            Error::Config(_) => ExitKind::Config,
+            Error::Input(_) | Error::Numeric(_) | Error::Arrow(_) | Error::Parquet(_) => {
+                ExitKind::Input
+            }
+            Error::Io { .. } => ExitKind::Io,
+            Error::Busy(_) => ExitKind::Busy,
+            Error::Interrupted => ExitKind::Interrupted,
+            Error::DataFusion(e) => datafusion_kind(e),
+        }
+    }
+
     /// Prefixes the message with where it happened (a stage, a source), keeping the kind.
     pub fn context(self, prefix: impl std::fmt::Display) -> Self {
         match self {
@@ -58,10 +123,46 @@ impl Error {
                 context: format!("{prefix}: {context}"),
                 source,
             },
+            Error::Busy(m) => Error::Busy(format!("{prefix}: {m}")),
             Error::Interrupted => Error::Interrupted,
-            Error::DataFusion(e) => Error::Input(format!("{prefix}: {e}")),
+            Error::DataFusion(e) => match datafusion_kind(&e) {
+                ExitKind::Io => Error::io(prefix.to_string(), std::io::Error::other(e.to_string())),
+                ExitKind::Config => Error::Config(format!("{prefix}: {e}")),
+                _ => Error::Input(format!("{prefix}: {e}")),
+            },
             Error::Arrow(e) => Error::Input(format!("{prefix}: {e}")),
             Error::Parquet(e) => Error::Input(format!("{prefix}: {e}")),
         }
+    }
+}
+
+/// DataFusion wraps everything; look through to the cause.
+fn datafusion_kind(e: &DataFusionError) -> ExitKind {
+    match e {
+        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => ExitKind::Io,
+        DataFusionError::ArrowError(a, _) => match a.as_ref() {
+            ArrowError::IoError(..) => ExitKind::Io,
+            _ => ExitKind::Input,
+        },
+        DataFusionError::ParquetError(p) => match p.as_ref() {
+            ParquetError::External(inner) if inner.is::<std::io::Error>() => ExitKind::Io,
+            _ => ExitKind::Input,
+        },
+        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
+            Some(ours) => ours.exit_kind(),
+            None if inner.is::<std::io::Error>() => ExitKind::Io,
+            None => ExitKind::Internal,
+        },
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            datafusion_kind(inner)
+        }
+        DataFusionError::Shared(inner) => datafusion_kind(inner),
+        DataFusionError::Plan(_)
+        | DataFusionError::SQL(..)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(_)
+        | DataFusionError::Configuration(_) => ExitKind::Config,
+        DataFusionError::Execution(_) | DataFusionError::ResourcesExhausted(_) => ExitKind::Input,
+        _ => ExitKind::Internal,
     }
 }

@@ -25,7 +25,7 @@ pub mod rows;
 pub mod sketch;
 pub mod udf;
 
-pub use error::{Error, Result};
+pub use error::{Error, ExitKind, Result};
 
 /// The program version recorded in every output table's Parquet metadata.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -11,17 +11,29 @@ use sketchpipe::generate::{
     SortBy, SparsePair, TableOptions,
 };
 use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
-use sketchpipe::progress::ProgressMode;
+use sketchpipe::progress::{event, json_record, ProgressMode, Value};
 use sketchpipe::query::{run_query, OutputFormat};
 use sketchpipe::{Error, Result};
 
 /// Stream large tables through sketching operators and query the small summaries with SQL.
 #[derive(Parser, Debug)]
-#[command(name = "sketchpipe", version, about, long_about = None)]
+#[command(
+    name = "sketchpipe",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 success; 1 internal error; 2 bad pipeline file or command line; \
+                  3 bad input data; 4 I/O failure; 5 output directory in use by another run \
+                  (retry later); 130 interrupted."
+)]
 struct Cli {
     /// Print nothing but errors (no progress bar or log lines).
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// How log lines and errors on stderr look: text (a bar on a terminal), or json — one
+    /// object per line with time, level, event and message, for schedulers.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,6 +83,12 @@ struct SqlArgs {
     format: Format,
     /// The SQL query, e.g. "SELECT * FROM top.vector ORDER BY abs(value) DESC LIMIT 5".
     query: String,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -288,15 +306,21 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 fn report(progress: ProgressMode, files: &[Generated]) {
-    if progress == ProgressMode::Quiet {
-        return;
-    }
     for g in files {
-        eprintln!(
-            "sketchpipe: wrote {} ({} rows, {:.1} MB)",
-            g.path.display(),
-            g.rows,
-            g.bytes as f64 / 1e6
+        event(
+            progress,
+            "file_written",
+            &format!(
+                "wrote {} ({} rows, {:.1} MB)",
+                g.path.display(),
+                g.rows,
+                g.bytes as f64 / 1e6
+            ),
+            &[
+                ("path", Value::from(g.path.display().to_string())),
+                ("rows", Value::from(g.rows)),
+                ("bytes", Value::from(g.bytes)),
+            ],
         );
     }
 }
@@ -308,30 +332,50 @@ fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.log_format == LogFormat::Json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            let e = Error::io("cannot start the async runtime", e);
+            return fail(&e, json);
         }
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(&e, json),
     }
 }
 
-async fn dispatch(cli: Cli) -> Result<()> {
-    let progress = if cli.quiet {
-        ProgressMode::Quiet
+/// Prints the one-paragraph error (or its JSON record) and returns its documented exit code.
+fn fail(e: &Error, json: bool) -> ExitCode {
+    let kind = e.exit_kind();
+    if json {
+        eprintln!(
+            "{}",
+            json_record(
+                "error",
+                "error",
+                &e.to_string(),
+                &[
+                    ("kind", Value::from(kind.name())),
+                    ("exit_code", Value::from(kind.code())),
+                ],
+            )
+        );
     } else {
-        ProgressMode::Auto
+        eprintln!("error: {e}");
+    }
+    ExitCode::from(kind.code())
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let progress = match (cli.quiet, cli.log_format) {
+        (true, _) => ProgressMode::Quiet,
+        (false, LogFormat::Json) => ProgressMode::Json,
+        (false, LogFormat::Text) => ProgressMode::Auto,
     };
     match cli.command {
         Command::Run(args) => {
@@ -342,7 +386,34 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 progress,
                 handle_ctrl_c: true,
             };
-            pipeline::run(&spec, &opts).await?;
+            let summary = pipeline::run(&spec, &opts).await?;
+            event(
+                progress,
+                "run_done",
+                &format!(
+                    "pipeline `{}` done: {} stage(s) written under {}",
+                    spec.name,
+                    summary.stages.len(),
+                    summary.output_dir.display()
+                ),
+                &[
+                    ("pipeline", Value::from(spec.name.as_str())),
+                    (
+                        "output_dir",
+                        Value::from(summary.output_dir.display().to_string()),
+                    ),
+                    (
+                        "stages",
+                        Value::from(
+                            summary
+                                .stages
+                                .iter()
+                                .map(|s| s.name.clone())
+                                .collect::<Vec<_>>(),
+                        ),
+                    ),
+                ],
+            );
             Ok(())
         }
         Command::Sql(args) => {

@@ -1,10 +1,16 @@
-//! Progress reporting for long scans: a bar on a terminal, plain periodic log lines when
-//! stderr is not a terminal (cron, Airflow, CI), nothing with `--quiet`.
+//! Progress reporting for long scans and the run's log lines: a bar on a terminal, plain
+//! periodic log lines when stderr is not a terminal (cron, Airflow, CI), one JSON object per
+//! line with `--log-format json` (for schedulers and log shippers), nothing with `--quiet`.
+//!
+//! JSON records all have `time` (UTC, RFC 3339), `level` (`info` or `error`), `event` and
+//! `message`, plus event-specific fields: `progress` and `scan_done` carry `label`, `rows`,
+//! `total_rows` (or null), `bytes`, `rows_per_sec`, `elapsed_s` and `eta_s` (or null).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+pub use serde_json::Value;
 
 /// How a run reports progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -14,8 +20,39 @@ pub enum ProgressMode {
     Auto,
     /// Log lines, whatever stderr is.
     Log,
+    /// One JSON object per line (see the module docs), whatever stderr is.
+    Json,
     /// Nothing but errors.
     Quiet,
+}
+
+/// Logs one event: `sketchpipe: MESSAGE` as text, or a JSON record with `fields` added.
+pub fn event(mode: ProgressMode, event: &str, message: &str, fields: &[(&str, Value)]) {
+    match mode {
+        ProgressMode::Quiet => {}
+        ProgressMode::Json => eprintln!("{}", json_record("info", event, message, fields)),
+        ProgressMode::Auto | ProgressMode::Log => eprintln!("sketchpipe: {message}"),
+    }
+}
+
+/// One JSON log line (no trailing newline).
+pub fn json_record(level: &str, event: &str, message: &str, fields: &[(&str, Value)]) -> String {
+    let mut record = serde_json::Map::new();
+    record.insert(
+        "time".into(),
+        Value::from(
+            chrono::Utc::now()
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string(),
+        ),
+    );
+    record.insert("level".into(), Value::from(level));
+    record.insert("event".into(), Value::from(event));
+    record.insert("message".into(), Value::from(message));
+    for (k, v) in fields {
+        record.insert((*k).to_string(), v.clone());
+    }
+    Value::Object(record).to_string()
 }
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
@@ -35,6 +72,7 @@ pub struct Progress {
 enum Sink {
     Bar(ProgressBar),
     Log,
+    Json,
     Quiet,
 }
 
@@ -61,6 +99,18 @@ impl Progress {
                 bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
                 bar.set_prefix(label.clone());
                 Sink::Bar(bar)
+            }
+            ProgressMode::Json => {
+                event(
+                    mode,
+                    "scan_started",
+                    &format!("{label}: started"),
+                    &[
+                        ("label", Value::from(label.as_str())),
+                        ("total_rows", Value::from(total)),
+                    ],
+                );
+                Sink::Json
             }
             ProgressMode::Auto | ProgressMode::Log => {
                 eprintln!(
@@ -95,6 +145,10 @@ impl Progress {
                 self.last_log = Instant::now();
                 eprintln!("sketchpipe: {}: {}", self.label, self.line());
             }
+            Sink::Json if self.last_log.elapsed() >= LOG_EVERY => {
+                self.last_log = Instant::now();
+                self.json("progress", self.line());
+            }
             _ => {}
         }
     }
@@ -107,8 +161,32 @@ impl Progress {
                 eprintln!("sketchpipe: {}: done, {}", self.label, self.line());
             }
             Sink::Log => eprintln!("sketchpipe: {}: done, {}", self.label, self.line()),
+            Sink::Json => self.json("scan_done", format!("done, {}", self.line())),
             Sink::Quiet => {}
         }
+    }
+
+    fn json(&self, name: &str, line: String) {
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        let rate = self.rows as f64 / secs;
+        let eta = self
+            .total
+            .filter(|t| self.rows < *t && rate > 0.0)
+            .map(|t| (t - self.rows) as f64 / rate);
+        event(
+            ProgressMode::Json,
+            name,
+            &format!("{}: {line}", self.label),
+            &[
+                ("label", Value::from(self.label.as_str())),
+                ("rows", Value::from(self.rows)),
+                ("total_rows", Value::from(self.total)),
+                ("bytes", Value::from(self.bytes)),
+                ("rows_per_sec", Value::from(rate)),
+                ("elapsed_s", Value::from(secs)),
+                ("eta_s", Value::from(eta)),
+            ],
+        );
     }
 
     fn line(&self) -> String {

@@ -37,9 +37,21 @@ fn list_data(dir: &Path, rows: Vec<Option<Vec<Option<f64>>>>) {
 const HEAD: &str = "[pipeline]\noutput_dir = \"out\"\n[sources.src]\npath = \"data.parquet\"\n";
 const STAGE: &str = "[stages.top]\nop = \"top_eigenvector\"\nsource = \"src\"\ncolumns = [\"emb\"]\nalgorithm = \"exact\"\n";
 
-/// Runs the pipeline `text` after `setup`, and checks it fails with every `expected` fragment
-/// in its message and leaves nothing under the output directory.
+/// A mistake in the pipeline file (or in how it meets the data's schema): exit code 2.
 fn fails(setup: impl Fn(&Path), text: &str, expected: &[&str]) {
+    fails_with(2, setup, text, expected)
+}
+
+/// The data does not fit (NaN, ragged rows, no rows, over a memory budget), found while
+/// reading: exit code 3.
+fn fails_on_data(setup: impl Fn(&Path), text: &str, expected: &[&str]) {
+    fails_with(3, setup, text, expected)
+}
+
+/// Runs the pipeline `text` after `setup`, and checks it fails with the documented exit
+/// `code`, every `expected` fragment in its message, and nothing under the output directory
+/// but the lock file (which records who ran last, never data).
+fn fails_with(code: i32, setup: impl Fn(&Path), text: &str, expected: &[&str]) {
     let tmp = TempDir::new().unwrap();
     setup(tmp.path());
     let file = write_pipeline(tmp.path(), text);
@@ -49,7 +61,7 @@ fn fails(setup: impl Fn(&Path), text: &str, expected: &[&str]) {
         !out.status.success(),
         "expected failure, got success; stderr:\n{err}"
     );
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(code), "{err}");
     for e in expected {
         assert!(err.contains(e), "message lacks `{e}`:\n{err}");
     }
@@ -58,13 +70,14 @@ fn fails(setup: impl Fn(&Path), text: &str, expected: &[&str]) {
         last.starts_with("error: "),
         "the error is not the last line:\n{err}"
     );
-    let left = files_under(&tmp.path().join("out"));
+    let left = outputs_under(&tmp.path().join("out"));
     assert!(left.is_empty(), "partial output left behind: {left:?}");
 }
 
 #[test]
 fn missing_file() {
-    fails(
+    fails_with(
+        4,
         |_| {},
         &format!("{HEAD}{STAGE}"),
         &["data.parquet", "does not exist", "[sources.src]"],
@@ -97,7 +110,7 @@ fn string_column_where_numbers_are_expected() {
 
 #[test]
 fn ragged_list() {
-    fails(
+    fails_on_data(
         |d| {
             list_data(
                 d,
@@ -120,7 +133,7 @@ fn ragged_list() {
 
 #[test]
 fn nan_value() {
-    fails(
+    fails_on_data(
         |d| {
             list_data(
                 d,
@@ -147,7 +160,7 @@ fn a_failure_after_the_shuffle_spill_leaves_no_spill_files() {
             ])
         })
         .collect();
-    fails(
+    fails_on_data(
         |d| list_data(d, rows.clone()),
         &format!(
             "{HEAD}{}shuffle = true\nshuffle_memory = \"1MiB\"\n",
@@ -159,7 +172,7 @@ fn a_failure_after_the_shuffle_spill_leaves_no_spill_files() {
 
 #[test]
 fn empty_table() {
-    fails(
+    fails_on_data(
         |d| list_data(d, vec![]),
         &format!("{HEAD}{STAGE}"),
         &["stage `top`", "no rows"],
@@ -168,7 +181,7 @@ fn empty_table() {
 
 #[test]
 fn every_row_invalid_under_skip() {
-    fails(
+    fails_on_data(
         |d| list_data(d, vec![None, None]),
         &format!("{HEAD}{STAGE}on_invalid = \"skip\"\n"),
         &["all 2 input rows were invalid"],
@@ -324,7 +337,7 @@ fn algorithm_specific_keys_are_checked() {
 #[test]
 fn exceeding_the_heavy_row_budget_is_a_clear_error() {
     // The 20 heavy rows of this table (‖a‖² = 800 over τ ≈ 440) need 2.5 KiB; 1 KiB is allowed.
-    fails(
+    fails_on_data(
         |dir| {
             assert_ok(&sketchpipe(&[
                 "-q",

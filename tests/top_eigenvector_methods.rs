@@ -351,9 +351,9 @@ fn ctrl_c_during_a_shuffled_run_removes_the_spill_files_and_changes_nothing() {
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
-    let left = files_under(&tmp.path().join("out"));
+    let left = outputs_under(&tmp.path().join("out"));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 

@@ -8,6 +8,7 @@
 //! * [`shuffle`] gives stages that ask for it an exactly uniform row order, out of core.
 
 mod keys;
+pub mod lock;
 pub mod run;
 pub mod shuffle;
 pub mod sink;

@@ -30,6 +30,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::Notify;
 
+use super::lock::OutputLock;
 use super::shuffle::{Spilled, Spiller};
 use super::sink::{ScratchDir, StageOutput};
 use super::source::{register_sources, session_with_memory, source_frame};
@@ -40,7 +41,7 @@ use crate::operators::coordinated_sketch::{
 };
 use crate::operators::prune_scores::{self, masks::ScoresOutput, ProxyScoresOp};
 use crate::operators::{Operator, OutputTable, PassInfo, PassKind, TopEigenvectorOp};
-use crate::progress::{Progress, ProgressMode};
+use crate::progress::{event, Progress, ProgressMode, Value};
 use crate::{Error, Result};
 
 /// Options of `sketchpipe run` that are not in the pipeline file.
@@ -104,11 +105,10 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
         .unwrap_or_else(|| spec.output_dir.clone());
     let tmp_root = output_dir.join(super::sink::TMP_DIR);
     let groups = group_by_input(spec);
-    // Scratch space of stages with intermediate tables, removed when the run ends.
-    let mut scratch: BTreeMap<String, ScratchDir> = BTreeMap::new();
 
-    // Phase 1: every stage checked against its input schema before anything is scanned.
-    let mut ops: BTreeMap<String, Box<dyn Operator>> = BTreeMap::new();
+    // Phase 1: every stage checked against its input schema before anything is scanned or
+    // written.
+    let mut checked: Vec<(&StageSpec, Schema, bool)> = Vec::new();
     for group in &groups {
         let schema = input_schema(&ctx, spec, &group.input).await?;
         check_columns(spec, group, &schema)?;
@@ -128,16 +128,50 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             if let OpSpec::PruneScores(p) = &stage.op {
                 p.check_schema(&projected)
                     .map_err(|e| e.context(where_()))?;
-                scratch.insert(stage.name.clone(), ScratchDir::new(&tmp_root, "prune-")?);
             }
-            if group.query {
-                continue;
-            }
-            let by_id = scratch.get(&stage.name).map(|d| d.path().join(BY_ID));
-            let op = build_operator(&stage.op, &projected, by_id.as_deref())
-                .map_err(|e| e.context(where_()))?;
-            ops.insert(stage.name.clone(), op);
+            checked.push((stage, projected.clone(), group.query));
         }
+    }
+
+    // One run per output directory; a dead run's leftovers are cleared under the lock.
+    let lock = OutputLock::acquire(&output_dir, &spec.file.display().to_string())?;
+    if let Some(dead) = lock.stale() {
+        event(
+            opts.progress,
+            "stale_lock_recovered",
+            &format!(
+                "recovered the lock of {} left by a run that did not finish ({dead}); clearing \
+                 its temporary files",
+                output_dir.display()
+            ),
+            &[("previous_holder", Value::from(dead))],
+        );
+    }
+    if tmp_root.exists() {
+        std::fs::remove_dir_all(&tmp_root).map_err(|e| {
+            Error::io(
+                format!(
+                    "cannot clear leftover temporary files {}",
+                    tmp_root.display()
+                ),
+                e,
+            )
+        })?;
+    }
+    // Scratch space of stages with intermediate tables, removed when the run ends.
+    let mut scratch: BTreeMap<String, ScratchDir> = BTreeMap::new();
+    let mut ops: BTreeMap<String, Box<dyn Operator>> = BTreeMap::new();
+    for (stage, projected, query) in checked {
+        if matches!(stage.op, OpSpec::PruneScores(_)) {
+            scratch.insert(stage.name.clone(), ScratchDir::new(&tmp_root, "prune-")?);
+        }
+        if query {
+            continue;
+        }
+        let by_id = scratch.get(&stage.name).map(|d| d.path().join(BY_ID));
+        let op = build_operator(&stage.op, &projected, by_id.as_deref())
+            .map_err(|e| e.context(format!("{}: [stages.{}]", spec.file.display(), stage.name)))?;
+        ops.insert(stage.name.clone(), op);
     }
 
     // Phase 2: scan each input once, in dependency order; outputs stay uncommitted.
@@ -233,13 +267,16 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 unreachable!("the only query stage")
             };
             let stage_ctx = || stage_context(spec, stage);
-            if opts.progress != ProgressMode::Quiet {
-                eprintln!(
-                    "sketchpipe: stage `{}`: scoring {} and averaging by id",
+            event(
+                opts.progress,
+                "stage_started",
+                &format!(
+                    "stage `{}`: scoring {} and averaging by id",
                     stage.name,
                     describe_input(spec, &stage.input)
-                );
-            }
+                ),
+                &[("stage", Value::from(stage.name.as_str()))],
+            );
             let by_id = scratch[&stage.name].path().join(BY_ID);
             let work = async {
                 let runs = prune_scores::runs::aggregate(&ctx, frame, p, &by_id).await?;
@@ -323,14 +360,22 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
     let mut stages = Vec::with_capacity(pending.len());
     for (output, summary) in pending {
         output.commit()?;
-        if opts.progress != ProgressMode::Quiet {
-            eprintln!(
-                "sketchpipe: stage `{}`: wrote {} ({})",
+        event(
+            opts.progress,
+            "stage_written",
+            &format!(
+                "stage `{}`: wrote {} ({})",
                 summary.name,
                 summary.dir.display(),
                 summary.tables.join(", ")
-            );
-        }
+            ),
+            &[
+                ("stage", Value::from(summary.name.as_str())),
+                ("dir", Value::from(summary.dir.display().to_string())),
+                ("tables", Value::from(summary.tables.clone())),
+                ("rows_read", Value::from(summary.rows_read)),
+            ],
+        );
         stages.push(summary);
     }
     Ok(RunSummary { output_dir, stages })

@@ -42,11 +42,15 @@ pub async fn register_sources(ctx: &SessionContext, spec: &PipelineSpec) -> Resu
         {
             let context = || format!("{}: [sources.{name}]", spec.file.display());
             if !glob && !path.exists() {
-                return Err(Error::Input(format!(
-                    "{}: {} does not exist (paths in a pipeline file are relative to the file)",
-                    context(),
-                    path.display()
-                )));
+                return Err(Error::io(
+                    format!(
+                        "{}: {} does not exist (paths in a pipeline file are relative to the \
+                         file)",
+                        context(),
+                        path.display()
+                    ),
+                    std::io::ErrorKind::NotFound.into(),
+                ));
             }
             let mut location = path.to_string_lossy().into_owned();
             let extension = if path.is_dir() {

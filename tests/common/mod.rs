@@ -218,6 +218,15 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// [`files_under`] without the output directory's lock file, which records who ran last and
+/// never holds data: what a failed run must not leave behind.
+pub fn outputs_under(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| !p.ends_with(sketchpipe::pipeline::lock::LOCK_FILE))
+        .collect()
+}
+
 pub fn null_count(b: &RecordBatch, column: &str) -> usize {
     b.column_by_name(column).unwrap().null_count()
 }
