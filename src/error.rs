@@ -32,7 +32,7 @@ pub enum Error {
     #[error("interrupted: the run was cancelled; no output was changed")]
     Interrupted,
     #[error(transparent)]
-    DataFusion(#[from] DataFusionError),
+    DataFusion(DataFusionError),
     #[error(transparent)]
     Arrow(#[from] ArrowError),
     #[error(transparent)]
@@ -83,6 +83,24 @@ impl ExitKind {
             ExitKind::Io => "io",
             ExitKind::Busy => "busy",
             ExitKind::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl From<DataFusionError> for Error {
+    /// Our own errors come back out of DataFusion (raised inside an SQL function) as
+    /// themselves: their message without DataFusion's prefix, and their exit code.
+    fn from(e: DataFusionError) -> Self {
+        match e {
+            DataFusionError::External(inner) => match inner.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Error::DataFusion(DataFusionError::External(other)),
+            },
+            DataFusionError::Context(c, inner) => match Error::from(*inner) {
+                Error::DataFusion(e) => Error::DataFusion(DataFusionError::Context(c, Box::new(e))),
+                ours => ours.context(c),
+            },
+            other => Error::DataFusion(other),
         }
     }
 }

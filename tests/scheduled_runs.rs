@@ -134,7 +134,10 @@ fn a_stale_lock_is_recovered_and_the_dead_runs_files_cleared() {
     ]);
     assert_ok(&o);
     let err = stderr(&o);
-    assert!(err.contains("recovered the lock") && err.contains("pid 4242"), "{err}");
+    assert!(
+        err.contains("recovered the lock") && err.contains("pid 4242"),
+        "{err}"
+    );
     assert!(!out.join(".sketchpipe-tmp").exists());
     assert_eq!(
         std::fs::read_to_string(out.join(LOCK_FILE)).unwrap(),
@@ -166,7 +169,10 @@ fn json_logs_are_one_object_per_line_and_errors_carry_their_exit_code() {
             assert!(r.get(key).is_some(), "{key} missing in {r}");
         }
     }
-    let events: Vec<&str> = records.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    let events: Vec<&str> = records
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
+        .collect();
     assert!(events.contains(&"scan_done"), "{events:?}");
     assert!(events.contains(&"stage_written"), "{events:?}");
     assert_eq!(events.last(), Some(&"run_done"), "{events:?}");
@@ -180,7 +186,10 @@ fn json_logs_are_one_object_per_line_and_errors_carry_their_exit_code() {
     assert_eq!(last["level"], "error");
     assert_eq!(last["kind"], "config");
     assert_eq!(last["exit_code"], 2);
-    assert!(last["message"].as_str().unwrap().contains("bogus"), "{last}");
+    assert!(
+        last["message"].as_str().unwrap().contains("bogus"),
+        "{last}"
+    );
 }
 
 /// SIGKILL `sketchpipe run` at random points, 20 times: after each kill every stage directory
@@ -232,7 +241,10 @@ fn twenty_sigkills_never_leave_a_partial_output() {
     let (mut kills, mut attempts) = (0, 0);
     while kills < 20 {
         attempts += 1;
-        assert!(attempts < 200, "only {kills} runs were still going when killed");
+        assert!(
+            attempts < 200,
+            "only {kills} runs were still going when killed"
+        );
         let seed = 1 + (attempts % 2) as u64;
         let mut child = run(&out, seed).spawn().unwrap();
         std::thread::sleep(duration.mul_f64(rng.random_range(0.0..1.0)));

@@ -90,6 +90,37 @@ impl Gram {
         Ok(())
     }
 
+    /// The lower triangle of `G`, column by column (`d(d+1)/2` values): with [`Self::rows`],
+    /// everything needed to rebuild the accumulator ([`Self::from_lower`]), e.g. as the state
+    /// a partition of an SQL aggregate hands to the merge.
+    pub fn lower(&self) -> Vec<f64> {
+        let mut out = Vec::with_capacity(self.d * (self.d + 1) / 2);
+        for j in 0..self.d {
+            out.extend((j..self.d).map(|i| self.g[(i, j)]));
+        }
+        out
+    }
+
+    /// The accumulator [`Self::lower`] came from.
+    pub fn from_lower(d: usize, rows: u64, lower: &[f64]) -> Result<Self> {
+        if lower.len() != d * (d + 1) / 2 {
+            return Err(Error::Input(format!(
+                "a Gram state of dimension {d} needs {} values, got {}",
+                d * (d + 1) / 2,
+                lower.len()
+            )));
+        }
+        let mut g = Gram::new(d)?;
+        let mut it = lower.iter();
+        for j in 0..d {
+            for i in j..d {
+                g.g[(i, j)] = *it.next().expect("length checked");
+            }
+        }
+        g.rows = rows;
+        Ok(g)
+    }
+
     /// Bytes held by the accumulator (`d²` doubles).
     pub fn state_bytes(&self) -> u64 {
         (self.d * self.d * std::mem::size_of::<f64>()) as u64

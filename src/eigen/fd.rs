@@ -16,6 +16,17 @@ use faer::{Accum, Mat, MatRef, Par, Side};
 use super::{canonical_sign, TopEigen};
 use crate::{Error, Result};
 
+/// A [`FrequentDirections`] sketch taken apart: its rows in use (row-major) and counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FdState {
+    pub d: usize,
+    pub ell: usize,
+    pub rows: Vec<f64>,
+    pub rows_seen: u64,
+    pub frobenius_sq: f64,
+    pub shrunk: f64,
+}
+
 /// Frequent Directions sketch with `ℓ` directions (see the module docs).
 #[derive(Debug, Clone)]
 pub struct FrequentDirections {
@@ -152,6 +163,43 @@ impl FrequentDirections {
         self.frobenius_sq += other.frobenius_sq;
         self.shrunk += other.shrunk;
         Ok(())
+    }
+
+    /// Row dimension `d`.
+    pub fn dim(&self) -> usize {
+        self.d
+    }
+
+    /// Everything needed to rebuild the sketch ([`Self::from_state`]): e.g. the state a
+    /// partition of an SQL aggregate hands to the merge.
+    pub fn to_state(&self) -> FdState {
+        FdState {
+            d: self.d,
+            ell: self.ell,
+            rows: self.buf[..self.filled * self.d].to_vec(),
+            rows_seen: self.rows,
+            frobenius_sq: self.frobenius_sq,
+            shrunk: self.shrunk,
+        }
+    }
+
+    /// The sketch [`Self::to_state`] came from.
+    pub fn from_state(s: &FdState) -> Result<Self> {
+        let mut fd = FrequentDirections::new(s.d, s.ell)?;
+        if !s.rows.len().is_multiple_of(s.d) || s.rows.len() > fd.buf.len() {
+            return Err(Error::Input(format!(
+                "a Frequent Directions state of (d, ell) = ({}, {}) cannot hold {} values",
+                s.d,
+                s.ell,
+                s.rows.len()
+            )));
+        }
+        fd.buf[..s.rows.len()].copy_from_slice(&s.rows);
+        fd.filled = s.rows.len() / s.d;
+        fd.rows = s.rows_seen;
+        fd.frobenius_sq = s.frobenius_sq;
+        fd.shrunk = s.shrunk;
+        Ok(fd)
     }
 
     /// `Δ`, the guaranteed bound on `‖AᵀA − BᵀB‖₂` so far.

@@ -95,19 +95,39 @@ pub(super) fn check(
     Ok(())
 }
 
-/// The product of two stored sketches; `names` describe the sides in errors.
-pub fn product(
-    left: (StoredSketch, Header),
-    right: (StoredSketch, Header),
+/// An estimate of `AᵀB` from two sketches, and what the `stats` table says about it.
+#[derive(Debug, Clone)]
+pub struct Estimate {
+    /// `d × m`, CSR.
+    pub w: sprs::CsMat<f64>,
+    pub method: Method,
+    pub seed: u64,
+    /// Rows kept (sampling) or sketch rows (linear) of each side.
+    pub left_size: u64,
+    pub right_size: u64,
+    /// Keys kept by both sides (sampling).
+    pub joined: u64,
+    pub left_frobenius_sq: f64,
+    pub right_frobenius_sq: f64,
+    pub stored_words: f64,
+    /// The RMS error bound the theory gives, where it gives one.
+    pub error_bound: Option<f64>,
+}
+
+/// Estimates `AᵀB` from two stored sketches, refusing ones that do not combine; `names`
+/// describe the sides in errors.
+pub fn estimate(
+    left: (&StoredSketch, &Header),
+    right: (&StoredSketch, &Header),
     names: (&str, &str),
-) -> Result<Vec<OutputTable>> {
+) -> Result<Estimate> {
     let ((a, ha), (b, hb)) = (left, right);
-    check((&a, &ha, names.0), (&b, &hb, names.1))?;
+    check((a, ha, names.0), (b, hb, names.1))?;
     let (d, m) = (a.dim(), b.dim());
-    let (w, stats) = match (&a, &b) {
+    Ok(match (a, b) {
         (StoredSketch::Sample(sa), StoredSketch::Sample(sb)) => {
             let (w, joined) = sketch::estimate_product_sparse(sa, sb)?;
-            let bound = match sa.method {
+            let error_bound = match sa.method {
                 Method::Priority => {
                     let k = sa.size.min(sb.size) as f64;
                     (k > 1.0).then(|| (2.0 / (k - 1.0) * sa.frobenius_sq * sb.frobenius_sq).sqrt())
@@ -115,18 +135,18 @@ pub fn product(
                 Method::Exact => Some(0.0),
                 _ => None,
             };
-            let stats = (
-                sa.method,
-                sa.seed,
-                sa.rows.len() as u64,
-                sb.rows.len() as u64,
+            Estimate {
+                w,
+                method: sa.method,
+                seed: sa.seed,
+                left_size: sa.rows.len() as u64,
+                right_size: sb.rows.len() as u64,
                 joined,
-                sa.frobenius_sq,
-                sb.frobenius_sq,
-                sa.stored_words() + sb.stored_words(),
-                bound,
-            );
-            (w, stats)
+                left_frobenius_sq: sa.frobenius_sq,
+                right_frobenius_sq: sb.frobenius_sq,
+                stored_words: sa.stored_words() + sb.stored_words(),
+                error_bound,
+            }
         }
         (StoredSketch::Linear(la), StoredSketch::Linear(lb)) => {
             // A linear sketch's product is dense: keep its non-zeros in the same CSR form.
@@ -137,24 +157,35 @@ pub fn product(
                     tri.add_triplet(k / m, k % m, *v);
                 }
             }
-            let w = tri.to_csr();
-            let stats = (
-                la.method,
-                la.seed,
-                la.t as u64,
-                lb.t as u64,
-                0,
-                la.frobenius_sq,
-                lb.frobenius_sq,
-                la.stored_words() + lb.stored_words(),
-                None,
-            );
-            (w, stats)
+            Estimate {
+                w: tri.to_csr(),
+                method: la.method,
+                seed: la.seed,
+                left_size: la.t as u64,
+                right_size: lb.t as u64,
+                joined: 0,
+                left_frobenius_sq: la.frobenius_sq,
+                right_frobenius_sq: lb.frobenius_sq,
+                stored_words: la.stored_words() + lb.stored_words(),
+                error_bound: None,
+            }
         }
         _ => unreachable!("same method checked"),
-    };
+    })
+}
+
+/// The `product` and `stats` tables of two stored sketches; `names` describe the sides in
+/// errors.
+pub fn product(
+    left: (StoredSketch, Header),
+    right: (StoredSketch, Header),
+    names: (&str, &str),
+) -> Result<Vec<OutputTable>> {
+    let ((a, ha), (b, hb)) = (left, right);
+    let e = estimate((&a, &ha), (&b, &hb), names)?;
+    let (d, m) = (a.dim(), b.dim());
     // Written row by row; entries that summed to exactly zero are left out.
-    let csr: sprs::CsMat<f64> = w;
+    let csr = &e.w;
     // Several numeric columns name themselves; one list column `c` names `c[0]`, `c[1]`, ….
     let name = |names: &[String], dim: usize, i: usize| match names {
         [one] if dim > 1 => format!("{one}[{i}]"),
@@ -181,17 +212,16 @@ pub fn product(
             Arc::new(Float64Array::from(vals)),
         ],
     )?;
-    let (method, seed, lk, rk, joined, lf, rf, words, bound) = stats;
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec![method.as_str()])),
-        Arc::new(UInt64Array::from(vec![seed])),
-        Arc::new(UInt64Array::from(vec![lk])),
-        Arc::new(UInt64Array::from(vec![rk])),
-        Arc::new(UInt64Array::from(vec![joined])),
-        Arc::new(Float64Array::from(vec![lf])),
-        Arc::new(Float64Array::from(vec![rf])),
-        Arc::new(Float64Array::from(vec![words])),
-        Arc::new(Float64Array::from(vec![bound])),
+        Arc::new(StringArray::from(vec![e.method.as_str()])),
+        Arc::new(UInt64Array::from(vec![e.seed])),
+        Arc::new(UInt64Array::from(vec![e.left_size])),
+        Arc::new(UInt64Array::from(vec![e.right_size])),
+        Arc::new(UInt64Array::from(vec![e.joined])),
+        Arc::new(Float64Array::from(vec![e.left_frobenius_sq])),
+        Arc::new(Float64Array::from(vec![e.right_frobenius_sq])),
+        Arc::new(Float64Array::from(vec![e.stored_words])),
+        Arc::new(Float64Array::from(vec![e.error_bound])),
     ];
     let stats = RecordBatch::try_new(Arc::clone(&STATS), columns)?;
     Ok(vec![

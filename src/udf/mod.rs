@@ -5,19 +5,28 @@
 //! * `uniform_hash(key, seed)` — the shared key hash `u(key) ∈ (0, 1)` of [`crate::hash`];
 //! * `list_mean(list)`, `list_stddev(list)` — mean and sample standard deviation of a list of
 //!   numbers, summed in sorted order so the result does not depend on the list's order
-//!   ([`lists`]; the by-id averaging of `prune_scores` uses them).
+//!   ([`lists`]; the by-id averaging of `prune_scores` uses them);
+//! * aggregates `top_eigenvector(rows [, algorithm, seed, ell])` and
+//!   `top_eigenvector_stats(…)` ([`eigen`]), `priority_sketch(key, values, k, seed)` and
+//!   `sketch_merge(sketch)`, and the scalar `sketch_product(left, right)` ([`sketches`]). Each
+//!   aggregate declares its state, so DataFusion runs it partition-parallel and merges.
 
+mod eigen;
 mod hash;
 mod lists;
 mod scores;
+mod sketches;
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Float64Type};
-use datafusion::common::Result as DfResult;
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::function::AccumulatorArgs;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::physical_expr::expressions::Literal;
 use datafusion::prelude::SessionContext;
 
 /// Registers every sketchpipe SQL function on `ctx`.
@@ -30,6 +39,29 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(hash::UniformHash::new()));
     ctx.register_udf(ScalarUDF::from(lists::ListStat::new(lists::Stat::Mean)));
     ctx.register_udf(ScalarUDF::from(lists::ListStat::new(lists::Stat::StdDev)));
+    for stats in [false, true] {
+        ctx.register_udaf(AggregateUDF::from(eigen::TopEigenvector::new(stats)));
+    }
+    ctx.register_udaf(AggregateUDF::from(sketches::PrioritySketchUdaf::new()));
+    ctx.register_udaf(AggregateUDF::from(sketches::SketchMergeUdaf::new()));
+    ctx.register_udf(ScalarUDF::from(sketches::SketchProduct::new()));
+}
+
+/// A sketchpipe error inside DataFusion (its exit code survives the trip: see
+/// [`crate::Error::exit_kind`]).
+fn df_err(e: crate::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// Argument `i` of an aggregate call, which must be a constant (`None` when not given).
+fn literal(args: &AccumulatorArgs, i: usize, name: &str) -> DfResult<Option<ScalarValue>> {
+    let Some(expr) = args.exprs.get(i) else {
+        return Ok(None);
+    };
+    match expr.downcast_ref::<Literal>() {
+        Some(l) => Ok(Some(l.value().clone())),
+        None => plan_err!("{name}: argument {} must be a constant, got {expr}", i + 1),
+    }
 }
 
 /// Any list of numbers as `List<Float64>` (one code path for every list layout).

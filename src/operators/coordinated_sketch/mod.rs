@@ -256,6 +256,23 @@ impl CoordinatedSketchOp {
     }
 }
 
+impl CoordinatedSketchOp {
+    /// The finished sketch and its header; `None` when no row was seen.
+    pub fn into_sketch(self) -> Option<(StoredSketch, Header)> {
+        let stored = match self.core? {
+            Core::Priority(s) => StoredSketch::Sample(s.finish()),
+            Core::Threshold(s) => StoredSketch::Sample(s.finish()),
+            Core::Exact(s) => StoredSketch::Sample(s.finish()),
+            Core::Linear(s) => StoredSketch::Linear(s),
+        };
+        let header = table::Header {
+            key_type: self.key_type,
+            columns: self.p.columns.clone(),
+        };
+        Some((stored, header))
+    }
+}
+
 /// The sketch core, made on the first rows (when the width is known).
 fn core_for<'a>(
     slot: &'a mut Option<Core>,
@@ -357,26 +374,12 @@ impl Operator for CoordinatedSketchOp {
     }
 
     fn finish(self: Box<Self>) -> Result<Vec<OutputTable>> {
-        let this = *self;
-        let core = match this.core {
-            Some(c) => c,
-            None => {
-                return Err(Error::Input(
-                    "the input has no rows: nothing to sketch".into(),
-                ))
-            }
-        };
-        let stored = match core {
-            Core::Priority(s) => StoredSketch::Sample(s.finish()),
-            Core::Threshold(s) => StoredSketch::Sample(s.finish()),
-            Core::Exact(s) => StoredSketch::Sample(s.finish()),
-            Core::Linear(s) => StoredSketch::Linear(s),
-        };
-        let header = table::Header {
-            key_type: this.key_type,
-            columns: this.p.columns.clone(),
-        };
-        output_tables(&stored, &header)
+        match self.into_sketch() {
+            Some((stored, header)) => output_tables(&stored, &header),
+            None => Err(Error::Input(
+                "the input has no rows: nothing to sketch".into(),
+            )),
+        }
     }
 }
 

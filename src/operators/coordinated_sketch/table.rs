@@ -252,9 +252,8 @@ pub fn write(s: &StoredSketch, h: &Header) -> Result<(RecordBatch, Vec<(String, 
 /// Reads a `sketch.parquet` written by [`write`] (directly or by an earlier run), checking its
 /// header; errors name the file.
 pub fn read(path: &Path) -> Result<(StoredSketch, Header)> {
-    let what = || path.display().to_string();
-    let file =
-        File::open(path).map_err(|e| Error::io(format!("cannot open sketch {}", what()), e))?;
+    let what = path.display().to_string();
+    let file = File::open(path).map_err(|e| Error::io(format!("cannot open sketch {what}"), e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
     let kv: Vec<(String, String)> = builder
         .metadata()
@@ -262,18 +261,61 @@ pub fn read(path: &Path) -> Result<(StoredSketch, Header)> {
         .key_value_metadata()
         .map(|kv| {
             kv.iter()
-                .filter_map(|e| {
-                    e.key
-                        .strip_prefix(PREFIX)
-                        .map(|k| (k.to_string(), e.value.clone().unwrap_or_default()))
-                })
+                .map(|e| (e.key.clone(), e.value.clone().unwrap_or_default()))
                 .collect()
         })
         .unwrap_or_default();
+    let schema = builder.schema().clone();
+    let batches: Vec<RecordBatch> = builder.build()?.collect::<std::result::Result<_, _>>()?;
+    decode(&kv, &concat_batches(&schema, &batches)?, &what)
+}
+
+/// A sketch as one value (the `priority_sketch` SQL aggregate's result and state): the
+/// `sketch` table of [`write`] as an Arrow IPC stream, its header in the schema metadata —
+/// the same format as the file, in memory.
+pub fn to_bytes(s: &StoredSketch, h: &Header) -> Result<Vec<u8>> {
+    let (batch, kv) = write(s, h)?;
+    let schema =
+        Schema::new_with_metadata(batch.schema().fields().clone(), kv.into_iter().collect());
+    let batch = batch.with_schema(Arc::new(schema))?;
+    let mut out = Vec::new();
+    let mut w = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema())?;
+    w.write(&batch)?;
+    w.finish()?;
+    drop(w);
+    Ok(out)
+}
+
+/// The sketch [`to_bytes`] made; `what` names it in errors.
+pub fn from_bytes(bytes: &[u8], what: &str) -> Result<(StoredSketch, Header)> {
+    let not_one = |e: &dyn std::fmt::Display| {
+        Error::Input(format!("{what} is not a sketchpipe sketch value ({e})"))
+    };
+    let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(bytes, None)
+        .map_err(|e| not_one(&e))?;
+    let schema = reader.schema();
+    let batches: Vec<RecordBatch> = reader
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| not_one(&e))?;
+    let kv: Vec<(String, String)> = schema
+        .metadata()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    decode(&kv, &concat_batches(&schema, &batches)?, what)
+}
+
+/// A sketch from its table `b` and header key-values `kv` (others ignored).
+fn decode(kv: &[(String, String)], b: &RecordBatch, what: &str) -> Result<(StoredSketch, Header)> {
+    let kv: Vec<(&str, &str)> = kv
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|k| (k, v.as_str())))
+        .collect();
+    let what = || what.to_string();
     let get = |k: &str| -> Result<&str> {
         kv.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| *v)
             .ok_or_else(|| {
                 Error::Input(format!(
                     "{} is not a sketchpipe sketch (no `{PREFIX}{k}` in its metadata)",
@@ -323,9 +365,6 @@ pub fn read(path: &Path) -> Result<(StoredSketch, Header)> {
         parse_f64("frobenius_sq")?,
         parse_u64("rows_seen")?,
     );
-    let schema = builder.schema().clone();
-    let batches: Vec<RecordBatch> = builder.build()?.collect::<std::result::Result<_, _>>()?;
-    let b = concat_batches(&schema, &batches)?;
     let col = |name: &str| {
         b.column_by_name(name)
             .cloned()

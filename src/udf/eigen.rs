@@ -1,0 +1,389 @@
+//! `top_eigenvector(col [, algorithm [, seed [, ell]]])` and `top_eigenvector_stats(…)`: the
+//! top eigenvector of `AᵀA` over the rows of a list (or numeric) column, as SQL aggregates,
+//! backed by the same cores as the `top_eigenvector` stage ([`crate::eigen`]).
+//!
+//! Only the mergeable algorithms run here: `exact` (the default; the Gram matrix, merged by
+//! summing) and `frequent-directions` (Liberty, KDD 2013 / Ghashami et al., arXiv:1501.01711;
+//! merged by stacking and shrinking, its bound `Δ` adding up). DataFusion runs an aggregate
+//! partition-parallel and merges the partitions' states, so an algorithm that needs one
+//! ordered pass (`random-order`, `oja`) is refused with a message pointing at the stage.
+//!
+//! NULL rows are ignored, as every SQL aggregate ignores NULL inputs; a NaN, infinite or
+//! ragged row is an error, as in the stage. No rows gives NULL.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, ListArray, RecordBatch, StringArray, StructArray,
+    UInt64Array,
+};
+use datafusion::arrow::compute::filter;
+use datafusion::arrow::compute::is_not_null;
+use datafusion::arrow::datatypes::{
+    DataType, Field, FieldRef, Fields, Float64Type, Schema, SchemaRef, UInt64Type,
+};
+use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
+
+use super::{df_err, literal};
+use crate::eigen::fd::FdState;
+use crate::eigen::{FrequentDirections, Gram, TopEigen};
+use crate::operators::top_eigenvector::DEFAULT_ELL;
+use crate::operators::Algorithm;
+use crate::rows::{DenseRowReader, OnInvalid};
+
+/// `top_eigenvector` (the vector) or `top_eigenvector_stats` (what the stage's `stats` table
+/// says, as a struct).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct TopEigenvector {
+    stats: bool,
+    signature: Signature,
+}
+
+impl TopEigenvector {
+    pub(super) fn new(stats: bool) -> Self {
+        TopEigenvector {
+            stats,
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+fn vector_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Float64, true)))
+}
+
+fn stats_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("algorithm", DataType::Utf8, false),
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("dim", DataType::UInt64, false),
+        Field::new("eigenvalue", DataType::Float64, false),
+        Field::new("heavy_rows", DataType::UInt64, false),
+        Field::new("state_bytes", DataType::UInt64, false),
+        Field::new("seed", DataType::UInt64, true),
+        Field::new("error_bound", DataType::Float64, false),
+    ])
+}
+
+impl AggregateUDFImpl for TopEigenvector {
+    fn name(&self) -> &str {
+        if self.stats {
+            "top_eigenvector_stats"
+        } else {
+            "top_eigenvector"
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        let usage = "expected (rows LIST | numeric [, algorithm 'exact' | 'frequent-directions' \
+                     [, seed INT [, ell INT]]])";
+        if args.is_empty() || args.len() > 4 {
+            return plan_err!("{}: {} arguments; {usage}", self.name(), args.len());
+        }
+        if args.len() > 1 && !matches!(args[1], DataType::Utf8 | DataType::Utf8View) {
+            return plan_err!("{}: the algorithm is {}; {usage}", self.name(), args[1]);
+        }
+        for (i, t) in args.iter().enumerate().skip(2) {
+            if !t.is_integer() && *t != DataType::Null {
+                return plan_err!("{}: argument {} is {t}; {usage}", self.name(), i + 1);
+            }
+        }
+        Ok(if self.stats {
+            DataType::Struct(stats_fields())
+        } else {
+            vector_type()
+        })
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
+        let f = |n: &str, t: DataType| Arc::new(Field::new(format!("{}[{n}]", args.name), t, true));
+        Ok(vec![
+            f("rows", DataType::UInt64),
+            f("dim", DataType::UInt64),
+            f("frobenius_sq", DataType::Float64),
+            f("shrunk", DataType::Float64),
+            f("values", vector_type()),
+        ])
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        let name = self.name();
+        let algorithm = match literal(&args, 1, name)? {
+            None => Algorithm::Exact,
+            Some(v) => {
+                let s = match &v {
+                    ScalarValue::Utf8(Some(s))
+                    | ScalarValue::Utf8View(Some(s))
+                    | ScalarValue::LargeUtf8(Some(s)) => s.clone(),
+                    other => return plan_err!("{name}: the algorithm is {other}, not a string"),
+                };
+                match Algorithm::parse(&s) {
+                    Some(a @ (Algorithm::Exact | Algorithm::FrequentDirections)) => a,
+                    Some(a) => {
+                        return plan_err!(
+                            "{name}: algorithm '{}' needs one pass over the rows in a random order \
+                             and does not merge, so it cannot run as an SQL aggregate (DataFusion \
+                             runs those partition-parallel and merges); use 'exact' or \
+                             'frequent-directions' here, or a top_eigenvector pipeline stage",
+                            a.as_str()
+                        )
+                    }
+                    None => {
+                        return plan_err!(
+                            "{name}: unknown algorithm '{s}'; SQL runs 'exact' and \
+                             'frequent-directions'"
+                        )
+                    }
+                }
+            }
+        };
+        let seed = literal_u64(&args, 2, name)?;
+        let ell = match literal_u64(&args, 3, name)? {
+            Some(_) if algorithm != Algorithm::FrequentDirections => {
+                return plan_err!("{name}: ell only applies to 'frequent-directions'")
+            }
+            Some(e) if e < 2 => return plan_err!("{name}: ell must be at least 2, got {e}"),
+            Some(e) => e as usize,
+            None => DEFAULT_ELL,
+        };
+        let field = args.expr_fields[0].as_ref().clone().with_name("rows");
+        let schema: SchemaRef = Arc::new(Schema::new(vec![field]));
+        let reader = DenseRowReader::new(&schema, &["rows".to_string()], OnInvalid::Error)
+            .map_err(|e| df_err(e.context(name)))?;
+        Ok(Box::new(EigenAccumulator {
+            name: name.to_string(),
+            stats: self.stats,
+            algorithm,
+            seed,
+            ell,
+            schema,
+            reader,
+            core: None,
+        }))
+    }
+}
+
+fn literal_u64(args: &AccumulatorArgs, i: usize, name: &str) -> DfResult<Option<u64>> {
+    match literal(args, i, name)? {
+        None | Some(ScalarValue::Null) => Ok(None),
+        Some(v) => match v.cast_to(&DataType::UInt64)? {
+            ScalarValue::UInt64(Some(x)) => Ok(Some(x)),
+            _ => plan_err!("{name}: argument {} must be a non-negative integer", i + 1),
+        },
+    }
+}
+
+enum Core {
+    Exact(Gram),
+    Fd(FrequentDirections),
+}
+
+impl Core {
+    fn dim(&self) -> usize {
+        match self {
+            Core::Exact(g) => g.dim(),
+            Core::Fd(f) => f.dim(),
+        }
+    }
+
+    fn finish(&self) -> crate::Result<TopEigen> {
+        match self {
+            Core::Exact(g) => g.finish(),
+            Core::Fd(f) => f.finish(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct EigenAccumulator {
+    /// The function's name, for errors.
+    name: String,
+    stats: bool,
+    algorithm: Algorithm,
+    seed: Option<u64>,
+    ell: usize,
+    schema: SchemaRef,
+    reader: DenseRowReader,
+    core: Option<Core>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Core::Exact(_) => f.write_str("Exact"),
+            Core::Fd(_) => f.write_str("FrequentDirections"),
+        }
+    }
+}
+
+/// The core, made when the first rows tell the width.
+fn core_for(
+    slot: &mut Option<Core>,
+    algorithm: Algorithm,
+    ell: usize,
+    d: usize,
+) -> DfResult<&mut Core> {
+    if slot.is_none() {
+        *slot = Some(match algorithm {
+            Algorithm::FrequentDirections => {
+                Core::Fd(FrequentDirections::new(d, ell).map_err(df_err)?)
+            }
+            _ => Core::Exact(Gram::new(d).map_err(df_err)?),
+        });
+    }
+    Ok(slot.as_mut().expect("just set"))
+}
+
+impl EigenAccumulator {}
+
+fn width_mismatch(name: &str, d: usize, other: usize) -> datafusion::error::DataFusionError {
+    df_err(crate::Error::Input(format!(
+        "{name}: rows of dimension {d} and {other} in one aggregate"
+    )))
+}
+
+impl Accumulator for EigenAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        let mut column = Arc::clone(&values[0]);
+        if column.null_count() > 0 {
+            column = filter(&column, &is_not_null(&column)?)?;
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![column])?;
+        let rows = self
+            .reader
+            .read(&batch)
+            .map_err(|e| df_err(e.context(&self.name)))?;
+        if rows.rows == 0 {
+            return Ok(());
+        }
+        if let Some(have) = self.core.as_ref().map(Core::dim) {
+            if have != rows.dim {
+                return Err(width_mismatch(&self.name, have, rows.dim));
+            }
+        }
+        match core_for(&mut self.core, self.algorithm, self.ell, rows.dim)? {
+            Core::Exact(g) => g.update(rows.values),
+            Core::Fd(f) => f.update(rows.values).map_err(df_err)?,
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        let (rows, dim, frob, shrunk, values) = match &self.core {
+            None => (0, 0, 0.0, 0.0, Vec::new()),
+            Some(Core::Exact(g)) => (g.rows(), g.dim(), g.frobenius_sq(), 0.0, g.lower()),
+            Some(Core::Fd(f)) => {
+                let s = f.to_state();
+                (s.rows_seen, s.d, s.frobenius_sq, s.shrunk, s.rows)
+            }
+        };
+        Ok(vec![
+            ScalarValue::UInt64(Some(rows)),
+            ScalarValue::UInt64(Some(dim as u64)),
+            ScalarValue::Float64(Some(frob)),
+            ScalarValue::Float64(Some(shrunk)),
+            list_scalar(values),
+        ])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        let rows = states[0].as_primitive::<UInt64Type>();
+        let dims = states[1].as_primitive::<UInt64Type>();
+        let frob = states[2].as_primitive::<Float64Type>();
+        let shrunk = states[3].as_primitive::<Float64Type>();
+        let lists = states[4].as_list::<i32>();
+        for i in 0..rows.len() {
+            if rows.is_null(i) || dims.value(i) == 0 {
+                continue;
+            }
+            let d = dims.value(i) as usize;
+            let list = lists.value(i);
+            let values = list.as_primitive::<Float64Type>().values();
+            if let Some(have) = self.core.as_ref().map(Core::dim) {
+                if have != d {
+                    return Err(width_mismatch(&self.name, have, d));
+                }
+            }
+            let ell = self.ell;
+            match core_for(&mut self.core, self.algorithm, ell, d)? {
+                Core::Exact(g) => g
+                    .merge(&Gram::from_lower(d, rows.value(i), values).map_err(df_err)?)
+                    .map_err(df_err)?,
+                Core::Fd(f) => f
+                    .merge(
+                        &FrequentDirections::from_state(&FdState {
+                            d,
+                            ell,
+                            rows: values.to_vec(),
+                            rows_seen: rows.value(i),
+                            frobenius_sq: frob.value(i),
+                            shrunk: shrunk.value(i),
+                        })
+                        .map_err(df_err)?,
+                    )
+                    .map_err(df_err)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        let Some(core) = &self.core else {
+            return Ok(if self.stats {
+                ScalarValue::try_from(DataType::Struct(stats_fields()))?
+            } else {
+                ScalarValue::try_from(vector_type())?
+            });
+        };
+        let top = core.finish().map_err(|e| df_err(e.context(&self.name)))?;
+        if !self.stats {
+            return Ok(list_scalar(top.vector));
+        }
+        let error_bound = match core {
+            Core::Fd(f) => f.error_bound(),
+            Core::Exact(_) => 0.0,
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![self.algorithm.as_str()])),
+            Arc::new(UInt64Array::from(vec![top.rows])),
+            Arc::new(UInt64Array::from(vec![top.vector.len() as u64])),
+            Arc::new(Float64Array::from(vec![top.eigenvalue])),
+            Arc::new(UInt64Array::from(vec![top.heavy_rows])),
+            Arc::new(UInt64Array::from(vec![top.state_bytes])),
+            Arc::new(UInt64Array::from(vec![self.seed])),
+            Arc::new(Float64Array::from(vec![error_bound])),
+        ];
+        Ok(ScalarValue::Struct(Arc::new(StructArray::try_new(
+            stats_fields(),
+            columns,
+            None,
+        )?)))
+    }
+
+    fn size(&self) -> usize {
+        let core = match &self.core {
+            None => 0,
+            Some(Core::Exact(g)) => g.state_bytes() as usize,
+            Some(Core::Fd(f)) => f.state_bytes() as usize,
+        };
+        std::mem::size_of::<Self>() + core
+    }
+}
+
+/// One `List<Float64>` value.
+fn list_scalar(values: Vec<f64>) -> ScalarValue {
+    let n = values.len();
+    let list = ListArray::new(
+        Arc::new(Field::new("item", DataType::Float64, true)),
+        datafusion::arrow::buffer::OffsetBuffer::from_lengths([n]),
+        Arc::new(Float64Array::from(values)),
+        None,
+    );
+    ScalarValue::List(Arc::new(list))
+}
