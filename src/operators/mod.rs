@@ -5,6 +5,7 @@
 //! `RecordBatch`es. Some operators need more than one pass (see [`Operator::next_pass`]).
 
 pub mod coordinated_sketch;
+pub mod eigen_state;
 pub mod prune_scores;
 pub mod sketch_merge;
 pub mod sketch_product;

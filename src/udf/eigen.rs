@@ -14,21 +14,18 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, ListArray, RecordBatch, StringArray, StructArray,
-    UInt64Array,
+    Array, ArrayRef, Float64Array, ListArray, RecordBatch, StringArray, StructArray, UInt64Array,
 };
 use datafusion::arrow::compute::filter;
 use datafusion::arrow::compute::is_not_null;
-use datafusion::arrow::datatypes::{
-    DataType, Field, FieldRef, Fields, Float64Type, Schema, SchemaRef, UInt64Type,
-};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
 
 use super::{df_err, literal};
-use crate::eigen::fd::FdState;
-use crate::eigen::{FrequentDirections, Gram, TopEigen};
+use crate::eigen::{FrequentDirections, Gram};
+use crate::operators::eigen_state::{self, MergeableEigen};
 use crate::operators::top_eigenvector::DEFAULT_ELL;
 use crate::operators::Algorithm;
 use crate::rows::{DenseRowReader, OnInvalid};
@@ -102,14 +99,10 @@ impl AggregateUDFImpl for TopEigenvector {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
-        let f = |n: &str, t: DataType| Arc::new(Field::new(format!("{}[{n}]", args.name), t, true));
-        Ok(vec![
-            f("rows", DataType::UInt64),
-            f("dim", DataType::UInt64),
-            f("frobenius_sq", DataType::Float64),
-            f("shrunk", DataType::Float64),
-            f("values", vector_type()),
-        ])
+        Ok(eigen_state::state_fields(&format!("{}_", args.name))
+            .into_iter()
+            .map(Arc::new)
+            .collect())
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
@@ -179,27 +172,6 @@ fn literal_u64(args: &AccumulatorArgs, i: usize, name: &str) -> DfResult<Option<
     }
 }
 
-enum Core {
-    Exact(Gram),
-    Fd(FrequentDirections),
-}
-
-impl Core {
-    fn dim(&self) -> usize {
-        match self {
-            Core::Exact(g) => g.dim(),
-            Core::Fd(f) => f.dim(),
-        }
-    }
-
-    fn finish(&self) -> crate::Result<TopEigen> {
-        match self {
-            Core::Exact(g) => g.finish(),
-            Core::Fd(f) => f.finish(),
-        }
-    }
-}
-
 #[derive(Debug)]
 struct EigenAccumulator {
     /// The function's name, for errors.
@@ -210,31 +182,22 @@ struct EigenAccumulator {
     ell: usize,
     schema: SchemaRef,
     reader: DenseRowReader,
-    core: Option<Core>,
-}
-
-impl std::fmt::Debug for Core {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Core::Exact(_) => f.write_str("Exact"),
-            Core::Fd(_) => f.write_str("FrequentDirections"),
-        }
-    }
+    core: Option<MergeableEigen>,
 }
 
 /// The core, made when the first rows tell the width.
 fn core_for(
-    slot: &mut Option<Core>,
+    slot: &mut Option<MergeableEigen>,
     algorithm: Algorithm,
     ell: usize,
     d: usize,
-) -> DfResult<&mut Core> {
+) -> DfResult<&mut MergeableEigen> {
     if slot.is_none() {
         *slot = Some(match algorithm {
             Algorithm::FrequentDirections => {
-                Core::Fd(FrequentDirections::new(d, ell).map_err(df_err)?)
+                MergeableEigen::FrequentDirections(FrequentDirections::new(d, ell).map_err(df_err)?)
             }
-            _ => Core::Exact(Gram::new(d).map_err(df_err)?),
+            _ => MergeableEigen::Exact(Gram::new(d).map_err(df_err)?),
         });
     }
     Ok(slot.as_mut().expect("just set"))
@@ -262,72 +225,45 @@ impl Accumulator for EigenAccumulator {
         if rows.rows == 0 {
             return Ok(());
         }
-        if let Some(have) = self.core.as_ref().map(Core::dim) {
+        if let Some(have) = self.core.as_ref().map(MergeableEigen::dim) {
             if have != rows.dim {
                 return Err(width_mismatch(&self.name, have, rows.dim));
             }
         }
         match core_for(&mut self.core, self.algorithm, self.ell, rows.dim)? {
-            Core::Exact(g) => g.update(rows.values),
-            Core::Fd(f) => f.update(rows.values).map_err(df_err)?,
+            MergeableEigen::Exact(g) => g.update(rows.values),
+            MergeableEigen::FrequentDirections(f) => f.update(rows.values).map_err(df_err)?,
         }
         Ok(())
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        let (rows, dim, frob, shrunk, values) = match &self.core {
-            None => (0, 0, 0.0, 0.0, Vec::new()),
-            Some(Core::Exact(g)) => (g.rows(), g.dim(), g.frobenius_sq(), 0.0, g.lower()),
-            Some(Core::Fd(f)) => {
-                let s = f.to_state();
-                (s.rows_seen, s.d, s.frobenius_sq, s.shrunk, s.rows)
-            }
+        let Some(core) = &self.core else {
+            return eigen_state::state_fields("")
+                .iter()
+                .map(|f| ScalarValue::try_from(f.data_type()))
+                .collect();
         };
-        Ok(vec![
-            ScalarValue::UInt64(Some(rows)),
-            ScalarValue::UInt64(Some(dim as u64)),
-            ScalarValue::Float64(Some(frob)),
-            ScalarValue::Float64(Some(shrunk)),
-            list_scalar(values),
-        ])
+        core.to_columns()
+            .iter()
+            .map(|c| ScalarValue::try_from_array(c, 0))
+            .collect()
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
-        let rows = states[0].as_primitive::<UInt64Type>();
-        let dims = states[1].as_primitive::<UInt64Type>();
-        let frob = states[2].as_primitive::<Float64Type>();
-        let shrunk = states[3].as_primitive::<Float64Type>();
-        let lists = states[4].as_list::<i32>();
-        for i in 0..rows.len() {
-            if rows.is_null(i) || dims.value(i) == 0 {
+        let ell = (self.algorithm == Algorithm::FrequentDirections).then_some(self.ell);
+        for i in 0..states[0].len() {
+            let Some(part) = MergeableEigen::from_columns(states, i, ell).map_err(df_err)? else {
                 continue;
-            }
-            let d = dims.value(i) as usize;
-            let list = lists.value(i);
-            let values = list.as_primitive::<Float64Type>().values();
-            if let Some(have) = self.core.as_ref().map(Core::dim) {
-                if have != d {
-                    return Err(width_mismatch(&self.name, have, d));
+            };
+            match &mut self.core {
+                None => self.core = Some(part),
+                Some(core) => {
+                    if core.dim() != part.dim() {
+                        return Err(width_mismatch(&self.name, core.dim(), part.dim()));
+                    }
+                    core.merge(&part).map_err(df_err)?;
                 }
-            }
-            let ell = self.ell;
-            match core_for(&mut self.core, self.algorithm, ell, d)? {
-                Core::Exact(g) => g
-                    .merge(&Gram::from_lower(d, rows.value(i), values).map_err(df_err)?)
-                    .map_err(df_err)?,
-                Core::Fd(f) => f
-                    .merge(
-                        &FrequentDirections::from_state(&FdState {
-                            d,
-                            ell,
-                            rows: values.to_vec(),
-                            rows_seen: rows.value(i),
-                            frobenius_sq: frob.value(i),
-                            shrunk: shrunk.value(i),
-                        })
-                        .map_err(df_err)?,
-                    )
-                    .map_err(df_err)?,
             }
         }
         Ok(())
@@ -345,10 +281,7 @@ impl Accumulator for EigenAccumulator {
         if !self.stats {
             return Ok(list_scalar(top.vector));
         }
-        let error_bound = match core {
-            Core::Fd(f) => f.error_bound(),
-            Core::Exact(_) => 0.0,
-        };
+        let error_bound = core.error_bound();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(vec![self.algorithm.as_str()])),
             Arc::new(UInt64Array::from(vec![top.rows])),
@@ -367,12 +300,7 @@ impl Accumulator for EigenAccumulator {
     }
 
     fn size(&self) -> usize {
-        let core = match &self.core {
-            None => 0,
-            Some(Core::Exact(g)) => g.state_bytes() as usize,
-            Some(Core::Fd(f)) => f.state_bytes() as usize,
-        };
-        std::mem::size_of::<Self>() + core
+        std::mem::size_of::<Self>() + self.core.as_ref().map_or(0, |c| c.state_bytes() as usize)
     }
 }
 
