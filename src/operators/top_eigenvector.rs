@@ -9,13 +9,16 @@
 //!   order_randomised (the rows were shuffled), and with `verify = true` the Rayleigh
 //!   quotient `ρ = ‖Av‖²` and residual `‖AᵀAv − ρv‖₂` measured in one more pass.
 
+use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use super::eigen_state::{self, MergeableEigen};
 use super::{Operator, OutputTable, PassInfo, PassKind, TableDecl};
 use crate::eigen::{
     dot, FrequentDirections, Gram, Oja, RandomOrder, RandomOrderParams, StreamScale, TopEigen,
@@ -98,6 +101,9 @@ pub struct TopEigenvectorParams {
     /// One more pass computing the Rayleigh quotient `‖Av‖²` and the residual
     /// `‖AᵀAv − ρv‖` of the answer.
     pub verify: bool,
+    /// Resume from the previous run's `state` table and read only new files (exact and
+    /// frequent-directions only).
+    pub incremental: bool,
 }
 
 impl TopEigenvectorParams {
@@ -115,6 +121,7 @@ impl TopEigenvectorParams {
             prefix_rows: DEFAULT_PREFIX_ROWS,
             random_order: RandomOrderParams::default(),
             verify: false,
+            incremental: false,
         }
     }
 }
@@ -257,6 +264,9 @@ pub struct TopEigenvectorOp {
     answer: Option<Answer>,
     verify: Option<Verify>,
     order_randomised: bool,
+    /// Incremental: the previous run's state, until merged; then the merged state.
+    previous: Option<MergeableEigen>,
+    state: Option<MergeableEigen>,
 }
 
 static VECTOR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -288,8 +298,9 @@ static STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 
 impl TopEigenvectorOp {
     /// The tables this operator writes.
-    pub fn tables() -> Vec<TableDecl> {
-        vec![
+    /// The tables this operator writes (`state` too when incremental).
+    pub fn tables(incremental: bool) -> Vec<TableDecl> {
+        let mut tables = vec![
             TableDecl {
                 name: "vector",
                 schema: VECTOR_SCHEMA.clone(),
@@ -298,7 +309,72 @@ impl TopEigenvectorOp {
                 name: "stats",
                 schema: STATS_SCHEMA.clone(),
             },
-        ]
+        ];
+        if incremental {
+            tables.push(TableDecl {
+                name: "state",
+                schema: eigen_state::state_schema(),
+            });
+        }
+        tables
+    }
+
+    /// Continues from the `state` table of a previous incremental run in `dir`: the rows read
+    /// now are merged into it.
+    pub fn resume(&mut self, dir: &Path) -> Result<()> {
+        let path = dir.join("state.parquet");
+        let file = std::fs::File::open(&path)
+            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)?
+            .build()?
+            .collect::<std::result::Result<_, _>>()?;
+        let ell =
+            (self.params.algorithm == Algorithm::FrequentDirections).then_some(self.params.ell);
+        self.previous = match batches.first() {
+            Some(b) if b.num_rows() == 1 => MergeableEigen::from_columns(b.columns(), 0, ell)
+                .map_err(|e| e.context(path.display()))?,
+            _ => {
+                return Err(Error::Input(format!(
+                    "{}: a state table holds one row",
+                    path.display()
+                )))
+            }
+        };
+        Ok(())
+    }
+
+    /// The answer from the previous state merged with this run's rows (`core`, if any).
+    fn merged_answer(&mut self, core: Option<Core>, rows_read: u64) -> Result<Answer> {
+        let mine = match core {
+            Some(Core::Exact(g)) => Some(MergeableEigen::Exact(g)),
+            Some(Core::FrequentDirections(f)) => Some(MergeableEigen::FrequentDirections(f)),
+            Some(_) => unreachable!("incremental stages are exact or frequent-directions"),
+            None => None,
+        };
+        let merged = match (self.previous.take(), mine) {
+            (Some(mut prev), Some(mine)) => {
+                if prev.dim() != mine.dim() {
+                    return Err(Error::Input(format!(
+                        "the new rows have dimension {} and the previous state {}",
+                        mine.dim(),
+                        prev.dim()
+                    )));
+                }
+                prev.merge(&mine)?;
+                prev
+            }
+            (Some(prev), None) => prev,
+            (None, Some(mine)) => mine,
+            (None, None) => return Err(self.no_rows_error()),
+        };
+        let answer = Answer {
+            top: merged.finish()?,
+            bound: Some(merged.error_bound()),
+            rows_read,
+            skipped: self.reader.skipped(),
+        };
+        self.state = Some(merged);
+        Ok(answer)
     }
 
     /// Checks the input schema against the parameters; no data is read.
@@ -324,6 +400,8 @@ impl TopEigenvectorOp {
             answer: None,
             verify: None,
             order_randomised: false,
+            previous: None,
+            state: None,
         })
     }
 
@@ -499,6 +577,11 @@ impl Operator for TopEigenvectorOp {
                 let read = self.reader.rows_seen();
                 let bytes = core.leave_prefix(&self.params, read, read)?;
                 self.prefix_bytes = self.prefix_bytes.max(bytes);
+                if self.params.incremental {
+                    let core = self.core.take();
+                    self.answer = Some(self.merged_answer(core, read)?);
+                    return Ok(());
+                }
                 let (top, bound) = core.finish()?;
                 self.answer = Some(Answer {
                     top,
@@ -517,10 +600,18 @@ impl Operator for TopEigenvectorOp {
         self.answer.as_ref().map_or(0, |a| a.rows_read)
     }
 
-    fn finish(self: Box<Self>) -> Result<Vec<OutputTable>> {
+    fn finish(mut self: Box<Self>) -> Result<Vec<OutputTable>> {
+        if self.answer.is_none() && self.params.incremental {
+            // No new files: nothing was scanned, the previous state is the answer.
+            self.answer = Some(self.merged_answer(None, 0)?);
+        }
         let Some(answer) = &self.answer else {
             return Err(self.no_rows_error());
         };
-        self.tables_from(answer)
+        let mut tables = self.tables_from(answer)?;
+        if let Some(state) = &self.state {
+            tables.push(OutputTable::new("state", state.to_batch()?));
+        }
+        Ok(tables)
     }
 }

@@ -7,6 +7,7 @@
 //! * [`sink`], which writes each stage's tables atomically;
 //! * [`shuffle`] gives stages that ask for it an exactly uniform row order, out of core.
 
+pub mod incremental;
 mod keys;
 pub mod lock;
 pub mod run;

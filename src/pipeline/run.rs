@@ -30,10 +30,13 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::Notify;
 
+use super::incremental::{self, Increment};
 use super::lock::OutputLock;
 use super::shuffle::{Spilled, Spiller};
 use super::sink::{ScratchDir, StageOutput};
-use super::source::{register_sources, session_with_memory, source_frame};
+use super::source::{
+    files_frame, register_sources, session_with_memory, source_files, source_frame,
+};
 use super::spec::SketchRef;
 use super::spec::{Input, OpSpec, PipelineSpec, StageSpec};
 use crate::operators::coordinated_sketch::{
@@ -91,6 +94,8 @@ struct Group<'a> {
     columns: Vec<String>,
     /// A single stage that runs as one DataFusion query ([`OpSpec::is_query`]), not a scan.
     query: bool,
+    /// A stage that shares its scan with no other (query and incremental stages).
+    alone: bool,
     /// Rows of the same key added up or averaged before the stages see them.
     aggregate: Option<&'a CoordinatedSketchParams>,
 }
@@ -158,6 +163,48 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             )
         })?;
     }
+    // Incremental stages: which files are new, and the output to resume from.
+    let mut increments: BTreeMap<String, Increment> = BTreeMap::new();
+    for stage in spec.stages.iter().filter(|s| s.op.incremental()) {
+        let Input::Source(source) = &stage.input else {
+            unreachable!("checked with the spec: incremental stages read a path source")
+        };
+        let files = source_files(&ctx, spec, source).await?;
+        let inc = incremental::plan(
+            &output_dir,
+            &stage.name,
+            opts.run_date,
+            &stage.params,
+            files,
+        )?;
+        let message = match (&inc.previous, &inc.full_because) {
+            (Some(prev), _) => format!(
+                "stage `{}`: incremental: {} new file(s), {} already merged into {}",
+                stage.name,
+                inc.new.len(),
+                inc.consumed.len(),
+                prev.display()
+            ),
+            (None, why) => format!(
+                "stage `{}`: incremental: reading all {} file(s) ({})",
+                stage.name,
+                inc.new.len(),
+                why.as_deref().unwrap_or("first run")
+            ),
+        };
+        event(
+            opts.progress,
+            "incremental",
+            &message,
+            &[
+                ("stage", Value::from(stage.name.as_str())),
+                ("new_files", Value::from(inc.new.len())),
+                ("consumed_files", Value::from(inc.consumed.len())),
+                ("resumed", Value::from(inc.previous.is_some())),
+            ],
+        );
+        increments.insert(stage.name.clone(), inc);
+    }
     // Scratch space of stages with intermediate tables, removed when the run ends.
     let mut scratch: BTreeMap<String, ScratchDir> = BTreeMap::new();
     let mut ops: BTreeMap<String, Box<dyn Operator>> = BTreeMap::new();
@@ -169,7 +216,10 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             continue;
         }
         let by_id = scratch.get(&stage.name).map(|d| d.path().join(BY_ID));
-        let op = build_operator(&stage.op, &projected, by_id.as_deref())
+        let previous = increments
+            .get(&stage.name)
+            .and_then(|i| i.previous.as_deref());
+        let op = build_operator(&stage.op, &projected, by_id.as_deref(), previous)
             .map_err(|e| e.context(format!("{}: [stages.{}]", spec.file.display(), stage.name)))?;
         ops.insert(stage.name.clone(), op);
     }
@@ -231,98 +281,120 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             pending.push(output);
             continue;
         }
+        let increment = group.stages.first().and_then(|s| increments.get(&s.name));
         let frame = match &group.input {
-            Input::Source(name) => source_frame(&ctx, spec, name).await?,
+            Input::Source(name) => match increment {
+                Some(inc) if inc.new.is_empty() => None,
+                Some(inc) => Some(files_frame(&ctx, spec, name, &inc.new).await?),
+                None => Some(source_frame(&ctx, spec, name).await?),
+            },
             Input::StageTable { stage, table } => {
                 let path = &produced[&(stage.clone(), table.clone())];
-                ctx.read_parquet(
-                    path.to_string_lossy().as_ref(),
-                    ParquetReadOptions::default(),
+                Some(
+                    ctx.read_parquet(
+                        path.to_string_lossy().as_ref(),
+                        ParquetReadOptions::default(),
+                    )
+                    .await?,
                 )
-                .await?
             }
             Input::Sketches(_) => unreachable!("handled above"),
         };
-        let frame =
-            frame.select_columns(&group.columns.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let frame = match group.aggregate {
-            Some(agg) => aggregate_duplicates(frame, agg)?,
-            None => frame,
-        };
-        // Each key column of the group is checked once, however many sketch stages use it.
-        let mut checked: Vec<&str> = Vec::new();
-        for stage in &group.stages {
-            if let OpSpec::CoordinatedSketch(p) = &stage.op {
-                if p.duplicate_keys == DuplicateKeys::Error && !checked.contains(&p.key.as_str()) {
-                    checked.push(&p.key);
-                    check_unique_keys(&frame, &p.key)
-                        .await
-                        .map_err(|e| e.context(stage_context(spec, stage)))?;
+        let mut group_ops: Vec<(&StageSpec, Box<dyn Operator>)>;
+        if let Some(frame) = frame {
+            let frame = frame
+                .select_columns(&group.columns.iter().map(String::as_str).collect::<Vec<_>>())?;
+            let frame = match group.aggregate {
+                Some(agg) => aggregate_duplicates(frame, agg)?,
+                None => frame,
+            };
+            // Each key column of the group is checked once, however many sketch stages use it.
+            let mut checked: Vec<&str> = Vec::new();
+            for stage in &group.stages {
+                if let OpSpec::CoordinatedSketch(p) = &stage.op {
+                    if p.duplicate_keys == DuplicateKeys::Error
+                        && !checked.contains(&p.key.as_str())
+                    {
+                        checked.push(&p.key);
+                        check_unique_keys(&frame, &p.key)
+                            .await
+                            .map_err(|e| e.context(stage_context(spec, stage)))?;
+                    }
                 }
             }
-        }
-        if group.query {
-            let stage = group.stages[0];
-            let OpSpec::PruneScores(p) = &stage.op else {
-                unreachable!("the only query stage")
-            };
-            let stage_ctx = || stage_context(spec, stage);
-            event(
-                opts.progress,
-                "stage_started",
-                &format!(
-                    "stage `{}`: scoring {} and averaging by id",
-                    stage.name,
-                    describe_input(spec, &stage.input)
-                ),
-                &[("stage", Value::from(stage.name.as_str()))],
-            );
-            let by_id = scratch[&stage.name].path().join(BY_ID);
-            let work = async {
-                let runs = prune_scores::runs::aggregate(&ctx, frame, p, &by_id).await?;
-                prune_scores::masks::finish(&ctx, &by_id, p, runs).await
-            };
-            let scores = interruptible(&interrupt, work)
+            if group.query {
+                let stage = group.stages[0];
+                let OpSpec::PruneScores(p) = &stage.op else {
+                    unreachable!("the only query stage")
+                };
+                let stage_ctx = || stage_context(spec, stage);
+                event(
+                    opts.progress,
+                    "stage_started",
+                    &format!(
+                        "stage `{}`: scoring {} and averaging by id",
+                        stage.name,
+                        describe_input(spec, &stage.input)
+                    ),
+                    &[("stage", Value::from(stage.name.as_str()))],
+                );
+                let by_id = scratch[&stage.name].path().join(BY_ID);
+                let work = async {
+                    let runs = prune_scores::runs::aggregate(&ctx, frame, p, &by_id).await?;
+                    prune_scores::masks::finish(&ctx, &by_id, p, runs).await
+                };
+                let scores = interruptible(&interrupt, work)
+                    .await
+                    .map_err(|e| e.context(stage_ctx()))?;
+                let rows_read = scores.rows;
+                let output = write_stage(
+                    spec,
+                    stage,
+                    opts,
+                    &output_dir,
+                    &interrupt,
+                    Vec::new(),
+                    Some(scores),
+                    rows_read,
+                    &mut produced,
+                )
                 .await
                 .map_err(|e| e.context(stage_ctx()))?;
-            let rows_read = scores.rows;
-            let output = write_stage(
+                pending.push(output);
+                continue;
+            }
+            group_ops = group
+                .stages
+                .iter()
+                .map(|s| (*s, ops.remove(&s.name).expect("built in phase 1")))
+                .collect();
+            run_group(
+                &ctx,
                 spec,
-                stage,
-                opts,
-                &output_dir,
+                group,
+                frame,
+                &mut group_ops,
+                opts.progress,
                 &interrupt,
-                Vec::new(),
-                Some(scores),
-                rows_read,
-                &mut produced,
+                &tmp_root,
             )
-            .await
-            .map_err(|e| e.context(stage_ctx()))?;
-            pending.push(output);
-            continue;
+            .await?;
+        } else {
+            // An incremental stage with no new files: its previous state is the answer.
+            group_ops = group
+                .stages
+                .iter()
+                .map(|s| (*s, ops.remove(&s.name).expect("built in phase 1")))
+                .collect();
         }
-        let mut group_ops: Vec<(&StageSpec, Box<dyn Operator>)> = group
-            .stages
-            .iter()
-            .map(|s| (*s, ops.remove(&s.name).expect("built in phase 1")))
-            .collect();
-        run_group(
-            &ctx,
-            spec,
-            group,
-            frame,
-            &mut group_ops,
-            opts.progress,
-            &interrupt,
-            &tmp_root,
-        )
-        .await?;
 
         for (stage, op) in group_ops {
             let rows_read = op.rows_read();
             let stage_ctx = || stage_context(spec, stage);
-            let tables = op.finish().map_err(|e| e.context(stage_ctx()))?;
+            let mut tables = op.finish().map_err(|e| e.context(stage_ctx()))?;
+            if let Some(inc) = increments.get(&stage.name) {
+                tables.push(OutputTable::new(incremental::MANIFEST, inc.manifest()?));
+            }
             let scores = match &stage.op {
                 OpSpec::PruneScores(p) => {
                     let by_id = scratch[&stage.name].path().join(BY_ID);
@@ -390,14 +462,16 @@ fn group_by_input(spec: &PipelineSpec) -> Vec<Group<'_>> {
             .op
             .shuffle()
             .map(|(seed, memory)| Shuffle { seed, memory });
+        // Query stages and incremental ones (which read only some files) scan alone.
         let query = stage.op.is_query();
+        let alone = query || stage.op.incremental();
         let aggregate = match &stage.op {
             OpSpec::CoordinatedSketch(p) if p.duplicate_keys != DuplicateKeys::Error => Some(p),
             _ => None,
         };
         let group = match groups.iter_mut().find(|g| {
-            !query
-                && !g.query
+            !alone
+                && !g.alone
                 && aggregate.is_none()
                 && g.aggregate.is_none()
                 && g.input == stage.input
@@ -411,6 +485,7 @@ fn group_by_input(spec: &PipelineSpec) -> Vec<Group<'_>> {
                     stages: Vec::new(),
                     columns: Vec::new(),
                     query,
+                    alone,
                     aggregate,
                 });
                 groups.last_mut().expect("just pushed")
@@ -495,15 +570,33 @@ fn check_columns(spec: &PipelineSpec, group: &Group<'_>, schema: &Schema) -> Res
 /// The per-id scratch table of a `prune_scores` stage.
 const BY_ID: &str = "by_id.parquet";
 
-fn build_operator(op: &OpSpec, schema: &Schema, by_id: Option<&Path>) -> Result<Box<dyn Operator>> {
+/// The operator of a scan stage; `previous` is the output an incremental stage resumes from.
+fn build_operator(
+    op: &OpSpec,
+    schema: &Schema,
+    by_id: Option<&Path>,
+    previous: Option<&Path>,
+) -> Result<Box<dyn Operator>> {
     Ok(match op {
-        OpSpec::TopEigenvector(p) => Box::new(TopEigenvectorOp::new(p.clone(), schema)?),
+        OpSpec::TopEigenvector(p) => {
+            let mut op = TopEigenvectorOp::new(p.clone(), schema)?;
+            if let Some(dir) = previous {
+                op.resume(dir)?;
+            }
+            Box::new(op)
+        }
         OpSpec::PruneScores(p) => Box::new(ProxyScoresOp::new(
             p.clone(),
             schema,
             by_id.expect("prune stages have scratch space"),
         )?),
-        OpSpec::CoordinatedSketch(p) => Box::new(CoordinatedSketchOp::new(p.clone(), schema)?),
+        OpSpec::CoordinatedSketch(p) => {
+            let mut op = CoordinatedSketchOp::new(p.clone(), schema)?;
+            if let Some(dir) = previous {
+                op.resume(dir)?;
+            }
+            Box::new(op)
+        }
         OpSpec::SketchProduct | OpSpec::SketchMerge | OpSpec::SketchRegression(_) => {
             unreachable!("a query stage, not a scan operator")
         }

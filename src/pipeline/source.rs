@@ -1,13 +1,18 @@
 //! Sources through a DataFusion `SessionContext`: files, directories and globs of Parquet or
 //! CSV, registered as tables under their source names, and SQL over them.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::dataframe::DataFrame;
+use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 
+use futures::StreamExt;
+
+use super::incremental::FileEntry;
 use super::spec::{FileFormat, PipelineSpec, SourceSpec};
 use crate::{Error, Result};
 
@@ -52,18 +57,7 @@ pub async fn register_sources(ctx: &SessionContext, spec: &PipelineSpec) -> Resu
                     std::io::ErrorKind::NotFound.into(),
                 ));
             }
-            let mut location = path.to_string_lossy().into_owned();
-            let extension = if path.is_dir() {
-                if !location.ends_with('/') {
-                    location.push('/');
-                }
-                format.extension().to_string()
-            } else {
-                // A single file or a glob: list exactly what was named, whatever its extension.
-                path.extension()
-                    .map(|e| format!(".{}", e.to_string_lossy()))
-                    .unwrap_or_default()
-            };
+            let (location, extension) = location(path, *format);
             let registered = match format {
                 FileFormat::Parquet => {
                     let options = ParquetReadOptions {
@@ -90,6 +84,96 @@ pub async fn register_sources(ctx: &SessionContext, spec: &PipelineSpec) -> Resu
         }
     }
     Ok(())
+}
+
+/// Where DataFusion lists a `path` source's files, and the extension it keeps: a directory's
+/// files of the format's extension; a single file or a glob, exactly what was named, whatever
+/// its extension.
+fn location(path: &Path, format: FileFormat) -> (String, String) {
+    let mut location = path.to_string_lossy().into_owned();
+    let extension = if path.is_dir() {
+        if !location.ends_with('/') {
+            location.push('/');
+        }
+        format.extension().to_string()
+    } else {
+        path.extension()
+            .map(|e| format!(".{}", e.to_string_lossy()))
+            .unwrap_or_default()
+    };
+    (location, extension)
+}
+
+/// The files of `path` source `name` as DataFusion lists them (path, size, modification
+/// time), for an `incremental` stage.
+pub async fn source_files(
+    ctx: &SessionContext,
+    spec: &PipelineSpec,
+    name: &str,
+) -> Result<Vec<FileEntry>> {
+    let SourceSpec::Path { path, format, .. } = &spec.sources[name] else {
+        return Err(Error::Config(format!(
+            "[sources.{name}]: an incremental stage needs a `path` source"
+        )));
+    };
+    let (location, extension) = location(path, *format);
+    let url = ListingTableUrl::parse(&location)?;
+    let store = ctx.runtime_env().object_store(url.object_store())?;
+    let state = ctx.state();
+    let mut listed = url
+        .list_all_files(&state, store.as_ref(), &extension)
+        .await?;
+    let mut out = Vec::new();
+    while let Some(meta) = listed.next().await {
+        let meta = meta?;
+        out.push(FileEntry {
+            file: format!("/{}", meta.location),
+            bytes: meta.size,
+            modified: meta
+                .last_modified
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        });
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The rows of `files` of `path` source `name` (a subset of its files, same format).
+pub async fn files_frame(
+    ctx: &SessionContext,
+    spec: &PipelineSpec,
+    name: &str,
+    files: &[FileEntry],
+) -> Result<DataFrame> {
+    let SourceSpec::Path {
+        path,
+        format,
+        has_header,
+        ..
+    } = &spec.sources[name]
+    else {
+        return Err(Error::Config(format!(
+            "[sources.{name}]: an incremental stage needs a `path` source"
+        )));
+    };
+    let (_, extension) = location(path, *format);
+    let paths: Vec<String> = files.iter().map(|f| f.file.clone()).collect();
+    let frame = match format {
+        FileFormat::Parquet => {
+            let options = ParquetReadOptions {
+                file_extension: &extension,
+                ..Default::default()
+            };
+            ctx.read_parquet(paths, options).await
+        }
+        FileFormat::Csv => {
+            let options = CsvReadOptions::new()
+                .has_header(*has_header)
+                .file_extension(&extension);
+            ctx.read_csv(paths, options).await
+        }
+    };
+    frame.map_err(|e| Error::Input(format!("{}: [sources.{name}]: {e}", spec.file.display())))
 }
 
 /// The data frame of a source (registered by [`register_sources`]).

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
+use super::incremental::{manifest_schema, MANIFEST};
 use super::keys::Keys;
 use datafusion::arrow::datatypes::Schema;
 
@@ -207,10 +208,13 @@ impl OpSpec {
     /// The names of the tables the op writes.
     pub fn table_names(&self) -> Vec<&'static str> {
         match self {
-            OpSpec::TopEigenvector(_) => {
-                TopEigenvectorOp::tables().iter().map(|t| t.name).collect()
-            }
+            OpSpec::TopEigenvector(p) => TopEigenvectorOp::tables(p.incremental)
+                .iter()
+                .map(|t| t.name)
+                .chain(p.incremental.then_some(MANIFEST))
+                .collect(),
             OpSpec::PruneScores(p) => prune_scores::table_names(p),
+            OpSpec::CoordinatedSketch(p) if p.incremental => vec!["sketch", "stats", MANIFEST],
             OpSpec::CoordinatedSketch(_) => vec!["sketch", "stats"],
             OpSpec::SketchProduct => vec!["product", "stats"],
             OpSpec::SketchMerge => vec!["sketch", "stats"],
@@ -220,18 +224,26 @@ impl OpSpec {
 
     /// The tables the op writes, with their schemas, for an input of schema `input`.
     pub fn tables(&self, input: &Schema) -> Result<Vec<TableDecl>> {
-        match self {
-            OpSpec::TopEigenvector(_) => Ok(TopEigenvectorOp::tables()),
-            OpSpec::PruneScores(p) => p.tables(input),
-            OpSpec::CoordinatedSketch(p) => p.tables(input),
-            OpSpec::SketchProduct => Ok(crate::operators::sketch_product::tables()),
-            OpSpec::SketchRegression(_) => Ok(crate::operators::sketch_regression::tables()),
-            OpSpec::SketchMerge => Err(Error::Config(
-                "a sketch_merge output is read as a sketch (sketch_product's left/right, or \
-                 another sketch_merge's inputs), not as a `source`"
-                    .into(),
-            )),
+        let mut tables =
+            match self {
+                OpSpec::TopEigenvector(p) => TopEigenvectorOp::tables(p.incremental),
+                OpSpec::PruneScores(p) => p.tables(input)?,
+                OpSpec::CoordinatedSketch(p) => p.tables(input)?,
+                OpSpec::SketchProduct => crate::operators::sketch_product::tables(),
+                OpSpec::SketchRegression(_) => crate::operators::sketch_regression::tables(),
+                OpSpec::SketchMerge => return Err(Error::Config(
+                    "a sketch_merge output is read as a sketch (sketch_product's left/right, or \
+                     another sketch_merge's inputs), not as a `source`"
+                        .into(),
+                )),
+            };
+        if self.incremental() {
+            tables.push(TableDecl {
+                name: MANIFEST,
+                schema: manifest_schema(),
+            });
         }
+        Ok(tables)
     }
 
     /// The input columns the op reads (the scan projects only these).
@@ -253,6 +265,15 @@ impl OpSpec {
             OpSpec::CoordinatedSketch(_) => "columns",
             OpSpec::SketchProduct | OpSpec::SketchRegression(_) => "left",
             OpSpec::SketchMerge => "inputs",
+        }
+    }
+
+    /// Whether the stage resumes from its previous output and reads only new files.
+    pub fn incremental(&self) -> bool {
+        match self {
+            OpSpec::TopEigenvector(p) => p.incremental,
+            OpSpec::CoordinatedSketch(p) => p.incremental,
+            _ => false,
         }
     }
 
@@ -543,6 +564,56 @@ fn parse_stage(
             ))
         }
     };
+    let mut op = op;
+    if keys.boolean("incremental")?.unwrap_or(false) {
+        let refuse = |why: &str| keys.error("incremental", why.to_string());
+        match &mut op {
+            OpSpec::TopEigenvector(p) => {
+                if !matches!(
+                    p.algorithm,
+                    Algorithm::Exact | Algorithm::FrequentDirections
+                ) {
+                    return Err(refuse(
+                        "needs a mergeable algorithm: \"exact\" or \"frequent-directions\" \
+                         (random-order and oja make one ordered pass over all the rows)",
+                    ));
+                }
+                if p.verify {
+                    return Err(refuse(
+                        "cannot be combined with verify = true (it needs a pass over every file)",
+                    ));
+                }
+                if p.shuffle {
+                    return Err(refuse(
+                        "cannot be combined with shuffle = true (exact and frequent-directions do \
+                         not depend on the row order)",
+                    ));
+                }
+                p.incremental = true;
+            }
+            OpSpec::CoordinatedSketch(p) => {
+                if p.method == Method::Threshold {
+                    return Err(refuse(
+                        "threshold sketches do not merge; use method = \"priority\"",
+                    ));
+                }
+                if p.duplicate_keys != DuplicateKeys::Error {
+                    return Err(refuse(
+                        "cannot be combined with duplicate_keys = \"sum\" or \"mean\" (a key's \
+                         rows in earlier files are no longer read)",
+                    ));
+                }
+                p.incremental = true;
+            }
+            _ => {
+                return Err(refuse(
+                    "only mergeable stages can be incremental: top_eigenvector (exact, \
+                     frequent-directions) and coordinated_sketch (priority, exact, jl, \
+                     countsketch)",
+                ))
+            }
+        }
+    }
     let sketch_ref = |v: String| {
         if v.contains('/') || v.contains('\\') || v.starts_with('.') {
             SketchRef::Dir(base.join(v))
@@ -948,6 +1019,24 @@ fn resolve_order(
 ) -> Result<Vec<StageSpec>> {
     let by_name: BTreeMap<&str, &StageSpec> = stages.iter().map(|s| (s.name.as_str(), s)).collect();
     for stage in &stages {
+        if stage.op.incremental()
+            && !matches!(&stage.input, Input::Source(s) if matches!(sources.get(s), Some(SourceSpec::Path { .. })))
+        {
+            return Err(keys_error(
+                file,
+                &format!("[stages.{}]", stage.name),
+                "incremental",
+                format!(
+                    "needs a `path` source (files it can tell apart from the ones already \
+                     read); `{}` is {}",
+                    stage.input,
+                    match &stage.input {
+                        Input::Source(_) => "an SQL source",
+                        _ => "not a source",
+                    }
+                ),
+            ));
+        }
         let ok = match &stage.input {
             Input::Source(s) => sources.contains_key(s),
             Input::StageTable {

@@ -13,6 +13,7 @@
 
 pub mod table;
 
+use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
@@ -57,6 +58,8 @@ pub struct CoordinatedSketchParams {
     pub duplicate_keys: DuplicateKeys,
     /// Width of a sparse `List<Struct<index, value>>` column's rows (required for one).
     pub dim: Option<usize>,
+    /// Merge into the previous run's sketch, reading only new files.
+    pub incremental: bool,
     /// Key column first, then the value columns: what the scan reads.
     read: Vec<String>,
 }
@@ -73,6 +76,7 @@ impl CoordinatedSketchParams {
             seed: 42,
             duplicate_keys: DuplicateKeys::Error,
             dim: None,
+            incremental: false,
             read,
         }
     }
@@ -208,6 +212,8 @@ pub struct CoordinatedSketchOp {
     core: Option<Core>,
     passes: u32,
     done: bool,
+    /// Incremental: the previous run's sketch, merged in at the end.
+    previous: Option<(StoredSketch, Header)>,
 }
 
 impl CoordinatedSketchOp {
@@ -252,6 +258,7 @@ impl CoordinatedSketchOp {
             core: None,
             passes: 0,
             done: false,
+            previous: None,
         })
     }
 }
@@ -270,6 +277,36 @@ impl CoordinatedSketchOp {
             columns: self.p.columns.clone(),
         };
         Some((stored, header))
+    }
+
+    /// Continues from the sketch of a previous incremental run in `dir`: the rows read now
+    /// are merged into it ([`super::sketch_merge::merge`]: as one pass for priority).
+    pub fn resume(&mut self, dir: &Path) -> Result<()> {
+        let path = dir.join("sketch.parquet");
+        let (sketch, header) = table::read(&path)?;
+        if header.key_type != self.key_type {
+            return Err(Error::Input(format!(
+                "{}: the previous sketch has {} keys, the input now {}",
+                path.display(),
+                header.key_type.as_str(),
+                self.key_type.as_str()
+            )));
+        }
+        self.previous = Some((sketch, header));
+        Ok(())
+    }
+
+    /// The sketch of the rows read, merged into the previous run's when incremental.
+    fn finished(mut self) -> Result<Option<(StoredSketch, Header)>> {
+        let previous = self.previous.take();
+        let current = self.into_sketch();
+        Ok(match (previous, current) {
+            (Some((p, ph)), Some((c, ch))) => Some(super::sketch_merge::merge(vec![
+                (p, ph, "the previous run's sketch".into()),
+                (c, ch, "the new files' sketch".into()),
+            ])?),
+            (p, c) => c.or(p),
+        })
     }
 }
 
@@ -374,7 +411,7 @@ impl Operator for CoordinatedSketchOp {
     }
 
     fn finish(self: Box<Self>) -> Result<Vec<OutputTable>> {
-        match self.into_sketch() {
+        match self.finished()? {
             Some((stored, header)) => output_tables(&stored, &header),
             None => Err(Error::Input(
                 "the input has no rows: nothing to sketch".into(),
