@@ -286,3 +286,35 @@ async fn sql_refusals_are_clear() {
     let e = query_err(&ctx, "SELECT priority_sketch(id, emb, 0, 1) FROM t").await;
     assert!(e.contains("k must be at least 1"), "{e}");
 }
+
+/// Every function, one partition against four: the same printed result (row functions and
+/// the priority sketches exactly; the exact eigenvector is compared to rounding above).
+#[tokio::test]
+async fn every_function_gives_the_same_answer_on_one_or_four_partitions() {
+    let tmp = TempDir::new().unwrap();
+    data(tmp.path());
+    let queries = [
+        "SELECT id, el2n(emb, id % 8) AS e, grand(emb, id % 8, emb) AS g, uniform_hash(id, 3) AS u, \
+         list_mean(emb) AS m, list_stddev(emb) AS s FROM t ORDER BY id",
+        "WITH s AS (SELECT priority_sketch(id, emb, 30, 5) AS s FROM t) \
+         SELECT sketch_product(s, s) AS w FROM s",
+        "WITH d AS (SELECT id % 4 AS day, priority_sketch(id, emb, 30, 5) AS s FROM t GROUP BY id % 4) \
+         SELECT sketch_product(m, m) AS w FROM (SELECT sketch_merge(s) AS m FROM d)",
+        "SELECT id % 2 AS g, top_eigenvector_stats(emb, 'frequent-directions', 0, 8)['rows'] AS n \
+         FROM t GROUP BY id % 2 ORDER BY g",
+    ];
+    for sql in queries {
+        let mut printed = Vec::new();
+        for partitions in [1, 4] {
+            let ctx = ctx(tmp.path(), partitions).await;
+            let b = query(&ctx, sql).await;
+            printed.push(
+                datafusion::arrow::util::pretty::pretty_format_batches(&[b])
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        assert!(printed[0].lines().count() > 3, "{sql}: {}", printed[0]);
+        assert_eq!(printed[0], printed[1], "{sql}");
+    }
+}
