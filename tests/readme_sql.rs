@@ -192,6 +192,8 @@ fn every_sql_example_in_the_readme_runs_and_prints_what_it_says() {
     for f in [
         "el2n(",
         "grand(",
+        "el2n_probs(",
+        "grand_probs(",
         "uniform_hash(",
         "list_mean(",
         "list_stddev(",
