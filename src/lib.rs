@@ -12,6 +12,8 @@
 //! 5. **front ends** — the CLI (`src/main.rs`), the SQL command ([`query`]) and the data
 //!    generators ([`generate`]).
 
+#[cfg(feature = "ballista")]
+pub mod cluster;
 pub mod eigen;
 pub mod error;
 pub mod generate;

@@ -12,7 +12,7 @@ use sketchpipe::generate::{
 };
 use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
 use sketchpipe::progress::{event, json_record, ProgressMode, Value};
-use sketchpipe::query::{run_query, OutputFormat};
+use sketchpipe::query::{run_query, run_query_on, OutputFormat};
 use sketchpipe::{Error, Result};
 
 /// Stream large tables through sketching operators and query the small summaries with SQL.
@@ -52,6 +52,49 @@ enum Command {
     /// Write a reproducible synthetic table (Parquet, or CSV when --out ends in .csv).
     #[command(subcommand)]
     Generate(GenerateKind),
+    /// Start a DataFusion Ballista scheduler that knows sketchpipe's SQL functions (needs a
+    /// build with `--features ballista`). Runs until stopped.
+    Scheduler(SchedulerArgs),
+    /// Start a DataFusion Ballista executor that knows sketchpipe's SQL functions, serving the
+    /// scheduler at --scheduler (needs a build with `--features ballista`). Runs until stopped.
+    Executor(ExecutorArgs),
+}
+
+#[derive(Args, Debug)]
+struct SchedulerArgs {
+    /// Address to listen on for clients and executors.
+    #[arg(long, default_value = "127.0.0.1:50050", value_name = "HOST:PORT")]
+    bind: std::net::SocketAddr,
+    /// Seconds without a heartbeat before an executor is declared dead and its tasks run
+    /// elsewhere (Ballista's default: 180).
+    #[arg(long, default_value_t = 180, value_name = "SECONDS")]
+    executor_timeout: u64,
+}
+
+#[derive(Args, Debug)]
+struct ExecutorArgs {
+    /// The scheduler to serve.
+    #[arg(long, default_value = "127.0.0.1:50050", value_name = "HOST:PORT")]
+    scheduler: String,
+    /// Host to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_host: String,
+    /// Arrow Flight port (shuffle data between executors and to clients).
+    #[arg(long, default_value_t = 50051)]
+    port: u16,
+    /// The executor's gRPC port.
+    #[arg(long, default_value_t = 50052)]
+    grpc_port: u16,
+    /// Tasks run at once (default: the machine's cores).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Directory for shuffle files (default: a temporary directory).
+    #[arg(long)]
+    work_dir: Option<String>,
+    /// Seconds between heartbeats to the scheduler (Ballista's default: 60; keep it well under
+    /// the scheduler's --executor-timeout).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    heartbeat_interval: u64,
 }
 
 #[derive(Args, Debug)]
@@ -81,6 +124,11 @@ struct SqlArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Run the query on the Ballista cluster whose scheduler is at df://HOST:PORT (needs a
+    /// build with `--features ballista`; the files it reads must be at the same paths on the
+    /// executors).
+    #[arg(long, value_name = "df://HOST:PORT")]
+    cluster: Option<String>,
     /// The SQL query, e.g. "SELECT * FROM top.vector ORDER BY abs(value) DESC LIMIT 5".
     query: String,
 }
@@ -325,6 +373,80 @@ fn report(progress: ProgressMode, files: &[Generated]) {
     }
 }
 
+#[cfg(not(feature = "ballista"))]
+const NO_BALLISTA: &str = "this sketchpipe was built without the `ballista` feature; build it \
+                           with `cargo build --release --features ballista` to use a cluster";
+
+#[cfg(feature = "ballista")]
+async fn cluster_context(url: &str) -> Result<datafusion::prelude::SessionContext> {
+    if !url.starts_with("df://") {
+        return Err(Error::Config(format!(
+            "--cluster {url}: expected df://HOST:PORT (the scheduler's address)"
+        )));
+    }
+    sketchpipe::cluster::remote_context(url).await
+}
+
+#[cfg(not(feature = "ballista"))]
+async fn cluster_context(_url: &str) -> Result<datafusion::prelude::SessionContext> {
+    Err(Error::Config(NO_BALLISTA.into()))
+}
+
+#[cfg(feature = "ballista")]
+async fn start_scheduler(args: SchedulerArgs, progress: ProgressMode) -> Result<()> {
+    event(
+        progress,
+        "scheduler_started",
+        &format!("Ballista scheduler listening on {}", args.bind),
+        &[("bind", Value::from(args.bind.to_string()))],
+    );
+    sketchpipe::cluster::run_scheduler(args.bind, args.executor_timeout).await
+}
+
+#[cfg(not(feature = "ballista"))]
+async fn start_scheduler(_args: SchedulerArgs, _progress: ProgressMode) -> Result<()> {
+    Err(Error::Config(NO_BALLISTA.into()))
+}
+
+#[cfg(feature = "ballista")]
+async fn start_executor(args: ExecutorArgs, progress: ProgressMode) -> Result<()> {
+    let (host, port) = args
+        .scheduler
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "--scheduler {}: expected HOST:PORT",
+                args.scheduler
+            ))
+        })?;
+    event(
+        progress,
+        "executor_started",
+        &format!(
+            "Ballista executor on {}:{} (gRPC {}) serving the scheduler at {host}:{port}",
+            args.bind_host, args.port, args.grpc_port
+        ),
+        &[("scheduler", Value::from(args.scheduler.as_str()))],
+    );
+    sketchpipe::cluster::run_executor(sketchpipe::cluster::ExecutorOptions {
+        scheduler_host: host,
+        scheduler_port: port,
+        bind_host: args.bind_host,
+        port: args.port,
+        grpc_port: args.grpc_port,
+        concurrency: args.concurrency,
+        work_dir: args.work_dir,
+        heartbeat_interval: args.heartbeat_interval,
+    })
+    .await
+}
+
+#[cfg(not(feature = "ballista"))]
+async fn start_executor(_args: ExecutorArgs, _progress: ProgressMode) -> Result<()> {
+    Err(Error::Config(NO_BALLISTA.into()))
+}
+
 fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|e| format!("`{s}` is not a date in YYYY-MM-DD form ({e})"))
@@ -429,8 +551,16 @@ async fn dispatch(cli: Cli) -> Result<()> {
             };
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
-            run_query(dir.as_deref(), &args.query, format, &mut out).await
+            match args.cluster {
+                None => run_query(dir.as_deref(), &args.query, format, &mut out).await,
+                Some(url) => {
+                    let ctx = cluster_context(&url).await?;
+                    run_query_on(&ctx, dir.as_deref(), &args.query, format, &mut out).await
+                }
+            }
         }
+        Command::Scheduler(args) => start_scheduler(args, progress).await,
+        Command::Executor(args) => start_executor(args, progress).await,
         Command::Generate(kind) => {
             let files = match kind {
                 GenerateKind::LowRank(a) => {

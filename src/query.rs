@@ -145,9 +145,19 @@ pub async fn run_query(
     format: OutputFormat,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let ctx = session();
+    run_query_on(&session(), dir, sql, format, out).await
+}
+
+/// [`run_query`] on a given session (e.g. one whose queries run on a cluster).
+pub async fn run_query_on(
+    ctx: &SessionContext,
+    dir: Option<&Path>,
+    sql: &str,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<()> {
     let tables = match dir {
-        Some(dir) => register_outputs(&ctx, dir).await?,
+        Some(dir) => register_outputs(ctx, dir).await?,
         None => Vec::new(),
     };
     let hint = match (dir, tables.is_empty()) {
@@ -160,10 +170,15 @@ pub async fn run_query(
             "(no --pipeline or --dir given: only quoted file paths are tables)".to_string()
         }
     };
-    let frame = ctx
-        .sql(sql)
-        .await
-        .map_err(|e| Error::Input(format!("{e}\n{hint}")))?;
+    let frame = ctx.sql(sql).await.map_err(|e| {
+        // A mistake in the SQL is the user's command line (exit 2); anything else, the data.
+        let e = Error::from(e);
+        let message = format!("{e}\n{hint}");
+        match e.exit_kind() {
+            crate::ExitKind::Config => Error::Config(message),
+            _ => Error::Input(message),
+        }
+    })?;
     let batches = frame.collect().await?;
     write_batches(&batches, format, out)
 }

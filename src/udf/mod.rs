@@ -31,20 +31,38 @@ use datafusion::prelude::SessionContext;
 
 /// Registers every sketchpipe SQL function on `ctx`.
 pub fn register(ctx: &SessionContext) {
+    for f in scalar_functions() {
+        ctx.register_udf(f);
+    }
+    for f in aggregate_functions() {
+        ctx.register_udaf(f);
+    }
+}
+
+/// Every sketchpipe scalar SQL function (also what a Ballista scheduler and executor register,
+/// and what its plan codecs decode by name).
+pub fn scalar_functions() -> Vec<ScalarUDF> {
+    let mut out = Vec::new();
     for kind in [scores::Kind::El2n, scores::Kind::Grand] {
         for probs in [false, true] {
-            ctx.register_udf(ScalarUDF::from(scores::Score::new(kind, probs)));
+            out.push(ScalarUDF::from(scores::Score::new(kind, probs)));
         }
     }
-    ctx.register_udf(ScalarUDF::from(hash::UniformHash::new()));
-    ctx.register_udf(ScalarUDF::from(lists::ListStat::new(lists::Stat::Mean)));
-    ctx.register_udf(ScalarUDF::from(lists::ListStat::new(lists::Stat::StdDev)));
-    for stats in [false, true] {
-        ctx.register_udaf(AggregateUDF::from(eigen::TopEigenvector::new(stats)));
-    }
-    ctx.register_udaf(AggregateUDF::from(sketches::PrioritySketchUdaf::new()));
-    ctx.register_udaf(AggregateUDF::from(sketches::SketchMergeUdaf::new()));
-    ctx.register_udf(ScalarUDF::from(sketches::SketchProduct::new()));
+    out.push(ScalarUDF::from(hash::UniformHash::new()));
+    out.push(ScalarUDF::from(lists::ListStat::new(lists::Stat::Mean)));
+    out.push(ScalarUDF::from(lists::ListStat::new(lists::Stat::StdDev)));
+    out.push(ScalarUDF::from(sketches::SketchProduct::new()));
+    out
+}
+
+/// Every sketchpipe aggregate SQL function.
+pub fn aggregate_functions() -> Vec<AggregateUDF> {
+    vec![
+        AggregateUDF::from(eigen::TopEigenvector::new(false)),
+        AggregateUDF::from(eigen::TopEigenvector::new(true)),
+        AggregateUDF::from(sketches::PrioritySketchUdaf::new()),
+        AggregateUDF::from(sketches::SketchMergeUdaf::new()),
+    ]
 }
 
 /// A sketchpipe error inside DataFusion (its exit code survives the trip: see

@@ -1,0 +1,250 @@
+//! On DataFusion Ballista (`cargo test --features ballista`): every SQL function gives the same
+//! answer as local execution — in standalone mode (scheduler and executor in this process) and
+//! on real processes on loopback (a scheduler and two executors started by the test, one of
+//! them killed during a query: the query completes or fails clearly, never with a wrong answer).
+#![cfg(feature = "ballista")]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::SessionContext;
+use tempfile::TempDir;
+
+/// `dir/t/part-{0..3}.parquet`: rows of a known spectrum over four files.
+fn data(dir: &Path) -> KnownSpectrum {
+    let known = KnownSpectrum::new(8, 50, 11);
+    let n = known.n();
+    std::fs::create_dir_all(dir.join("t")).unwrap();
+    for p in 0..4 {
+        write_parquet(
+            &dir.join(format!("t/part-{p}.parquet")),
+            &known.batch(p * n / 4..(p + 1) * n / 4),
+        );
+    }
+    known
+}
+
+/// Queries over `t` whose answer does not depend on how rows are split into partitions.
+fn queries(t: &str) -> Vec<String> {
+    vec![
+        format!(
+            "SELECT id, el2n(emb, id % 8) AS e, grand(emb, id % 8, emb) AS g, \
+             el2n_probs(make_array(0.5, 0.5), id % 2) AS ep, uniform_hash(id, 3) AS u, \
+             list_mean(emb) AS m, list_stddev(emb) AS s FROM {t} ORDER BY id"
+        ),
+        format!(
+            "WITH s AS (SELECT priority_sketch(id, emb, 30, 5) AS s FROM {t}) \
+             SELECT sketch_product(s, s) AS w FROM s"
+        ),
+        format!(
+            "WITH d AS (SELECT id % 4 AS day, priority_sketch(id, emb, 30, 5) AS s FROM {t} \
+             GROUP BY id % 4) SELECT sketch_product(m, m) AS w FROM (SELECT sketch_merge(s) AS m FROM d)"
+        ),
+        format!(
+            "SELECT id % 2 AS g, top_eigenvector_stats(emb, 'frequent-directions', 0, 8)['rows'] AS n \
+             FROM {t} GROUP BY id % 2 ORDER BY g"
+        ),
+        // The exact eigenvector, rounded past the summation-order noise of the merge.
+        format!(
+            "SELECT round(abs(v[1]), 9) AS v0, round(abs(v[2]), 9) AS v1 FROM \
+             (SELECT top_eigenvector(emb) AS v FROM {t})"
+        ),
+    ]
+}
+
+async fn printed(ctx: &SessionContext, sql: &str) -> String {
+    let batches: Vec<RecordBatch> = ctx
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    pretty_format_batches(&batches).unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_mode_gives_the_local_answers() {
+    let tmp = TempDir::new().unwrap();
+    data(tmp.path());
+    let local = sketchpipe::pipeline::source::session();
+    let cluster = sketchpipe::cluster::standalone_context().await.unwrap();
+    let t = format!("'{}/t/'", tmp.path().display());
+    for sql in queries(&t) {
+        let (a, b) = (printed(&local, &sql).await, printed(&cluster, &sql).await);
+        assert!(a.lines().count() > 3, "{sql}: {a}");
+        assert_eq!(a, b, "{sql}");
+    }
+}
+
+/// Child processes stopped when the test ends, however it ends.
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sketchpipe"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn executor(scheduler: &str) -> Child {
+    let (port, grpc) = (free_port().to_string(), free_port().to_string());
+    spawn(&[
+        "-q",
+        "executor",
+        "--scheduler",
+        scheduler,
+        "--port",
+        &port,
+        "--grpc-port",
+        &grpc,
+        "--concurrency",
+        "1",
+        "--heartbeat-interval",
+        "1",
+    ])
+}
+
+#[test]
+fn processes_on_loopback_give_the_local_answers_and_survive_a_lost_executor() {
+    let tmp = TempDir::new().unwrap();
+    data(tmp.path());
+    let scheduler = format!("127.0.0.1:{}", free_port());
+    let url = format!("df://{scheduler}");
+    // A lost executor is noticed after 5 s without heartbeats (1 s apart).
+    let mut procs = Processes(vec![spawn(&[
+        "-q",
+        "scheduler",
+        "--bind",
+        &scheduler,
+        "--executor-timeout",
+        "5",
+    ])]);
+    procs.0.push(executor(&scheduler));
+    procs.0.push(executor(&scheduler));
+    let t = format!("'{}/t/'", tmp.path().display());
+    let sql = |cluster: Option<&str>, q: &str| {
+        let mut args = vec!["sql", "--format", "json"];
+        if let Some(c) = cluster {
+            args.extend(["--cluster", c]);
+        }
+        args.push(q);
+        sketchpipe(&args)
+    };
+    // The scheduler and executors take a moment to start: retry the first query.
+    let first = &queries(&t)[1];
+    let started = Instant::now();
+    loop {
+        let o = sql(Some(&url), first);
+        if o.status.success() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the cluster did not answer: {}",
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for q in queries(&t) {
+        let (local, remote) = (sql(None, &q), sql(Some(&url), &q));
+        assert_ok(&local);
+        assert_ok(&remote);
+        assert_eq!(stdout(&local), stdout(&remote), "{q}");
+    }
+    // An executor killed while a query runs: the answer is the local one, or a clear error.
+    // A bigger input, so that the query is still running when the executor goes.
+    let big = KnownSpectrum::new(8, 25_000, 12);
+    let n = big.n();
+    std::fs::create_dir_all(tmp.path().join("big")).unwrap();
+    for p in 0..4 {
+        write_parquet(
+            &tmp.path().join(format!("big/part-{p}.parquet")),
+            &big.batch(p * n / 4..(p + 1) * n / 4),
+        );
+    }
+    let copies: datafusion::arrow::array::ArrayRef = std::sync::Arc::new(
+        datafusion::arrow::array::Int64Array::from_iter_values(1..=50),
+    );
+    std::fs::create_dir_all(tmp.path().join("copies")).unwrap();
+    write_parquet(
+        &tmp.path().join("copies/c.parquet"),
+        &RecordBatch::try_from_iter([("value", copies)]).unwrap(),
+    );
+    let q = format!(
+        "WITH s AS (SELECT priority_sketch(a.id * 100 + b.value, a.emb, 50, 5) AS s \
+         FROM '{0}/big/' a CROSS JOIN '{0}/copies/' b) SELECT sketch_product(s, s) AS w FROM s",
+        tmp.path().display()
+    );
+    let expected = stdout(&sql(None, &q));
+    // Kill half-way through, as timed on the cluster.
+    let timed = Instant::now();
+    assert_ok(&sql(Some(&url), &q));
+    let half = timed.elapsed() / 2;
+    let out_file = tmp.path().join("killed.out");
+    let err_file = tmp.path().join("killed.err");
+    let mut query = Command::new(env!("CARGO_BIN_EXE_sketchpipe"))
+        .args(["sql", "--format", "json", "--cluster", &url, &q])
+        .stdout(std::fs::File::create(&out_file).unwrap())
+        .stderr(std::fs::File::create(&err_file).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(half);
+    let still_running = query.try_wait().unwrap().is_none();
+    let _ = procs.0[2].kill();
+    let _ = procs.0[2].wait();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = query.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = query.kill();
+            panic!("the query hung after an executor was lost");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (out, err) = (
+        std::fs::read_to_string(&out_file).unwrap(),
+        std::fs::read_to_string(&err_file).unwrap(),
+    );
+    eprintln!(
+        "executor killed {half:?} in, {} the query ended: {}",
+        if still_running { "before" } else { "after" },
+        if status.success() {
+            "answered"
+        } else {
+            err.trim()
+        }
+    );
+    if status.success() {
+        assert_eq!(out, expected, "a wrong answer after losing an executor");
+    } else {
+        assert!(err.starts_with("error: ") && err.len() > 20, "{err}");
+    }
+}
