@@ -246,9 +246,20 @@ impl Accumulator for PriorityAccumulator {
     }
 
     fn size(&self) -> usize {
-        // The k + 1 kept rows dominate: `(1 + nnz)` words each, bounded by `(1 + d)`.
-        let d = self.schema.fields().len();
-        std::mem::size_of::<Self>() + (self.params.size + 1) * (d + 1) * 16
+        // The kept rows dominate: the finished part's stored words, plus the heap of up to
+        // k + 1 rows still being sampled (their width is known once rows arrive; counted at
+        // the finished part's width, or one value, as an estimate).
+        let done = self.done.as_ref().map_or(0.0, |(s, _)| match s {
+            StoredSketch::Sample(s) => s.stored_words(),
+            StoredSketch::Linear(l) => l.stored_words(),
+        });
+        let width = self.done.as_ref().map_or(1, |(s, _)| s.dim());
+        let sampling = if self.op.is_some() {
+            (self.params.size + 1) * (width + 2) * 8
+        } else {
+            0
+        };
+        std::mem::size_of::<Self>() + done as usize * 8 + sampling
     }
 }
 
