@@ -292,3 +292,70 @@ pub async fn run_executor(o: ExecutorOptions) -> Result<()> {
         ))
     })
 }
+
+/// Ballista reports a failed task's error as text — the `Debug` form of DataFusion's error
+/// chain, e.g. `Job … failed: … DataFusionError(Shared(External(DataFusionError(External(
+/// Input("key 464 is in more than one …"))))))`. This recovers the innermost sketchpipe error
+/// from such a message, with its kind (so its exit code); other errors pass unchanged.
+pub fn unwrap_remote(e: Error) -> Error {
+    let text = e.to_string();
+    let found = ["Input", "Config", "Numeric"]
+        .iter()
+        .filter_map(|kind| {
+            let at = text.rfind(&format!("{kind}(\""))?;
+            let literal = debug_string(&text[at + kind.len() + 1..])?;
+            Some((at, *kind, literal))
+        })
+        .max_by_key(|(at, _, _)| *at);
+    match found {
+        Some((_, "Config", m)) => Error::Config(m),
+        Some((_, "Numeric", m)) => Error::Numeric(m),
+        Some((_, _, m)) => Error::Input(m),
+        None => e,
+    }
+}
+
+/// The string a `Debug`-formatted string literal at the start of `s` (`"…"`) stands for.
+fn debug_string(s: &str) -> Option<String> {
+    let mut chars = s.strip_prefix('"')?.chars();
+    let mut out = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                '0' => out.push('\0'),
+                'u' => {
+                    let hex: String = chars.by_ref().skip(1).take_while(|c| *c != '}').collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_error_is_recovered_from_a_ballista_job_failure() {
+        let remote = Error::Input(
+            "Execution error: Job 038H failed: Job failed due to stage 1 failed: Task failed \
+             due to runtime execution error: DataFusionError(Shared(External(DataFusionError(\
+             External(Input(\"key \\\"a\\\" is in more than one sketch\\nfix it\"))))))"
+                .into(),
+        );
+        match unwrap_remote(remote) {
+            Error::Input(m) => assert_eq!(m, "key \"a\" is in more than one sketch\nfix it"),
+            other => panic!("{other:?}"),
+        }
+        let plain = Error::Config("no such table".into());
+        assert!(matches!(unwrap_remote(plain), Error::Config(m) if m == "no such table"));
+    }
+}

@@ -387,6 +387,16 @@ async fn cluster_context(url: &str) -> Result<datafusion::prelude::SessionContex
     sketchpipe::cluster::remote_context(url).await
 }
 
+#[cfg(feature = "ballista")]
+fn remote_error(e: Error) -> Error {
+    sketchpipe::cluster::unwrap_remote(e)
+}
+
+#[cfg(not(feature = "ballista"))]
+fn remote_error(e: Error) -> Error {
+    e
+}
+
 #[cfg(not(feature = "ballista"))]
 async fn cluster_context(_url: &str) -> Result<datafusion::prelude::SessionContext> {
     Err(Error::Config(NO_BALLISTA.into()))
@@ -555,7 +565,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 None => run_query(dir.as_deref(), &args.query, format, &mut out).await,
                 Some(url) => {
                     let ctx = cluster_context(&url).await?;
-                    run_query_on(&ctx, dir.as_deref(), &args.query, format, &mut out).await
+                    run_query_on(&ctx, dir.as_deref(), &args.query, format, &mut out)
+                        .await
+                        .map_err(remote_error)
                 }
             }
         }

@@ -177,6 +177,19 @@ fn processes_on_loopback_give_the_local_answers_and_survive_a_lost_executor() {
         assert_ok(&remote);
         assert_eq!(stdout(&local), stdout(&remote), "{q}");
     }
+    // A failure inside one of our functions on an executor comes back as our own error,
+    // with its exit code.
+    let o = sql(
+        Some(&url),
+        &format!("SELECT priority_sketch(id % 3, emb, 1000, 1) FROM {t}"),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("more than one") && !err.contains("Shared("),
+        "{err}"
+    );
+
     // An executor killed while a query runs: the answer is the local one, or a clear error.
     // A bigger input, so that the query is still running when the executor goes.
     let big = KnownSpectrum::new(8, 25_000, 12);
