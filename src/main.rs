@@ -110,6 +110,13 @@ struct RunArgs {
     /// Override a stage parameter, e.g. --set top.algorithm=exact (repeatable).
     #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
     set: Vec<String>,
+    /// Run the mergeable stages (top_eigenvector exact / frequent-directions, priority
+    /// coordinated sketches) as SQL aggregates on the Ballista cluster at df://HOST:PORT; the
+    /// other stages (random-order, oja, shuffles, prune scores, …) run here as without it.
+    /// Needs a build with `--features ballista`; the executors must see the input files at
+    /// the same paths.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    cluster: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -512,13 +519,18 @@ async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
             let spec = PipelineSpec::load(&args.pipeline, &args.set)?;
+            let cluster = match &args.cluster {
+                Some(url) => Some(cluster_context(url).await?),
+                None => None,
+            };
             let opts = RunOptions {
+                cluster,
                 output_dir: args.output_dir,
                 run_date: args.run_date,
                 progress,
                 handle_ctrl_c: true,
             };
-            let summary = pipeline::run(&spec, &opts).await?;
+            let summary = pipeline::run(&spec, &opts).await.map_err(remote_error)?;
             event(
                 progress,
                 "run_done",

@@ -177,6 +177,62 @@ fn processes_on_loopback_give_the_local_answers_and_survive_a_lost_executor() {
         assert_ok(&remote);
         assert_eq!(stdout(&local), stdout(&remote), "{q}");
     }
+    // `run --cluster`: the demos' mergeable stages run on the cluster, the rest here; the
+    // outputs are the local ones (exact eigenvector to rounding).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (demo, same, close) in [
+        (
+            "sketch_demo",
+            &["ab/product.parquet", "ab_exact/product.parquet"][..],
+            &[][..],
+        ),
+        (
+            "demo",
+            &["top/vector.parquet"][..],
+            &["top_exact", "top_fd"][..],
+        ),
+    ] {
+        let file = root.join(format!("pipelines/{demo}.toml"));
+        let (l, r) = (
+            tmp.path().join(format!("{demo}-local")),
+            tmp.path().join(format!("{demo}-cluster")),
+        );
+        assert_ok(&sketchpipe(&[
+            "-q",
+            "run",
+            file.to_str().unwrap(),
+            "--output-dir",
+            l.to_str().unwrap(),
+        ]));
+        let o = sketchpipe(&[
+            "run",
+            file.to_str().unwrap(),
+            "--output-dir",
+            r.to_str().unwrap(),
+            "--cluster",
+            &url,
+        ]);
+        assert_ok(&o);
+        assert!(
+            stderr(&o).contains("running on the cluster"),
+            "{}",
+            stderr(&o)
+        );
+        for table in same {
+            assert!(
+                read_parquet(&l.join(table)) == read_parquet(&r.join(table)),
+                "{demo}: {table} differs"
+            );
+        }
+        for stage in close {
+            let (a, b) = (read_vector(&l.join(stage)), read_vector(&r.join(stage)));
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-9),
+                "{demo}: {stage}"
+            );
+        }
+    }
+
     // A failure inside one of our functions on an executor comes back as our own error,
     // with its exit code.
     let o = sql(

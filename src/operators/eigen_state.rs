@@ -51,6 +51,14 @@ impl MergeableEigen {
         }
     }
 
+    /// Rows folded in.
+    pub fn rows(&self) -> u64 {
+        match self {
+            MergeableEigen::Exact(g) => g.rows(),
+            MergeableEigen::FrequentDirections(f) => f.to_state().rows_seen,
+        }
+    }
+
     /// Folds in a core of other rows (same algorithm and dimension).
     pub fn merge(&mut self, other: &MergeableEigen) -> Result<()> {
         match (self, other) {

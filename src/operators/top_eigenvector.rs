@@ -343,6 +343,23 @@ impl TopEigenvectorOp {
         Ok(())
     }
 
+    /// Finishes from a state computed elsewhere over the whole input (e.g. by the
+    /// `top_eigenvector_state` aggregate on a cluster) instead of scanning: `info` describes
+    /// that pass as if it had run here. The tables are the ones a local pass would write.
+    pub fn finish_from_state(
+        mut self,
+        state: MergeableEigen,
+        info: PassInfo,
+    ) -> Result<Vec<OutputTable>> {
+        let rows = state.rows();
+        self.previous = Some(state);
+        self.info = Some(info);
+        self.order_randomised = info.order_randomised;
+        self.answer = Some(self.merged_answer(None, rows)?);
+        let answer = self.answer.as_ref().expect("just set");
+        self.tables_from(answer)
+    }
+
     /// The answer from the previous state merged with this run's rows (`core`, if any).
     fn merged_answer(&mut self, core: Option<Core>, rows_read: u64) -> Result<Answer> {
         let mine = match core {

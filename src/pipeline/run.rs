@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 
 use super::incremental::{self, Increment};
 use super::lock::OutputLock;
+use super::remote;
 use super::shuffle::{Spilled, Spiller};
 use super::sink::{ScratchDir, StageOutput};
 use super::source::{
@@ -48,7 +49,7 @@ use crate::progress::{event, Progress, ProgressMode, Value};
 use crate::{Error, Result};
 
 /// Options of `sketchpipe run` that are not in the pipeline file.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Overrides `[pipeline] output_dir`.
     pub output_dir: Option<PathBuf>,
@@ -58,6 +59,21 @@ pub struct RunOptions {
     /// Turn Ctrl-C into a clean cancellation (temporary files removed, outputs untouched).
     /// The CLI sets it; a library caller usually handles signals itself.
     pub handle_ctrl_c: bool,
+    /// Run the mergeable stages as SQL aggregates on this session (a Ballista cluster:
+    /// `run --cluster`); see [`super::remote`].
+    pub cluster: Option<SessionContext>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("output_dir", &self.output_dir)
+            .field("run_date", &self.run_date)
+            .field("progress", &self.progress)
+            .field("handle_ctrl_c", &self.handle_ctrl_c)
+            .field("cluster", &self.cluster.as_ref().map(|c| c.session_id()))
+            .finish()
+    }
 }
 
 /// What a run wrote.
@@ -205,10 +221,16 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
         );
         increments.insert(stage.name.clone(), inc);
     }
+    // Stages that run on the cluster, with their input schema; the others scan here.
+    let mut on_cluster: Vec<(&StageSpec, Schema)> = Vec::new();
     // Scratch space of stages with intermediate tables, removed when the run ends.
     let mut scratch: BTreeMap<String, ScratchDir> = BTreeMap::new();
     let mut ops: BTreeMap<String, Box<dyn Operator>> = BTreeMap::new();
     for (stage, projected, query) in checked {
+        if opts.cluster.is_some() && remote::eligible(stage) {
+            on_cluster.push((stage, projected));
+            continue;
+        }
         if matches!(stage.op, OpSpec::PruneScores(_)) {
             scratch.insert(stage.name.clone(), ScratchDir::new(&tmp_root, "prune-")?);
         }
@@ -224,10 +246,51 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
         ops.insert(stage.name.clone(), op);
     }
 
-    // Phase 2: scan each input once, in dependency order; outputs stay uncommitted.
+    // Phase 2: scan each input once, in dependency order; outputs stay uncommitted. Stages on
+    // a cluster first: they read sources only.
     let mut pending: Vec<(StageOutput, StageSummary)> = Vec::new();
     let mut produced: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
     let interrupt = Interrupt::new(opts.handle_ctrl_c);
+    if let (Some(cluster), false) = (&opts.cluster, on_cluster.is_empty()) {
+        register_sources(cluster, spec).await?;
+        for (stage, schema) in &on_cluster {
+            event(
+                opts.progress,
+                "stage_on_cluster",
+                &format!(
+                    "stage `{}`: running on the cluster as an SQL aggregate",
+                    stage.name
+                ),
+                &[("stage", Value::from(stage.name.as_str()))],
+            );
+            let stage_ctx = || stage_context(spec, stage);
+            let work = remote::run_stage(cluster, spec, stage, schema);
+            let tables = interruptible(&interrupt, work)
+                .await
+                .map_err(|e| e.context(stage_ctx()))?;
+            let output = write_stage(
+                spec,
+                stage,
+                opts,
+                &output_dir,
+                &interrupt,
+                tables,
+                None,
+                0,
+                &mut produced,
+            )
+            .await
+            .map_err(|e| e.context(stage_ctx()))?;
+            pending.push(output);
+        }
+    }
+    let remote_names: Vec<&str> = on_cluster.iter().map(|(s, _)| s.name.as_str()).collect();
+    let mut groups = groups;
+    for g in &mut groups {
+        g.stages
+            .retain(|s| !remote_names.contains(&s.name.as_str()));
+    }
+    groups.retain(|g| !g.stages.is_empty());
     for group in &groups {
         if let Input::Sketches(refs) = &group.input {
             let stage = group.stages[0];
@@ -646,7 +709,7 @@ fn aggregate_duplicates(frame: DataFrame, p: &CoordinatedSketchParams) -> Result
 
 /// Fails, naming a key, when a key appears on more than one row (a spilling group-by over the
 /// key column alone).
-async fn check_unique_keys(frame: &DataFrame, key: &str) -> Result<()> {
+pub(super) async fn check_unique_keys(frame: &DataFrame, key: &str) -> Result<()> {
     use datafusion::functions_aggregate::expr_fn::count;
     use datafusion::prelude::{col, lit};
     let k = col(datafusion::common::Column::from_name(key));

@@ -30,21 +30,35 @@ use crate::operators::top_eigenvector::DEFAULT_ELL;
 use crate::operators::Algorithm;
 use crate::rows::{DenseRowReader, OnInvalid};
 
-/// `top_eigenvector` (the vector) or `top_eigenvector_stats` (what the stage's `stats` table
-/// says, as a struct).
+/// What a top-eigenvector aggregate returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// `top_eigenvector`: the vector.
+    Vector,
+    /// `top_eigenvector_stats`: what the stage's `stats` table says, as a struct.
+    Stats,
+    /// `top_eigenvector_state`: the merged state itself (the layout of
+    /// [`crate::operators::eigen_state`]), which a pipeline stage finishes exactly as locally.
+    State,
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(super) struct TopEigenvector {
-    stats: bool,
+    output: Output,
     signature: Signature,
 }
 
 impl TopEigenvector {
-    pub(super) fn new(stats: bool) -> Self {
+    pub(super) fn new(output: Output) -> Self {
         TopEigenvector {
-            stats,
+            output,
             signature: Signature::variadic_any(Volatility::Immutable),
         }
     }
+}
+
+fn state_type() -> DataType {
+    DataType::Struct(Fields::from(eigen_state::state_fields("")))
 }
 
 fn vector_type() -> DataType {
@@ -66,10 +80,10 @@ fn stats_fields() -> Fields {
 
 impl AggregateUDFImpl for TopEigenvector {
     fn name(&self) -> &str {
-        if self.stats {
-            "top_eigenvector_stats"
-        } else {
-            "top_eigenvector"
+        match self.output {
+            Output::Vector => "top_eigenvector",
+            Output::Stats => "top_eigenvector_stats",
+            Output::State => "top_eigenvector_state",
         }
     }
 
@@ -91,10 +105,10 @@ impl AggregateUDFImpl for TopEigenvector {
                 return plan_err!("{}: argument {} is {t}; {usage}", self.name(), i + 1);
             }
         }
-        Ok(if self.stats {
-            DataType::Struct(stats_fields())
-        } else {
-            vector_type()
+        Ok(match self.output {
+            Output::Vector => vector_type(),
+            Output::Stats => DataType::Struct(stats_fields()),
+            Output::State => state_type(),
         })
     }
 
@@ -151,7 +165,7 @@ impl AggregateUDFImpl for TopEigenvector {
             .map_err(|e| df_err(e.context(name)))?;
         Ok(Box::new(EigenAccumulator {
             name: name.to_string(),
-            stats: self.stats,
+            output: self.output,
             algorithm,
             seed,
             ell,
@@ -176,7 +190,7 @@ fn literal_u64(args: &AccumulatorArgs, i: usize, name: &str) -> DfResult<Option<
 struct EigenAccumulator {
     /// The function's name, for errors.
     name: String,
-    stats: bool,
+    output: Output,
     algorithm: Algorithm,
     seed: Option<u64>,
     ell: usize,
@@ -271,14 +285,21 @@ impl Accumulator for EigenAccumulator {
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
         let Some(core) = &self.core else {
-            return Ok(if self.stats {
-                ScalarValue::try_from(DataType::Struct(stats_fields()))?
-            } else {
-                ScalarValue::try_from(vector_type())?
+            return ScalarValue::try_from(match self.output {
+                Output::Vector => vector_type(),
+                Output::Stats => DataType::Struct(stats_fields()),
+                Output::State => state_type(),
             });
         };
+        if self.output == Output::State {
+            let DataType::Struct(fields) = state_type() else {
+                unreachable!("a struct")
+            };
+            let state = StructArray::try_new(fields, core.to_columns(), None)?;
+            return Ok(ScalarValue::Struct(Arc::new(state)));
+        }
         let top = core.finish().map_err(|e| df_err(e.context(&self.name)))?;
-        if !self.stats {
+        if self.output == Output::Vector {
             return Ok(list_scalar(top.vector));
         }
         let error_bound = core.error_bound();

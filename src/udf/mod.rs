@@ -11,7 +11,7 @@
 //!   `sketch_merge(sketch)`, and the scalar `sketch_product(left, right)` ([`sketches`]). Each
 //!   aggregate declares its state, so DataFusion runs it partition-parallel and merges.
 
-mod eigen;
+pub mod eigen;
 mod hash;
 mod lists;
 mod scores;
@@ -58,8 +58,9 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
 /// Every sketchpipe aggregate SQL function.
 pub fn aggregate_functions() -> Vec<AggregateUDF> {
     vec![
-        AggregateUDF::from(eigen::TopEigenvector::new(false)),
-        AggregateUDF::from(eigen::TopEigenvector::new(true)),
+        AggregateUDF::from(eigen::TopEigenvector::new(eigen::Output::Vector)),
+        AggregateUDF::from(eigen::TopEigenvector::new(eigen::Output::Stats)),
+        AggregateUDF::from(eigen::TopEigenvector::new(eigen::Output::State)),
         AggregateUDF::from(sketches::PrioritySketchUdaf::new()),
         AggregateUDF::from(sketches::SketchMergeUdaf::new()),
     ]
