@@ -41,18 +41,26 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 
 use crate::{Error, Result};
 
-fn scalar_by_name(name: &str) -> Option<Arc<ScalarUDF>> {
-    crate::udf::scalar_functions()
+/// A sketchpipe scalar function by name: what both codecs decode (a plan carries only names).
+fn scalar_by_name(name: &str) -> DfResult<Arc<ScalarUDF>> {
+    match crate::udf::scalar_functions()
         .into_iter()
         .find(|f| f.name() == name)
-        .map(Arc::new)
+    {
+        Some(f) => Ok(Arc::new(f)),
+        None => not_impl_err!("scalar function `{name}` is not a sketchpipe function"),
+    }
 }
 
-fn aggregate_by_name(name: &str) -> Option<Arc<AggregateUDF>> {
-    crate::udf::aggregate_functions()
+/// A sketchpipe aggregate function by name.
+fn aggregate_by_name(name: &str) -> DfResult<Arc<AggregateUDF>> {
+    match crate::udf::aggregate_functions()
         .into_iter()
         .find(|f| f.name() == name)
-        .map(Arc::new)
+    {
+        Some(f) => Ok(Arc::new(f)),
+        None => not_impl_err!("aggregate function `{name}` is not a sketchpipe function"),
+    }
 }
 
 /// Ballista's logical codec, plus sketchpipe's functions by name.
@@ -112,17 +120,11 @@ impl LogicalExtensionCodec for LogicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, _buf: &[u8]) -> DfResult<Arc<ScalarUDF>> {
-        match scalar_by_name(name) {
-            Some(f) => Ok(f),
-            None => not_impl_err!("scalar function `{name}` is not a sketchpipe function"),
-        }
+        scalar_by_name(name)
     }
 
     fn try_decode_udaf(&self, name: &str, _buf: &[u8]) -> DfResult<Arc<AggregateUDF>> {
-        match aggregate_by_name(name) {
-            Some(f) => Ok(f),
-            None => not_impl_err!("aggregate function `{name}` is not a sketchpipe function"),
-        }
+        aggregate_by_name(name)
     }
 }
 
@@ -153,17 +155,11 @@ impl PhysicalExtensionCodec for PhysicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, _buf: &[u8]) -> DfResult<Arc<ScalarUDF>> {
-        match scalar_by_name(name) {
-            Some(f) => Ok(f),
-            None => not_impl_err!("scalar function `{name}` is not a sketchpipe function"),
-        }
+        scalar_by_name(name)
     }
 
     fn try_decode_udaf(&self, name: &str, _buf: &[u8]) -> DfResult<Arc<AggregateUDF>> {
-        match aggregate_by_name(name) {
-            Some(f) => Ok(f),
-            None => not_impl_err!("aggregate function `{name}` is not a sketchpipe function"),
-        }
+        aggregate_by_name(name)
     }
 }
 

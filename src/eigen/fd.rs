@@ -170,6 +170,11 @@ impl FrequentDirections {
         self.d
     }
 
+    /// Rows consumed so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
     /// Everything needed to rebuild the sketch ([`Self::from_state`]): e.g. the state a
     /// partition of an SQL aggregate hands to the merge.
     pub fn to_state(&self) -> FdState {

@@ -19,6 +19,17 @@ use crate::eigen::fd::FdState;
 use crate::eigen::{FrequentDirections, Gram, TopEigen};
 use crate::{Error, Result};
 
+/// A one-row `List<Float64>` holding `values` (nullable items, as [`state_fields`] says).
+pub fn one_list(values: Vec<f64>) -> ListArray {
+    let n = values.len();
+    ListArray::new(
+        Arc::new(Field::new("item", DataType::Float64, true)),
+        OffsetBuffer::from_lengths([n]),
+        Arc::new(Float64Array::from(values)),
+        None,
+    )
+}
+
 /// A mergeable core.
 #[derive(Debug, Clone)]
 pub enum MergeableEigen {
@@ -55,7 +66,7 @@ impl MergeableEigen {
     pub fn rows(&self) -> u64 {
         match self {
             MergeableEigen::Exact(g) => g.rows(),
-            MergeableEigen::FrequentDirections(f) => f.to_state().rows_seen,
+            MergeableEigen::FrequentDirections(f) => f.rows(),
         }
     }
 
@@ -103,19 +114,12 @@ impl MergeableEigen {
                 (s.rows_seen, s.d, s.frobenius_sq, s.shrunk, s.rows)
             }
         };
-        let n = values.len();
-        let list = ListArray::new(
-            Arc::new(Field::new("item", DataType::Float64, true)),
-            OffsetBuffer::from_lengths([n]),
-            Arc::new(Float64Array::from(values)),
-            None,
-        );
         vec![
             Arc::new(UInt64Array::from(vec![rows])),
             Arc::new(UInt64Array::from(vec![dim as u64])),
             Arc::new(Float64Array::from(vec![frob])),
             Arc::new(Float64Array::from(vec![shrunk])),
-            Arc::new(list),
+            Arc::new(one_list(values)),
         ]
     }
 

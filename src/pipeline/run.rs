@@ -268,7 +268,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             let tables = interruptible(&interrupt, work)
                 .await
                 .map_err(|e| e.context(stage_ctx()))?;
-            let output = write_stage(
+            write_stage(
                 spec,
                 stage,
                 opts,
@@ -278,10 +278,9 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 None,
                 0,
                 &mut produced,
+                &mut pending,
             )
-            .await
-            .map_err(|e| e.context(stage_ctx()))?;
-            pending.push(output);
+            .await?;
         }
     }
     let remote_names: Vec<&str> = on_cluster.iter().map(|(s, _)| s.name.as_str()).collect();
@@ -329,7 +328,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                     }
                 })
                 .map_err(|e| e.context(stage_context(spec, stage)))?;
-            let output = write_stage(
+            write_stage(
                 spec,
                 stage,
                 opts,
@@ -339,9 +338,9 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 None,
                 0,
                 &mut produced,
+                &mut pending,
             )
             .await?;
-            pending.push(output);
             continue;
         }
         let increment = group.stages.first().and_then(|s| increments.get(&s.name));
@@ -410,7 +409,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                     .await
                     .map_err(|e| e.context(stage_ctx()))?;
                 let rows_read = scores.rows;
-                let output = write_stage(
+                write_stage(
                     spec,
                     stage,
                     opts,
@@ -420,10 +419,9 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                     Some(scores),
                     rows_read,
                     &mut produced,
+                    &mut pending,
                 )
-                .await
-                .map_err(|e| e.context(stage_ctx()))?;
-                pending.push(output);
+                .await?;
                 continue;
             }
             group_ops = group
@@ -474,7 +472,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 }
                 _ => None,
             };
-            let output = write_stage(
+            write_stage(
                 spec,
                 stage,
                 opts,
@@ -484,10 +482,9 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 scores,
                 rows_read,
                 &mut produced,
+                &mut pending,
             )
-            .await
-            .map_err(|e| e.context(stage_ctx()))?;
-            pending.push(output);
+            .await?;
         }
     }
 
@@ -744,9 +741,32 @@ async fn interruptible<T>(
 }
 
 /// Writes a finished stage's tables (in-memory ones, then a `prune_scores` stage's, the large
-/// `scores` streamed from its query) uncommitted, and records where later stages find them.
+/// `scores` streamed from its query) uncommitted, records where later stages find them, and
+/// queues the output for the commit; errors name the stage.
 #[allow(clippy::too_many_arguments)]
 async fn write_stage(
+    spec: &PipelineSpec,
+    stage: &StageSpec,
+    opts: &RunOptions,
+    output_dir: &Path,
+    interrupt: &Interrupt,
+    tables: Vec<OutputTable>,
+    scores: Option<ScoresOutput>,
+    rows_read: u64,
+    produced: &mut BTreeMap<(String, String), PathBuf>,
+    pending: &mut Vec<(StageOutput, StageSummary)>,
+) -> Result<()> {
+    let written = write_tables(
+        spec, stage, opts, output_dir, interrupt, tables, scores, rows_read, produced,
+    )
+    .await
+    .map_err(|e| e.context(stage_context(spec, stage)))?;
+    pending.push(written);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_tables(
     spec: &PipelineSpec,
     stage: &StageSpec,
     opts: &RunOptions,

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, Float64Array, ListArray, RecordBatch, StringArray, StructArray, UInt64Array,
+    Array, ArrayRef, Float64Array, RecordBatch, StringArray, StructArray, UInt64Array,
 };
 use datafusion::arrow::compute::filter;
 use datafusion::arrow::compute::is_not_null;
@@ -327,12 +327,5 @@ impl Accumulator for EigenAccumulator {
 
 /// One `List<Float64>` value.
 fn list_scalar(values: Vec<f64>) -> ScalarValue {
-    let n = values.len();
-    let list = ListArray::new(
-        Arc::new(Field::new("item", DataType::Float64, true)),
-        datafusion::arrow::buffer::OffsetBuffer::from_lengths([n]),
-        Arc::new(Float64Array::from(values)),
-        None,
-    );
-    ScalarValue::List(Arc::new(list))
+    ScalarValue::List(Arc::new(eigen_state::one_list(values)))
 }
