@@ -19,14 +19,7 @@ use tempfile::TempDir;
 /// `dir/t/part-{0..3}.parquet`: rows of a known spectrum over four files.
 fn data(dir: &Path) -> KnownSpectrum {
     let known = KnownSpectrum::new(8, 50, 11);
-    let n = known.n();
-    std::fs::create_dir_all(dir.join("t")).unwrap();
-    for p in 0..4 {
-        write_parquet(
-            &dir.join(format!("t/part-{p}.parquet")),
-            &known.batch(p * n / 4..(p + 1) * n / 4),
-        );
-    }
+    known.write_parts(&dir.join("t"), 4);
     known
 }
 
@@ -248,15 +241,7 @@ fn processes_on_loopback_give_the_local_answers_and_survive_a_lost_executor() {
 
     // An executor killed while a query runs: the answer is the local one, or a clear error.
     // A bigger input, so that the query is still running when the executor goes.
-    let big = KnownSpectrum::new(8, 25_000, 12);
-    let n = big.n();
-    std::fs::create_dir_all(tmp.path().join("big")).unwrap();
-    for p in 0..4 {
-        write_parquet(
-            &tmp.path().join(format!("big/part-{p}.parquet")),
-            &big.batch(p * n / 4..(p + 1) * n / 4),
-        );
-    }
+    KnownSpectrum::new(8, 25_000, 12).write_parts(&tmp.path().join("big"), 4);
     let copies: datafusion::arrow::array::ArrayRef = std::sync::Arc::new(
         datafusion::arrow::array::Int64Array::from_iter_values(1..=50),
     );

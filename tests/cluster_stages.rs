@@ -8,7 +8,6 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use sketchpipe::operators::coordinated_sketch::{table, StoredSketch};
 use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
 use sketchpipe::progress::ProgressMode;
 use tempfile::TempDir;
@@ -39,25 +38,10 @@ async fn run(dir: &Path, out: &str, cluster: bool) {
     pipeline::run(&spec, &opts).await.unwrap();
 }
 
-fn sample(stage_dir: &Path) -> sketchpipe::sketch::Sample {
-    match table::read(&stage_dir.join("sketch.parquet")).unwrap().0 {
-        StoredSketch::Sample(s) => s,
-        StoredSketch::Linear(_) => panic!("a sample"),
-    }
-}
-
 #[tokio::test]
 async fn stages_on_a_cluster_session_write_the_local_tables() {
     let tmp = TempDir::new().unwrap();
-    let known = KnownSpectrum::new(6, 400, 31);
-    let n = known.n();
-    std::fs::create_dir(tmp.path().join("t")).unwrap();
-    for p in 0..3 {
-        write_parquet(
-            &tmp.path().join(format!("t/part-{p}.parquet")),
-            &known.batch(p * n / 3..(p + 1) * n / 3),
-        );
-    }
+    KnownSpectrum::new(6, 400, 31).write_parts(&tmp.path().join("t"), 3);
     run(tmp.path(), "local", false).await;
     run(tmp.path(), "remote", true).await;
     let (l, r) = (tmp.path().join("local"), tmp.path().join("remote"));
@@ -86,11 +70,11 @@ async fn stages_on_a_cluster_session_write_the_local_tables() {
         "{e} vs {el} ± {bound}"
     );
 
-    let (sl, sr) = (sample(&l.join("sk")), sample(&r.join("sk")));
+    let (sl, sr) = (read_sample(&l.join("sk")), read_sample(&r.join("sk")));
     assert_eq!(sl.rows, sr.rows);
     assert_eq!(sl.level.to_bits(), sr.level.to_bits());
     assert_eq!(sl.rows_seen, sr.rows_seen);
-    let (ql, qr) = (sample(&l.join("sq")), sample(&r.join("sq")));
+    let (ql, qr) = (read_sample(&l.join("sq")), read_sample(&r.join("sq")));
     assert_eq!(ql.rows, qr.rows);
     assert_eq!(qr.rows_seen, 1000);
     // A later stage reads the cluster stage's sketch as it would a local one.

@@ -8,7 +8,6 @@ use std::path::Path;
 
 use common::*;
 use sketchpipe::operators::coordinated_sketch::{table, StoredSketch};
-use sketchpipe::sketch::Sample;
 use tempfile::TempDir;
 
 const STAGES: &str = "\
@@ -33,13 +32,6 @@ fn write_day(dir: &Path, known: &KnownSpectrum, day: usize) {
         &dir.join(format!("in/day-{day}.parquet")),
         &known.batch(day * n / 3..(day + 1) * n / 3),
     );
-}
-
-fn sample(stage_dir: &Path) -> Sample {
-    match table::read(&stage_dir.join("sketch.parquet")).unwrap().0 {
-        StoredSketch::Sample(s) => s,
-        StoredSketch::Linear(_) => panic!("a sample"),
-    }
 }
 
 fn run(file: &Path) -> String {
@@ -94,7 +86,7 @@ fn incremental_runs_equal_a_full_rerun_and_refuse_changed_inputs() {
     );
 
     // Priority: the same sample as one pass; JL: the same sketch up to summation order.
-    let (si, sf) = (sample(&i.join("sk")), sample(&f.join("sk")));
+    let (si, sf) = (read_sample(&i.join("sk")), read_sample(&f.join("sk")));
     assert_eq!(si.rows, sf.rows);
     assert_eq!(si.level.to_bits(), sf.level.to_bits());
     assert_eq!(si.rows_seen, known.n() as u64);
@@ -113,7 +105,7 @@ fn incremental_runs_equal_a_full_rerun_and_refuse_changed_inputs() {
     // No new files: nothing is read and the answer stays.
     let log = run(&inc);
     assert!(log.contains("0 new file(s), 3 already merged"), "{log}");
-    assert_eq!(sample(&i.join("sk")).rows, sf.rows);
+    assert_eq!(read_sample(&i.join("sk")).rows, sf.rows);
     assert_eq!(read_vector(&i.join("top")), vi);
 
     // Changed parameters: a full run, said so.
@@ -124,7 +116,7 @@ fn incremental_runs_equal_a_full_rerun_and_refuse_changed_inputs() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(sample(&i.join("sk")).rows.len(), 30);
+    assert_eq!(read_sample(&i.join("sk")).rows.len(), 30);
 
     // A consumed file rewritten: refused (exit 3), the outputs untouched.
     let before = std::fs::read(i.join("top/vector.parquet")).unwrap();
@@ -179,8 +171,8 @@ fn incremental_runs_with_run_dates_resume_from_the_latest_earlier_date() {
     );
     let day1 = tmp.path().join("out/sk/date=2026-11-01");
     let day2 = tmp.path().join("out/sk/date=2026-11-02");
-    assert_eq!(sample(&day1).rows_seen, (known.n() / 3) as u64);
-    assert_eq!(sample(&day2).rows_seen, known.n() as u64);
+    assert_eq!(read_sample(&day1).rows_seen, (known.n() / 3) as u64);
+    assert_eq!(read_sample(&day2).rows_seen, known.n() as u64);
 }
 
 #[tokio::test]

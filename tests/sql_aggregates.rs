@@ -21,15 +21,7 @@ const D: usize = 8;
 /// `dir/t/part-{0..3}.parquet`: the rows of a known spectrum split over four files.
 fn data(dir: &Path) -> KnownSpectrum {
     let known = KnownSpectrum::new(D, 50, 11);
-    let n = known.n();
-    std::fs::create_dir_all(dir.join("t")).unwrap();
-    for p in 0..4 {
-        let range = p * n / 4..(p + 1) * n / 4;
-        write_parquet(
-            &dir.join(format!("t/part-{p}.parquet")),
-            &known.batch(range),
-        );
-    }
+    known.write_parts(&dir.join("t"), 4);
     known
 }
 

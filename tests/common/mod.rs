@@ -107,6 +107,19 @@ impl KnownSpectrum {
             .unwrap()
     }
 
+    /// Writes the rows as `dir/part-0.parquet` … `part-{parts-1}.parquet`, consecutive slices
+    /// of about `n / parts` rows (a multi-file input: several partitions to scan).
+    pub fn write_parts(&self, dir: &Path, parts: usize) {
+        let n = self.n();
+        std::fs::create_dir_all(dir).unwrap();
+        for p in 0..parts {
+            write_parquet(
+                &dir.join(format!("part-{p}.parquet")),
+                &self.batch(p * n / parts..(p + 1) * n / parts),
+            );
+        }
+    }
+
     /// A batch `id, x0, …, x{d-1}` (one Float64 column per dimension) of rows `range`.
     pub fn wide_batch(&self, range: std::ops::Range<usize>) -> RecordBatch {
         let d = self.d;
@@ -216,6 +229,15 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// The sample of the `sketch` table of a sampling sketch stage's output directory.
+pub fn read_sample(stage_dir: &Path) -> sketchpipe::sketch::Sample {
+    use sketchpipe::operators::coordinated_sketch::{table, StoredSketch};
+    match table::read(&stage_dir.join("sketch.parquet")).unwrap().0 {
+        StoredSketch::Sample(s) => s,
+        StoredSketch::Linear(_) => panic!("{} holds a linear sketch", stage_dir.display()),
+    }
 }
 
 /// [`files_under`] without the output directory's lock file, which records who ran last and
