@@ -1,6 +1,5 @@
 //! Shared helpers for the integration tests: run the real binary, write small inputs with a
 //! known answer, read outputs back.
-#![allow(dead_code)]
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -2,12 +2,10 @@
 //! by-id averaging independent of file order, the masks' exact sizes, bad inputs, and proxy
 //! mode finding injected label noise.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::{auroc, read_parquet, run_err, run_ok, write_parquet};
+use crate::common::{auroc, read_parquet, run_err, run_ok, write_parquet};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch,
 };

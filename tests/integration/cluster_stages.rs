@@ -3,11 +3,9 @@
 //! run writes: the same priority sample, the exact eigenvector to rounding, Frequent Directions
 //! within its bound; the other stages run locally as before.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
 use sketchpipe::progress::ProgressMode;
 use tempfile::TempDir;

@@ -2,11 +2,9 @@
 //! the exact method reproduces `AᵀB`, sketches from an earlier run combine with new ones, and
 //! sketches that were not made to combine are refused with both sides named.
 
-mod common;
-
 use std::path::Path;
 
-use common::{read_parquet, run_err, run_ok};
+use crate::common::{read_parquet, run_err, run_ok};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Float64Type, Int64Type, UInt32Type};
 use sketchpipe::generate::SparsePair;
@@ -465,7 +463,7 @@ async fn sparse_input_sketches_exactly_like_the_same_rows_dense() {
     let tmp = TempDir::new().unwrap();
     pair(tmp.path(), 2000);
     let rows = rows_of(&tmp.path().join("pair/left.parquet"));
-    common::write_parquet(
+    crate::common::write_parquet(
         &tmp.path().join("sparse.parquet"),
         &sparse_batch(&rows, None),
     );
@@ -490,7 +488,7 @@ async fn sparse_input_sketches_exactly_like_the_same_rows_dense() {
     )
     .await;
     assert!(err.contains("dim"), "{err}");
-    common::write_parquet(
+    crate::common::write_parquet(
         &tmp.path().join("bad.parquet"),
         &sparse_batch(&rows, Some(6)),
     );

@@ -1,11 +1,9 @@
 //! `sketchpipe run` end to end through the real binary: exact answers, every input format,
 //! atomic outputs, run dates, overrides and metadata.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use tempfile::TempDir;
 
 const STAGE: &str = r#"

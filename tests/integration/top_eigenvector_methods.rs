@@ -1,11 +1,9 @@
 //! The four top-eigenvector algorithms against exact answers on the test families of
 //! `ALGORITHMS.md` §1f, sign-free (`⟨v, v₁⟩²`), seeds fixed.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use sketchpipe::eigen::{Oja, RandomOrder, RandomOrderParams, StreamScale};
 use sketchpipe::generate::{HeavyRow, Rows};
 use tempfile::TempDir;

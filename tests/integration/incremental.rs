@@ -2,11 +2,9 @@
 //! previous state; the result equals a full rerun (exactly for priority sketches, to rounding
 //! for the exact Gram, within its bound for Frequent Directions).
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use sketchpipe::operators::coordinated_sketch::{table, StoredSketch};
 use tempfile::TempDir;
 

@@ -1,16 +1,13 @@
-//! On DataFusion Ballista (`cargo test --features ballista`): every SQL function gives the same
+//! On DataFusion Ballista (`cargo test --features ballista --test integration ballista::`): every SQL function gives the same
 //! answer as local execution — in standalone mode (scheduler and executor in this process) and
 //! on real processes on loopback (a scheduler and two executors started by the test, one of
 //! them killed during a query: the query completes or fails clearly, never with a wrong answer).
-#![cfg(feature = "ballista")]
-
-mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;

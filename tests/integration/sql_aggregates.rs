@@ -4,11 +4,9 @@
 //! states merged) equal to one partition — exactly for the priority sample, to rounding for
 //! the exact Gram, within its bound for Frequent Directions.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Float64Type, UInt64Type};
 use datafusion::prelude::{SessionConfig, SessionContext};

@@ -1,12 +1,10 @@
 //! Every bad input gives a non-zero exit, a message naming the problem (file, stage, key,
 //! column, row), and no output at all.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use datafusion::arrow::array::{ArrayRef, ListArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::Float64Type;
 use tempfile::TempDir;

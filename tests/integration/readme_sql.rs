@@ -3,13 +3,11 @@
 //! line next to the command must start a number of its output. A `--pipeline P.toml` command
 //! gets that pipeline's outputs, written to a temporary directory first.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use tempfile::TempDir;
 
 const PREFIX: &str = "cargo run --release -- sql";

@@ -1,11 +1,9 @@
 //! The SQL functions `el2n` and `grand` against their definitions, through a real session
 //! over a Parquet file (as `sketchpipe sql` and pipeline `sql` sources run them).
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, ListArray, RecordBatch};
 use datafusion::arrow::datatypes::{Float32Type, Float64Type};
 use rand::{Rng, SeedableRng};

@@ -2,14 +2,12 @@
 //! stale lock recovered), documented exit codes, JSON logs, and kill safety — after a SIGKILL
 //! at any point every stage directory holds a complete output, never a partial one.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sketchpipe::pipeline::lock::{OutputLock, LOCK_FILE};
