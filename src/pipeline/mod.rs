@@ -10,6 +10,7 @@
 pub mod incremental;
 mod keys;
 pub mod lock;
+pub mod ordered;
 pub mod remote;
 pub mod run;
 pub mod shuffle;

@@ -20,10 +20,9 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::common::stats::Precision;
 use datafusion::dataframe::DataFrame;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::execution::TaskContext;
 use datafusion::physical_plan::{
-    ExecutionPlan, ExecutionPlanProperties, StatisticsArgs, StatisticsContext,
+    ExecutionPlan, StatisticsArgs, StatisticsContext,
 };
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::stream::BoxStream;
@@ -32,6 +31,7 @@ use tokio::sync::Notify;
 
 use super::incremental::{self, Increment};
 use super::lock::OutputLock;
+use super::ordered;
 use super::remote;
 use super::shuffle::{Spilled, Spiller};
 use super::sink::{ScratchDir, StageOutput};
@@ -839,20 +839,23 @@ async fn run_group(
         Input::Source(name) => format!("source `{name}`"),
         other => other.to_string(),
     };
-    // A physical plan is planned afresh for every scan: some (CSV, repartitioned SQL) yield
-    // nothing when executed a second time.
+    // Every pass reads the input in file order, several partitions decoding at once
+    // (`ordered`). A physical plan is planned afresh for every scan: some (CSV, repartitioned
+    // SQL) yield nothing when executed a second time.
     let plan = frame.clone().create_physical_plan().await?;
     let (mut rows, estimated_bytes) = statistics(&plan);
     let schema = plan.schema();
-    let mut first_plan = Some(plan);
-    let mut scan = async || -> Result<BoxStream<'static, Result<RecordBatch>>> {
-        let plan = match first_plan.take() {
-            Some(p) => p,
-            None => frame.clone().create_physical_plan().await?,
-        };
-        Ok(in_file_order(plan, ctx.task_ctx())
-            .map(|b| b.map_err(Error::from))
-            .boxed())
+    let state = ordered::ordered_state(ctx, &plan);
+    let task_ctx = Arc::new(TaskContext::from(&state));
+    let scan = async || -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let plan = state.create_physical_plan(frame.logical_plan()).await?;
+        let stream = ordered::in_file_order(
+            plan,
+            Arc::clone(&task_ctx),
+            ordered::decoders(),
+            ordered::READ_AHEAD_BYTES,
+        );
+        Ok(stream.map(|b| b.map_err(Error::from)).boxed())
     };
     let mut spilled: Option<Spilled> = None;
     let mut scans = 0u32;
@@ -953,29 +956,6 @@ fn statistics(plan: &Arc<dyn ExecutionPlan>) -> (Option<u64>, Option<u64>) {
         .as_ref()
         .and_then(|s| s.total_byte_size.get_value().map(|b| *b as u64));
     (rows, bytes)
-}
-
-/// The plan's rows in a fixed order: partition 0 to the end, then partition 1, … — the files'
-/// own order, the same on every run. (`execute_stream` merges partitions in whatever order
-/// their batches arrive, so a stream-order algorithm, and the shuffle's seeded assignment of
-/// rows to spill files, would differ between runs of a multi-file or multi-row-group input.)
-/// Decoding runs on a spawned task, a few batches ahead of the consumer, so it still overlaps
-/// with the operators' work.
-fn in_file_order(plan: Arc<dyn ExecutionPlan>, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-    let mut builder = RecordBatchReceiverStreamBuilder::new(plan.schema(), 4);
-    let tx = builder.tx();
-    builder.spawn(async move {
-        for partition in 0..plan.output_partitioning().partition_count() {
-            let mut stream = plan.execute(partition, Arc::clone(&ctx))?;
-            while let Some(batch) = stream.next().await {
-                if tx.send(batch).await.is_err() {
-                    return Ok(()); // the consumer stopped (an error elsewhere, Ctrl-C)
-                }
-            }
-        }
-        Ok(())
-    });
-    builder.build()
 }
 
 /// Applies `f` to the operators at `which`, naming the stage in any error.

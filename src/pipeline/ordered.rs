@@ -1,0 +1,296 @@
+//! Reading a plan's rows in a fixed order — the files' own order, the same on every run and
+//! every machine — while several partitions decode at once.
+//!
+//! Stream-order algorithms (`random-order`, `oja`) and the shuffle's seeded assignment of rows
+//! to spill files depend on the order rows arrive in, so a pipeline reads its inputs partition
+//! 0 to the end, then partition 1, … rather than in whatever order batches arrive
+//! (`execute_stream`). Reading them one at a time, though, decodes on one core: the scan is
+//! split into byte ranges of about [`CHUNK_BYTES`] (more partitions than cores), up to
+//! [`decoders`] of them decode at once on spawned tasks, and the consumer takes their batches
+//! in partition order. A partition that is not yet being consumed may decode at most
+//! [`READ_AHEAD_BYTES`] / `decoders` ahead, so memory stays bounded whatever the input size.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::context::SessionState;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+/// The file bytes one partition of an ordered scan covers (DataFusion splits files into byte
+/// ranges; a row group belongs to the range holding its start, so a partition is at least
+/// one row group).
+pub const CHUNK_BYTES: u64 = 64 << 20;
+
+/// Decoded bytes the partitions ahead of the consumer may hold between them.
+pub const READ_AHEAD_BYTES: usize = 256 << 20;
+
+/// How many partitions decode at once: the machine's cores. (The order of the rows does not
+/// depend on it, only the speed.)
+pub fn decoders() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// The session state to plan an ordered scan with, given a plan of the same query (planned
+/// with the session's defaults, to see which files it reads): file scans split into about
+/// [`CHUNK_BYTES`] each — a number of partitions that depends on the input, not on the
+/// machine's cores, so batch boundaries are the same everywhere — and no work stealing
+/// between partitions: DataFusion lets an idle partition read a sibling's files
+/// (`enable_file_stream_work_stealing`), which would break the order partitions stand for.
+pub fn ordered_state(ctx: &SessionContext, plan: &Arc<dyn ExecutionPlan>) -> SessionState {
+    let mut state = ctx.state();
+    let options = state.config_mut().options_mut();
+    options.execution.enable_file_stream_work_stealing = false;
+    options.execution.target_partitions =
+        scanned_bytes(plan).div_ceil(CHUNK_BYTES).clamp(1, 4096) as usize;
+    state
+}
+
+/// The bytes of every file `plan` scans.
+fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    let own = plan
+        .downcast_ref::<DataSourceExec>()
+        .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+        .map_or(0, |config| {
+            config
+                .file_groups
+                .iter()
+                .flat_map(|group| group.iter())
+                .map(|file| file.effective_size())
+                .sum()
+        });
+    own + plan.children().into_iter().map(scanned_bytes).sum::<u64>()
+}
+
+/// One partition decoding on its own task; its batches wait in `rx`, each holding permits of
+/// the partition's read-ahead budget until the consumer takes it.
+struct Decoder {
+    partition: usize,
+    rx: mpsc::UnboundedReceiver<(DfResult<RecordBatch>, OwnedSemaphorePermit)>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        // The consumer stopped early (an error elsewhere, Ctrl-C): stop decoding.
+        self.task.abort();
+    }
+}
+
+/// Read-ahead budgets count KiB, so that a few GiB fit in a semaphore's permits.
+const PERMIT_BYTES: usize = 1024;
+
+impl Decoder {
+    fn spawn(
+        plan: &Arc<dyn ExecutionPlan>,
+        ctx: &Arc<TaskContext>,
+        partition: usize,
+        budget: usize,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (plan, ctx) = (Arc::clone(plan), Arc::clone(ctx));
+        let permits = (budget / PERMIT_BYTES).max(1);
+        let semaphore = Arc::new(Semaphore::new(permits));
+        let task = tokio::spawn(async move {
+            let mut stream = match plan.execute(partition, ctx) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    let permit = Arc::clone(&semaphore).try_acquire_owned();
+                    let _ = tx.send((Err(e), permit.expect("an unused budget")));
+                    return;
+                }
+            };
+            while let Some(batch) = stream.next().await {
+                let bytes = batch.as_ref().map_or(0, |b| b.get_array_memory_size());
+                // A batch larger than the whole budget takes all of it: it waits until the
+                // consumer has taken everything before it.
+                let n = (bytes / PERMIT_BYTES).clamp(1, permits) as u32;
+                let Ok(permit) = Arc::clone(&semaphore).acquire_many_owned(n).await else {
+                    return;
+                };
+                let failed = batch.is_err();
+                if tx.send((batch, permit)).is_err() || failed {
+                    return; // the consumer stopped, or the error ends this partition
+                }
+            }
+        });
+        Decoder {
+            partition,
+            rx,
+            task,
+        }
+    }
+
+    /// The next batch, or `None` at the partition's end. A decoding task that panicked is an
+    /// error, never a silently shorter partition.
+    async fn next(&mut self) -> Option<DfResult<RecordBatch>> {
+        if let Some((batch, _permit)) = self.rx.recv().await {
+            return Some(batch);
+        }
+        match (&mut self.task).await {
+            Ok(()) => None,
+            Err(e) => Some(Err(DataFusionError::Execution(format!(
+                "decoding partition {} of the input failed: {e}",
+                self.partition
+            )))),
+        }
+    }
+}
+
+/// `plan`'s rows in partition order, partitions decoding `decoders` at a time, each at most
+/// `read_ahead / decoders` bytes ahead of the consumer (see the module docs). Plan it with
+/// [`ordered_state`], and execute it with that state's task context.
+pub fn in_file_order(
+    plan: Arc<dyn ExecutionPlan>,
+    ctx: Arc<TaskContext>,
+    decoders: usize,
+    read_ahead: usize,
+) -> SendableRecordBatchStream {
+    let schema = plan.schema();
+    let partitions = plan.output_partitioning().partition_count();
+    let decoders = decoders.max(1);
+    let budget = read_ahead / decoders;
+    struct State {
+        plan: Arc<dyn ExecutionPlan>,
+        ctx: Arc<TaskContext>,
+        running: VecDeque<Decoder>,
+        next: usize,
+        partitions: usize,
+        decoders: usize,
+        budget: usize,
+        done: bool,
+    }
+    let state = State {
+        plan,
+        ctx,
+        running: VecDeque::new(),
+        next: 0,
+        partitions,
+        decoders,
+        budget,
+        done: false,
+    };
+    let stream = futures::stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        loop {
+            while s.running.len() < s.decoders && s.next < s.partitions {
+                let decoder = Decoder::spawn(&s.plan, &s.ctx, s.next, s.budget);
+                s.running.push_back(decoder);
+                s.next += 1;
+            }
+            let front = s.running.front_mut()?;
+            match front.next().await {
+                Some(Ok(batch)) => return Some((Ok(batch), s)),
+                Some(Err(e)) => {
+                    // Stop every decoder and end the stream after the error.
+                    s.running.clear();
+                    s.done = true;
+                    return Some((Err(e), s));
+                }
+                None => {
+                    s.running.pop_front();
+                }
+            }
+        }
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{AsArray, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use datafusion::datasource::memory::MemorySourceConfig;
+
+    /// `partitions` partitions of `batches` batches of `rows` consecutive integers each.
+    fn numbered_partitions(
+        partitions: usize,
+        batches: usize,
+        rows: usize,
+    ) -> Vec<Vec<RecordBatch>> {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let mut next = 0i64;
+        (0..partitions)
+            .map(|_| {
+                (0..batches)
+                    .map(|_| {
+                        let values: Int64Array = (next..next + rows as i64).collect();
+                        next += rows as i64;
+                        RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(values)]).unwrap()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn numbered(partitions: usize, batches: usize, rows: usize) -> Arc<dyn ExecutionPlan> {
+        let parts = numbered_partitions(partitions, batches, rows);
+        let schema = parts[0][0].schema();
+        MemorySourceConfig::try_new_exec(&parts, schema, None).unwrap()
+    }
+
+    async fn collect(stream: SendableRecordBatchStream) -> DfResult<Vec<i64>> {
+        let batches: Vec<RecordBatch> = stream
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<DfResult<_>>()?;
+        Ok(batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn partitions_come_out_in_order_whatever_the_number_of_decoders() {
+        let ctx = SessionContext::new().task_ctx();
+        for decoders in [1, 2, 3, 8, 40] {
+            // A budget of one byte: every decoder may hold one batch ahead (a batch larger
+            // than the budget takes all of it), which must still never stall.
+            for read_ahead in [1, READ_AHEAD_BYTES] {
+                let plan = numbered(17, 5, 1000);
+                let stream = in_file_order(plan, Arc::clone(&ctx), decoders, read_ahead);
+                let rows = collect(stream).await.unwrap();
+                assert_eq!(
+                    rows,
+                    (0..17 * 5 * 1000).collect::<Vec<i64>>(),
+                    "{decoders} decoders, {read_ahead} bytes ahead"
+                );
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_error_in_a_later_partition_ends_the_stream_with_that_error() {
+        let ctx = SessionContext::new();
+        let table = datafusion::datasource::MemTable::try_new(
+            numbered(1, 1, 1).schema(),
+            numbered_partitions(9, 3, 100),
+        )
+        .unwrap();
+        ctx.register_table("t", Arc::new(table)).unwrap();
+        // Division by zero at x = 1234, in partition 4.
+        let frame = ctx.sql("SELECT 10 / (x - 1234) AS y FROM t").await.unwrap();
+        let plan = frame.create_physical_plan().await.unwrap();
+        assert_eq!(plan.output_partitioning().partition_count(), 9);
+        let stream = in_file_order(plan, ctx.task_ctx(), 3, READ_AHEAD_BYTES);
+        let items: Vec<DfResult<RecordBatch>> = stream.collect().await;
+        let (last, before) = items.split_last().unwrap();
+        let err = last.as_ref().unwrap_err().to_string();
+        assert!(err.contains("Divide by zero"), "{err}");
+        let rows: usize = before.iter().map(|b| b.as_ref().unwrap().num_rows()).sum();
+        assert_eq!(rows, 1200, "the partitions before the failing one, whole");
+    }
+}
