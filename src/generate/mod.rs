@@ -524,6 +524,11 @@ fn write_atomically(
     mut make: impl FnMut(u64, usize) -> Result<RecordBatch>,
 ) -> Result<()> {
     const BATCH_ROWS: u64 = 8192;
+    // `--out new/dir/x.parquet` makes `new/dir`, as `generate logits --out-dir` does.
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    }
     let tmp = tmp_sibling(out);
     let file =
         File::create(&tmp).map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;

@@ -315,7 +315,8 @@ fn skip_mode_counts_invalid_rows_in_stats() {
 fn generate_low_rank_is_reproducible_and_has_the_requested_gap() {
     let tmp = TempDir::new().unwrap();
     let a = tmp.path().join("a.parquet");
-    let b = tmp.path().join("b.parquet");
+    // A directory that does not exist yet is made.
+    let b = tmp.path().join("new/dir/b.parquet");
     let args = |out: &Path, seed: &str| {
         vec![
             "generate".to_string(),
