@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use super::{el2n, softmax_into, Target};
+use super::{el2n, exp_nonpositive, softmax_into, Target};
 use crate::{Error, Result};
 
 /// A logistic-regression or one-hidden-layer classifier (see the module docs).
@@ -311,7 +311,7 @@ fn affine(w: &[f64], b: &[f64], v: &[f64], out: &mut Vec<f64>) {
 
 fn log_sum_exp(z: &[f64]) -> f64 {
     let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln()
+    max + z.iter().map(|v| exp_nonpositive(v - max)).sum::<f64>().ln()
 }
 
 #[cfg(test)]
