@@ -178,7 +178,12 @@ impl Core {
             Core::RandomOrder(ro) => ro.update(rows)?,
             Core::Oja(oja) => oja.update(rows),
             Core::Prefix { buf, sq, .. } => {
-                *sq += rows.iter().map(|x| x * x).sum::<f64>();
+                // One running sum and an exactly sized buffer: the same bits and the same
+                // `state_bytes` however the prefix arrives in batches.
+                for x in rows {
+                    *sq += x * x;
+                }
+                buf.reserve_exact(rows.len());
                 buf.extend_from_slice(rows);
             }
         }
@@ -482,6 +487,8 @@ impl TopEigenvectorOp {
     }
 
     fn main_update(&mut self, batch: &RecordBatch) -> Result<()> {
+        // Rows seen, valid or not, once this batch is read.
+        let seen = self.reader.rows_seen() + batch.num_rows() as u64;
         let rows = self.reader.read(batch)?;
         if rows.rows == 0 {
             return Ok(());
@@ -498,15 +505,20 @@ impl TopEigenvectorOp {
             Some(core) => core,
             None => self.core.insert(Core::new(params, rows.dim, scale)?),
         };
-        core.update(rows.values)?;
-        if core
-            .buffered_rows()
-            .is_some_and(|m| m >= params.prefix_rows)
-        {
+        let Some(buffered) = core.buffered_rows() else {
+            return core.update(rows.values);
+        };
+        // The prefix ends after exactly `prefix_rows` rows, wherever batches happen to end,
+        // so the estimate of `‖A‖_F²` — and the answer — do not depend on batch boundaries.
+        let room = params.prefix_rows.saturating_sub(buffered) as usize * rows.dim;
+        let (head, tail) = rows.values.split_at(room.min(rows.values.len()));
+        core.update(head)?;
+        if core.buffered_rows() == Some(params.prefix_rows) {
             let total = self.info.and_then(|i| i.rows).unwrap_or(0);
-            let read = self.reader.rows_seen();
+            let read = seen - (tail.len() / rows.dim) as u64;
             let bytes = core.leave_prefix(params, total.max(read), read)?;
             self.prefix_bytes = self.prefix_bytes.max(bytes);
+            core.update(tail)?;
         }
         Ok(())
     }
@@ -630,5 +642,72 @@ impl Operator for TopEigenvectorOp {
             tables.push(OutputTable::new("state", state.to_batch()?));
         }
         Ok(tables)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray, Float64Array, ListArray};
+    use datafusion::arrow::buffer::OffsetBuffer;
+    use datafusion::arrow::datatypes::Float64Type;
+    use rand::{Rng, SeedableRng};
+
+    /// `n` random rows of dimension `d` with a dominant direction, as one batch.
+    fn rows(n: usize, d: usize) -> RecordBatch {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let values: Float64Array = (0..n * d)
+            .map(|i| rng.random::<f64>() - 0.5 + if i % d == 0 { 2.0 } else { 0.0 })
+            .collect();
+        let field = Arc::new(Field::new("item", DataType::Float64, false));
+        let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(d, n));
+        let list = ListArray::new(field, offsets, Arc::new(values), None);
+        let schema = Schema::new(vec![Field::new("emb", list.data_type().clone(), false)]);
+        RecordBatch::try_new(Arc::new(schema), vec![Arc::new(list)]).unwrap()
+    }
+
+    /// The vector and stats of one run over `batch` cut into batches of `sizes` (cycled).
+    fn run(algorithm: Algorithm, batch: &RecordBatch, sizes: &[usize]) -> (Vec<f64>, String) {
+        let params = TopEigenvectorParams::new(vec!["emb".into()], algorithm);
+        let mut op = Box::new(TopEigenvectorOp::new(params, &batch.schema()).unwrap());
+        let mut scan = 0;
+        while op.next_pass().is_some() {
+            scan += 1;
+            let info = PassInfo {
+                rows: Some(batch.num_rows() as u64),
+                order_randomised: true,
+                scan,
+            };
+            op.begin_pass(&info).unwrap();
+            let (mut at, mut i) = (0, 0);
+            while at < batch.num_rows() {
+                let len = sizes[i % sizes.len()].min(batch.num_rows() - at);
+                op.update(&batch.slice(at, len)).unwrap();
+                (at, i) = (at + len, i + 1);
+            }
+            op.end_pass().unwrap();
+        }
+        let tables = op.finish().unwrap();
+        let vector = tables[0].batch.column(1).as_primitive::<Float64Type>();
+        let stats = format!("{:?}", tables[1].batch.columns());
+        (vector.values().to_vec(), stats)
+    }
+
+    /// The stream-order algorithms give the same bits however the stream is cut into batches
+    /// (a cluster, a different file layout or DataFusion version cuts it differently): the
+    /// `‖A‖_F²` prefix ends after exactly `prefix_rows` rows.
+    #[test]
+    fn batch_boundaries_do_not_change_a_bit() {
+        let batch = rows(20_000, 6);
+        for algorithm in [Algorithm::RandomOrder, Algorithm::Oja] {
+            let one = run(algorithm, &batch, &[20_000]);
+            for sizes in [&[8192][..], &[777, 1, 4095], &[5460]] {
+                assert_eq!(
+                    run(algorithm, &batch, sizes),
+                    one,
+                    "{algorithm:?}, {sizes:?}"
+                );
+            }
+        }
     }
 }
