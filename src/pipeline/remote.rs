@@ -6,8 +6,11 @@
 //! Which stages: `top_eigenvector` with `exact` or `frequent-directions` (through
 //! `top_eigenvector_state`) and `coordinated_sketch` with `priority` (through
 //! `priority_sketch`), reading a source, without `verify`, `shuffle`, `incremental`,
-//! `on_invalid = "skip"`, sparse rows or `duplicate_keys` aggregation. Every other stage runs on
-//! the client as without `--cluster`.
+//! `on_invalid = "skip"`, sparse rows or `duplicate_keys` aggregation. The other stages
+//! reading a source (not incremental) still use the cluster, from `run`: `prune_scores`' query
+//! (scores and the by-id group-by) runs there, and the stream-order stages read their source
+//! as a stream the executors decode, fetched partition by partition in file order
+//! ([`super::ordered`]).
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{Int64Type, Schema};

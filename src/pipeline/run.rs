@@ -21,9 +21,7 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::common::stats::Precision;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::TaskContext;
-use datafusion::physical_plan::{
-    ExecutionPlan, StatisticsArgs, StatisticsContext,
-};
+use datafusion::physical_plan::{ExecutionPlan, StatisticsArgs, StatisticsContext};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -344,6 +342,24 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             continue;
         }
         let increment = group.stages.first().and_then(|s| increments.get(&s.name));
+        // With `--cluster`, a source's scan runs there (stages that were not run as cluster
+        // aggregates above still have their input decoded by the executors).
+        let cluster = match (&opts.cluster, &group.input, increment) {
+            (Some(c), Input::Source(name), None) => {
+                let stages: Vec<&str> = group.stages.iter().map(|s| s.name.as_str()).collect();
+                event(
+                    opts.progress,
+                    "scan_on_cluster",
+                    &format!(
+                        "source `{name}`: read on the cluster, streamed here for stage(s) {}",
+                        stages.join(", ")
+                    ),
+                    &[("source", Value::from(name.as_str()))],
+                );
+                Some(c)
+            }
+            _ => None,
+        };
         let frame = match &group.input {
             Input::Source(name) => match increment {
                 Some(inc) if inc.new.is_empty() => None,
@@ -402,7 +418,10 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 );
                 let by_id = scratch[&stage.name].path().join(BY_ID);
                 let work = async {
-                    let runs = prune_scores::runs::aggregate(&ctx, frame, p, &by_id).await?;
+                    // On a cluster the scoring and the by-id group-by run there; the per-id
+                    // rows come back into the local scratch file.
+                    let on = cluster.unwrap_or(&ctx);
+                    let runs = prune_scores::runs::aggregate(on, frame, p, &by_id).await?;
                     prune_scores::masks::finish(&ctx, &by_id, p, runs).await
                 };
                 let scores = interruptible(&interrupt, work)
@@ -431,6 +450,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 .collect();
             run_group(
                 &ctx,
+                cluster,
                 spec,
                 group,
                 frame,
@@ -826,6 +846,7 @@ fn describe_input(spec: &PipelineSpec, input: &Input) -> String {
 #[allow(clippy::too_many_arguments)]
 async fn run_group(
     ctx: &SessionContext,
+    cluster: Option<&SessionContext>,
     spec: &PipelineSpec,
     group: &Group<'_>,
     frame: DataFrame,
@@ -840,12 +861,13 @@ async fn run_group(
         other => other.to_string(),
     };
     // Every pass reads the input in file order, several partitions decoding at once
-    // (`ordered`). A physical plan is planned afresh for every scan: some (CSV, repartitioned
-    // SQL) yield nothing when executed a second time.
+    // (`ordered`) — on the cluster when there is one: the executors decode, the batches stream
+    // here in partition order. A physical plan is planned afresh for every scan: some (CSV,
+    // repartitioned SQL) yield nothing when executed a second time.
     let plan = frame.clone().create_physical_plan().await?;
     let (mut rows, estimated_bytes) = statistics(&plan);
     let schema = plan.schema();
-    let state = ordered::ordered_state(ctx, &plan);
+    let state = ordered::ordered_state(cluster.unwrap_or(ctx), &plan);
     let task_ctx = Arc::new(TaskContext::from(&state));
     let scan = async || -> Result<BoxStream<'static, Result<RecordBatch>>> {
         let plan = state.create_physical_plan(frame.logical_plan()).await?;
