@@ -68,8 +68,9 @@ pub fn softmax_into(z: &[f64], p: &mut Vec<f64>) -> Result<()> {
 #[inline(always)]
 pub fn exp_nonpositive(x: f64) -> f64 {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    // fdlibm's split of ln 2 (6.93147180369123816490e-01 and 1.90821492927058770002e-10).
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     // Adding 1.5·2⁵² rounds to the nearest integer and leaves it in the low mantissa bits.
     const SHIFTER: f64 = 6_755_399_441_055_744.0;
     let xc = x.max(-708.0);
