@@ -73,6 +73,86 @@ async fn standalone_mode_gives_the_local_answers() {
     }
 }
 
+/// Pipelines run with and without a cluster, the tables that must be equal bit for bit, and
+/// the stages whose vector must agree to 1e-9 (the exact Gram and FD states are merged in
+/// another order).
+type Demo = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+const DEMOS: [Demo; 4] = [
+    (
+        "sketch_demo",
+        &["ab/product.parquet", "ab_exact/product.parquet"],
+        &[],
+    ),
+    ("demo", &["top/vector.parquet"], &["top_exact", "top_fd"]),
+    (
+        "prune_demo",
+        &[
+            "logits/scores.parquet",
+            "logits/stats.parquet",
+            "proxy/scores.parquet",
+            "proxy_mlp/training.parquet",
+        ],
+        &[],
+    ),
+    ("ordered", &["ro/vector.parquet", "oja/vector.parquet"], &[]),
+];
+
+fn same_tables(demo: &str, l: &Path, r: &Path, same: &[&str], close: &[&str]) {
+    for table in same {
+        assert!(
+            read_parquet(&l.join(table)) == read_parquet(&r.join(table)),
+            "{demo}: {table} differs"
+        );
+    }
+    for stage in close {
+        let (a, b) = (read_vector(&l.join(stage)), read_vector(&r.join(stage)));
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-9),
+            "{demo}: {stage}"
+        );
+    }
+}
+
+fn demo_file(tmp: &Path, demo: &str) -> std::path::PathBuf {
+    match demo {
+        "ordered" => ordered_pipeline(tmp),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("pipelines/{demo}.toml")),
+    }
+}
+
+/// Every stage of the demos through `run` with the in-process cluster writes the local tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_mode_runs_every_stage_of_the_demos_as_locally() {
+    use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
+    let tmp = TempDir::new().unwrap();
+    for (demo, same, close) in DEMOS {
+        let file = demo_file(tmp.path(), demo);
+        let spec = PipelineSpec::load(&file, &[]).unwrap();
+        let (l, r) = (
+            tmp.path().join(format!("{demo}-local")),
+            tmp.path().join(format!("{demo}-standalone")),
+        );
+        for (out, cluster) in [(&l, false), (&r, true)] {
+            let cluster = match cluster {
+                true => Some(sketchpipe::cluster::standalone_context().await.unwrap()),
+                false => None,
+            };
+            let opts = RunOptions {
+                output_dir: Some(out.clone()),
+                progress: sketchpipe::progress::ProgressMode::Quiet,
+                cluster,
+                ..Default::default()
+            };
+            pipeline::run(&spec, &opts).await.unwrap();
+        }
+        same_tables(demo, &l, &r, same, close);
+    }
+}
+
 /// Child processes stopped when the test ends, however it ends.
 struct Processes(Vec<Child>);
 
@@ -202,38 +282,8 @@ fn processes_on_loopback_give_the_local_answers_and_survive_a_lost_executor() {
     }
     // `run --cluster`: the demos' mergeable stages run on the cluster, the rest here; the
     // outputs are the local ones (exact eigenvector to rounding).
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (demo, same, close) in [
-        (
-            "sketch_demo",
-            &["ab/product.parquet", "ab_exact/product.parquet"][..],
-            &[][..],
-        ),
-        (
-            "demo",
-            &["top/vector.parquet"][..],
-            &["top_exact", "top_fd"][..],
-        ),
-        (
-            "prune_demo",
-            &[
-                "logits/scores.parquet",
-                "logits/stats.parquet",
-                "proxy/scores.parquet",
-                "proxy_mlp/training.parquet",
-            ][..],
-            &[][..],
-        ),
-        (
-            "ordered",
-            &["ro/vector.parquet", "oja/vector.parquet"][..],
-            &[][..],
-        ),
-    ] {
-        let file = match demo {
-            "ordered" => ordered_pipeline(tmp.path()),
-            _ => root.join(format!("pipelines/{demo}.toml")),
-        };
+    for (demo, same, close) in DEMOS {
+        let file = demo_file(tmp.path(), demo);
         let (l, r) = (
             tmp.path().join(format!("{demo}-local")),
             tmp.path().join(format!("{demo}-cluster")),
@@ -255,19 +305,7 @@ fn processes_on_loopback_give_the_local_answers_and_survive_a_lost_executor() {
         ]);
         assert_ok(&o);
         assert!(stderr(&o).contains("on the cluster"), "{}", stderr(&o));
-        for table in same {
-            assert!(
-                read_parquet(&l.join(table)) == read_parquet(&r.join(table)),
-                "{demo}: {table} differs"
-            );
-        }
-        for stage in close {
-            let (a, b) = (read_vector(&l.join(stage)), read_vector(&r.join(stage)));
-            assert!(
-                a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-9),
-                "{demo}: {stage}"
-            );
-        }
+        same_tables(demo, &l, &r, same, close);
     }
 
     // A failure inside one of our functions on an executor comes back as our own error,
