@@ -42,16 +42,21 @@ pub fn decoders() -> usize {
 
 /// The session state to plan an ordered scan with, given a plan of the same query (planned
 /// with the session's defaults, to see which files it reads): file scans split into about
-/// [`CHUNK_BYTES`] each — a number of partitions that depends on the input, not on the
+/// `chunk_bytes` ([`CHUNK_BYTES`] in a run) each — a number of partitions that depends on the input, not on the
 /// machine's cores, so batch boundaries are the same everywhere — and no work stealing
 /// between partitions: DataFusion lets an idle partition read a sibling's files
 /// (`enable_file_stream_work_stealing`), which would break the order partitions stand for.
-pub fn ordered_state(ctx: &SessionContext, plan: &Arc<dyn ExecutionPlan>) -> SessionState {
+pub fn ordered_state(
+    ctx: &SessionContext,
+    plan: &Arc<dyn ExecutionPlan>,
+    chunk_bytes: u64,
+) -> SessionState {
     let mut state = ctx.state();
     let options = state.config_mut().options_mut();
     options.execution.enable_file_stream_work_stealing = false;
-    options.execution.target_partitions =
-        scanned_bytes(plan).div_ceil(CHUNK_BYTES).clamp(1, 4096) as usize;
+    options.execution.target_partitions = scanned_bytes(plan)
+        .div_ceil(chunk_bytes.max(1))
+        .clamp(1, 4096) as usize;
     state
 }
 
@@ -101,13 +106,10 @@ impl Decoder {
         let permits = (budget / PERMIT_BYTES).max(1);
         let semaphore = Arc::new(Semaphore::new(permits));
         let task = tokio::spawn(async move {
+            // A partition that cannot start is a stream of its one error.
             let mut stream = match plan.execute(partition, ctx) {
-                Ok(stream) => stream,
-                Err(e) => {
-                    let permit = Arc::clone(&semaphore).try_acquire_owned();
-                    let _ = tx.send((Err(e), permit.expect("an unused budget")));
-                    return;
-                }
+                Ok(stream) => stream.boxed(),
+                Err(e) => futures::stream::once(async { Err(e) }).boxed(),
             };
             while let Some(batch) = stream.next().await {
                 let bytes = batch.as_ref().map_or(0, |b| b.get_array_memory_size());
@@ -167,7 +169,6 @@ pub fn in_file_order(
         partitions: usize,
         decoders: usize,
         budget: usize,
-        done: bool,
     }
     let state = State {
         plan,
@@ -177,12 +178,8 @@ pub fn in_file_order(
         partitions,
         decoders,
         budget,
-        done: false,
     };
     let stream = futures::stream::unfold(state, |mut s| async move {
-        if s.done {
-            return None;
-        }
         loop {
             while s.running.len() < s.decoders && s.next < s.partitions {
                 let decoder = Decoder::spawn(&s.plan, &s.ctx, s.next, s.budget);
@@ -193,9 +190,9 @@ pub fn in_file_order(
             match front.next().await {
                 Some(Ok(batch)) => return Some((Ok(batch), s)),
                 Some(Err(e)) => {
-                    // Stop every decoder and end the stream after the error.
+                    // Stop every decoder and start no more: the stream ends after the error.
                     s.running.clear();
-                    s.done = true;
+                    s.next = s.partitions;
                     return Some((Err(e), s));
                 }
                 None => {
@@ -270,6 +267,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The real path: a Parquet directory of several files planned with [`ordered_state`]
+    /// (small chunks here, so many byte-range partitions), read back in file order. (With
+    /// DataFusion's work stealing left on, this fails: partitions read each other's files.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn files_split_into_chunks_come_back_in_file_order() {
+        use datafusion::parquet::arrow::ArrowWriter;
+        let dir = tempfile::TempDir::new().unwrap();
+        let parts = numbered_partitions(3, 4, 20_000);
+        for (i, batches) in parts.iter().enumerate() {
+            let file = std::fs::File::create(dir.path().join(format!("p{i}.parquet"))).unwrap();
+            let props = datafusion::parquet::file::properties::WriterProperties::builder()
+                .set_max_row_group_row_count(Some(10_000))
+                .build();
+            let mut writer = ArrowWriter::try_new(file, batches[0].schema(), Some(props)).unwrap();
+            batches.iter().for_each(|b| writer.write(b).unwrap());
+            writer.close().unwrap();
+        }
+        let ctx = SessionContext::new();
+        let url = format!("{}/", dir.path().display());
+        let frame = ctx.read_parquet(url, Default::default()).await.unwrap();
+        let plan = frame.clone().create_physical_plan().await.unwrap();
+        let bytes = scanned_bytes(&plan);
+        let state = ordered_state(&ctx, &plan, bytes / 10);
+        let plan = state
+            .create_physical_plan(frame.logical_plan())
+            .await
+            .unwrap();
+        assert!(plan.output_partitioning().partition_count() >= 10);
+        let task_ctx = Arc::new(TaskContext::from(&state));
+        let rows = collect(in_file_order(plan, task_ctx, 3, READ_AHEAD_BYTES))
+            .await
+            .unwrap();
+        assert_eq!(rows, (0..3 * 4 * 20_000).collect::<Vec<i64>>());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -347,13 +347,14 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
         let cluster = match (&opts.cluster, &group.input, increment) {
             (Some(c), Input::Source(name), None) => {
                 let stages: Vec<&str> = group.stages.iter().map(|s| s.name.as_str()).collect();
+                let how = match group.query {
+                    true => "scored and averaged by id on the cluster",
+                    false => "read on the cluster, streamed here",
+                };
                 event(
                     opts.progress,
                     "scan_on_cluster",
-                    &format!(
-                        "source `{name}`: read on the cluster, streamed here for stage(s) {}",
-                        stages.join(", ")
-                    ),
+                    &format!("source `{name}`: {how} for stage(s) {}", stages.join(", ")),
                     &[("source", Value::from(name.as_str()))],
                 );
                 Some(c)
@@ -867,7 +868,7 @@ async fn run_group(
     let plan = frame.clone().create_physical_plan().await?;
     let (mut rows, estimated_bytes) = statistics(&plan);
     let schema = plan.schema();
-    let state = ordered::ordered_state(cluster.unwrap_or(ctx), &plan);
+    let state = ordered::ordered_state(cluster.unwrap_or(ctx), &plan, ordered::CHUNK_BYTES);
     let task_ctx = Arc::new(TaskContext::from(&state));
     let scan = async || -> Result<BoxStream<'static, Result<RecordBatch>>> {
         let plan = state.create_physical_plan(frame.logical_plan()).await?;
