@@ -49,14 +49,9 @@ fn queries(t: &str) -> Vec<String> {
 }
 
 async fn printed(ctx: &SessionContext, sql: &str) -> String {
-    let batches: Vec<RecordBatch> = ctx
-        .sql(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    pretty_format_batches(&batches).unwrap().to_string()
+    pretty_format_batches(&collect_sql(ctx, sql).await)
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,6 +33,16 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Runs `sql` on `ctx` and collects its batches, panicking with the query on an error.
+pub async fn collect_sql(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<RecordBatch> {
+    ctx.sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 /// Asserts success, printing stderr if not.
 pub fn assert_ok(o: &Output) {
     assert!(o.status.success(), "sketchpipe failed:\n{}", stderr(o));

@@ -34,13 +34,7 @@ async fn ctx(dir: &Path, partitions: usize) -> SessionContext {
 }
 
 async fn query(ctx: &SessionContext, sql: &str) -> RecordBatch {
-    let batches = ctx
-        .sql(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let batches = collect_sql(ctx, sql).await;
     let schema = batches[0].schema();
     datafusion::arrow::compute::concat_batches(&schema, &batches).unwrap()
 }
