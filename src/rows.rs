@@ -10,7 +10,8 @@
 //! * one or more numeric columns (integers or floats), one value per row each.
 //!
 //! Values are read straight from the Arrow buffers (`&[f32]`/`&[f64]` slices) into one reused
-//! row-major `Vec<f64>`; nothing is allocated per row.
+//! row-major `Vec<f64>`; nothing is allocated per row. A valid `Float64` list batch is not
+//! copied at all: its child buffer is already the row-major view.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, OffsetSizeTrait, RecordBatch};
 use datafusion::arrow::buffer::NullBuffer;
@@ -54,6 +55,14 @@ pub struct DenseRows<'a> {
     pub values: &'a [f64],
     pub dim: usize,
     pub rows: usize,
+}
+
+/// Where a batch's valid rows ended up.
+enum Rows<'a> {
+    /// This many rows, copied into the reader's buffer.
+    Copied(usize),
+    /// Every row of the batch, borrowed from its Arrow buffer.
+    Borrowed(&'a [f64]),
 }
 
 /// Turns record batches into dense rows, validating as it goes.
@@ -172,15 +181,18 @@ impl DenseRowReader {
     }
 
     /// Converts one batch; the returned view is valid until the next call.
-    pub fn read(&mut self, batch: &RecordBatch) -> Result<DenseRows<'_>> {
+    ///
+    /// A `Float64` list column whose rows are all present, finite and of the one width is
+    /// already row-major in its Arrow buffer: the view then borrows that buffer instead of
+    /// copying it (every other case is copied into the reused buffer, row by row, with the
+    /// checks that name the bad row).
+    pub fn read<'a>(&'a mut self, batch: &'a RecordBatch) -> Result<DenseRows<'a>> {
         self.buf.clear();
         let n = batch.num_rows();
-        let mut valid = 0usize;
-        match &self.layout {
+        let view = match &self.layout {
             Layout::List { index, name } => {
-                let array = batch.column(*index).clone();
                 let name = name.clone();
-                valid = self.read_list(&array, &name)?;
+                self.read_list(batch.column(*index), &name)?
             }
             Layout::Columns { columns } => {
                 let arrays = columns
@@ -192,19 +204,29 @@ impl DenseRowReader {
                     })
                     .collect::<Result<Vec<(ArrayRef, String)>>>()?;
                 if n > 0 {
-                    valid = self.read_columns(&arrays, n)?;
+                    Rows::Copied(self.read_columns(&arrays, n)?)
+                } else {
+                    Rows::Copied(0)
                 }
             }
-        }
+        };
         self.rows_seen += n as u64;
-        Ok(DenseRows {
-            values: &self.buf,
-            dim: self.dim.unwrap_or(0),
-            rows: valid,
+        let dim = self.dim.unwrap_or(0);
+        Ok(match view {
+            Rows::Copied(rows) => DenseRows {
+                values: &self.buf,
+                dim,
+                rows,
+            },
+            Rows::Borrowed(values) => DenseRows {
+                values,
+                dim,
+                rows: n,
+            },
         })
     }
 
-    fn read_list(&mut self, array: &ArrayRef, name: &str) -> Result<usize> {
+    fn read_list<'a>(&mut self, array: &'a ArrayRef, name: &str) -> Result<Rows<'a>> {
         match array.data_type() {
             DataType::List(_) => self.read_var_list::<i32>(array, name),
             DataType::LargeList(_) => self.read_var_list::<i64>(array, name),
@@ -222,34 +244,81 @@ impl DenseRowReader {
         }
     }
 
-    fn read_var_list<O: OffsetSizeTrait>(&mut self, array: &ArrayRef, name: &str) -> Result<usize> {
+    fn read_var_list<'a, O: OffsetSizeTrait>(
+        &mut self,
+        array: &'a ArrayRef,
+        name: &str,
+    ) -> Result<Rows<'a>> {
         let list = array.as_list::<O>();
         let offsets = list.value_offsets();
         let ranges = |i: usize| (offsets[i].as_usize(), offsets[i + 1].as_usize());
         self.fill_from_list(name, list.len(), list.nulls(), list.values(), ranges)
     }
 
-    fn fill_from_list(
+    fn fill_from_list<'a>(
         &mut self,
         name: &str,
         n: usize,
         nulls: Option<&NullBuffer>,
-        values: &ArrayRef,
+        values: &'a ArrayRef,
         ranges: impl Fn(usize) -> (usize, usize),
-    ) -> Result<usize> {
+    ) -> Result<Rows<'a>> {
         match values.data_type() {
             DataType::Float32 => {
                 let v = values.as_primitive::<Float32Type>();
                 self.fill_rows(name, n, nulls, v.values(), v.nulls(), ranges)
+                    .map(Rows::Copied)
             }
             DataType::Float64 => {
                 let v = values.as_primitive::<Float64Type>();
+                if let Some(rows) = self.borrow_rows(n, nulls, v.values(), v.nulls(), &ranges) {
+                    return Ok(Rows::Borrowed(rows));
+                }
                 self.fill_rows(name, n, nulls, v.values(), v.nulls(), ranges)
+                    .map(Rows::Copied)
             }
             other => Err(Error::Input(format!(
                 "column `{name}` holds {other} values; expected Float32 or Float64"
             ))),
         }
+    }
+
+    /// The batch's rows as one slice of the child buffer, when every row is valid: none null,
+    /// all of the one width (learning it from the first row if need be), every value finite.
+    /// `None` sends the batch down the copying path, which names the first bad row.
+    fn borrow_rows<'a>(
+        &mut self,
+        n: usize,
+        row_nulls: Option<&NullBuffer>,
+        values: &'a [f64],
+        value_nulls: Option<&NullBuffer>,
+        ranges: &impl Fn(usize) -> (usize, usize),
+    ) -> Option<&'a [f64]> {
+        if n == 0
+            || row_nulls.is_some_and(|nb| nb.null_count() > 0)
+            || value_nulls.is_some_and(|nb| nb.null_count() > 0)
+        {
+            return None;
+        }
+        let (first, _) = ranges(0);
+        let d = match self.dim {
+            Some(d) => d,
+            None => ranges(0).1 - first,
+        };
+        // List rows are contiguous (row i ends where row i + 1 starts), so equal widths
+        // everywhere is the same as every row starting where the width says it should.
+        if d == 0 || (1..=n).any(|i| ranges(i - 1).1 != first + i * d) {
+            return None;
+        }
+        let rows = &values[first..first + n * d];
+        let finite = rows
+            .chunks(4096)
+            .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()));
+        if !finite {
+            return None;
+        }
+        self.dim = Some(d);
+        Some(rows)
     }
 
     /// The one loop every list layout goes through: copy each valid row's slice of the child
@@ -615,6 +684,69 @@ mod tests {
         let b = batch(vec![("emb", sliced)]);
         let (v, d, _) = read_all(&["emb"], &b, OnInvalid::Error).unwrap();
         assert_eq!((v, d), (vec![3.0, 4.0, 5.0, 6.0, 7.0, 8.0], 3));
+    }
+
+    /// Float64 lists are borrowed from the Arrow buffer when every row is valid and copied
+    /// otherwise; either way the view is the valid rows, in order — including a slice of a
+    /// larger array (its first offset is not 0) and a width learned from the first row.
+    #[test]
+    fn float64_lists_read_the_same_borrowed_or_copied() {
+        let list_f64 = |rows: Vec<Option<Vec<Option<f64>>>>| -> ListArray {
+            ListArray::from_iter_primitive::<Float64Type, _, _>(rows)
+        };
+        let row = |a: f64, b: f64| Some(vec![Some(a), Some(b)]);
+        let whole = list_f64(vec![
+            row(9.0, 9.0),
+            row(1.0, 2.0),
+            row(3.0, 4.0),
+            row(5.0, 6.0),
+        ]);
+        let sliced: ArrayRef = Arc::new(whole.slice(1, 3));
+        let (v, d, skipped) =
+            read_all(&["e"], &batch(vec![("e", sliced)]), OnInvalid::Error).unwrap();
+        assert_eq!((v, d, skipped), (vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 0));
+
+        let cases: Vec<(Vec<Option<Vec<Option<f64>>>>, Vec<f64>, u64)> = vec![
+            (
+                vec![row(1.0, 2.0), row(f64::NAN, 0.0), row(3.0, 4.0)],
+                vec![1.0, 2.0, 3.0, 4.0],
+                1,
+            ),
+            (
+                vec![row(1.0, 2.0), Some(vec![Some(7.0)]), row(3.0, 4.0)],
+                vec![1.0, 2.0, 3.0, 4.0],
+                1,
+            ),
+            (vec![None, row(1.0, 2.0)], vec![1.0, 2.0], 1),
+            (
+                vec![row(1.0, 2.0), Some(vec![Some(1.0), None])],
+                vec![1.0, 2.0],
+                1,
+            ),
+            (
+                vec![row(1.0, 2.0), row(-0.0, 8.0)],
+                vec![1.0, 2.0, -0.0, 8.0],
+                0,
+            ),
+        ];
+        for (rows, want, want_skipped) in cases {
+            let b = batch(vec![("e", Arc::new(list_f64(rows)) as ArrayRef)]);
+            let (v, d, skipped) = read_all(&["e"], &b, OnInvalid::Skip).unwrap();
+            assert_eq!((v, d, skipped), (want, 2, want_skipped));
+        }
+
+        // Once the width is known, a batch of other-width rows is not borrowed as valid.
+        let cols = vec!["e".to_string()];
+        let first = batch(vec![(
+            "e",
+            Arc::new(list_f64(vec![row(1.0, 2.0)])) as ArrayRef,
+        )]);
+        let narrow = list_f64(vec![Some(vec![Some(1.0)]), Some(vec![Some(2.0)])]);
+        let second = batch(vec![("e", Arc::new(narrow) as ArrayRef)]);
+        let mut r = DenseRowReader::new(&first.schema(), &cols, OnInvalid::Error).unwrap();
+        r.read(&first).unwrap();
+        let e = r.read(&second).unwrap_err().to_string();
+        assert!(e.contains("row 1") && e.contains("ragged"), "{e}");
     }
 
     #[test]
