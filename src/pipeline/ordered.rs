@@ -7,8 +7,10 @@
 //! (`execute_stream`). Reading them one at a time, though, decodes on one core: the scan is
 //! split into byte ranges of about [`CHUNK_BYTES`] (more partitions than cores), up to
 //! [`decoders`] of them decode at once on spawned tasks, and the consumer takes their batches
-//! in partition order. A partition that is not yet being consumed may decode at most
-//! [`READ_AHEAD_BYTES`] / `decoders` ahead, so memory stays bounded whatever the input size.
+//! in partition order. Up to two partitions per decoder are in flight (a decoder that has
+//! finished its partition starts the next while the consumer is still on an earlier one), and
+//! each may hold at most [`READ_AHEAD_BYTES`] / (2 · `decoders`) decoded bytes that the
+//! consumer has not taken, so memory stays bounded whatever the input size.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,16 +25,21 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// The file bytes one partition of an ordered scan covers (DataFusion splits files into byte
 /// ranges; a row group belongs to the range holding its start, so a partition is at least
 /// one row group).
-pub const CHUNK_BYTES: u64 = 64 << 20;
+pub const CHUNK_BYTES: u64 = 16 << 20;
 
 /// Decoded bytes the partitions ahead of the consumer may hold between them.
-pub const READ_AHEAD_BYTES: usize = 256 << 20;
+pub const READ_AHEAD_BYTES: usize = 512 << 20;
+
+/// Partitions queued per decoder: a decoder that has finished its partition (its batches wait
+/// for the consumer) starts the next one, up to this many partitions per decoder in flight,
+/// so the cores keep decoding while the consumer is still on an earlier partition.
+const LOOKAHEAD: usize = 2;
 
 /// How many partitions decode at once: the machine's cores. (The order of the rows does not
 /// depend on it, only the speed.)
@@ -91,6 +98,16 @@ impl Drop for Decoder {
     }
 }
 
+/// Wakes the consumer when a decoding task ends (normally, early, or by a panic), so that it
+/// can start the next partition without waiting for a batch of the one it is on.
+struct Finished(Arc<Notify>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
 /// Read-ahead budgets count KiB, so that a few GiB fit in a semaphore's permits.
 const PERMIT_BYTES: usize = 1024;
 
@@ -100,12 +117,15 @@ impl Decoder {
         ctx: &Arc<TaskContext>,
         partition: usize,
         budget: usize,
+        finished: &Arc<Notify>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let finished = Finished(Arc::clone(finished));
         let (plan, ctx) = (Arc::clone(plan), Arc::clone(ctx));
         let permits = (budget / PERMIT_BYTES).max(1);
         let semaphore = Arc::new(Semaphore::new(permits));
         let task = tokio::spawn(async move {
+            let _finished = finished;
             // A partition that cannot start is a stream of its one error.
             let mut stream = match plan.execute(partition, ctx) {
                 Ok(stream) => stream.boxed(),
@@ -132,6 +152,11 @@ impl Decoder {
         }
     }
 
+    /// Whether this partition holds decoded batches or may still decode some.
+    fn holds_batches(&self) -> bool {
+        !self.task.is_finished() || !self.rx.is_empty()
+    }
+
     /// The next batch, or `None` at the partition's end. A decoding task that panicked is an
     /// error, never a silently shorter partition.
     async fn next(&mut self) -> Option<DfResult<RecordBatch>> {
@@ -149,7 +174,7 @@ impl Decoder {
 }
 
 /// `plan`'s rows in partition order, partitions decoding `decoders` at a time, each at most
-/// `read_ahead / decoders` bytes ahead of the consumer (see the module docs). Plan it with
+/// `read_ahead / (2 · decoders)` bytes ahead of the consumer, two per decoder in flight (see the module docs). Plan it with
 /// [`ordered_state`], and execute it with that state's task context.
 pub fn in_file_order(
     plan: Arc<dyn ExecutionPlan>,
@@ -160,7 +185,8 @@ pub fn in_file_order(
     let schema = plan.schema();
     let partitions = plan.output_partitioning().partition_count();
     let decoders = decoders.max(1);
-    let budget = read_ahead / decoders;
+    let queued = LOOKAHEAD * decoders;
+    let budget = read_ahead / queued;
     struct State {
         plan: Arc<dyn ExecutionPlan>,
         ctx: Arc<TaskContext>,
@@ -168,7 +194,9 @@ pub fn in_file_order(
         next: usize,
         partitions: usize,
         decoders: usize,
+        queued: usize,
         budget: usize,
+        finished: Arc<Notify>,
     }
     let state = State {
         plan,
@@ -177,17 +205,35 @@ pub fn in_file_order(
         next: 0,
         partitions,
         decoders,
+        queued,
         budget,
+        finished: Arc::new(Notify::new()),
     };
     let stream = futures::stream::unfold(state, |mut s| async move {
         loop {
-            while s.running.len() < s.decoders && s.next < s.partitions {
-                let decoder = Decoder::spawn(&s.plan, &s.ctx, s.next, s.budget);
+            // Start partitions while fewer than `decoders` are still decoding (finished ones
+            // only hold their batches) and fewer than `queued` hold or may hold batches (a
+            // finished partition with none waiting — a byte range that held no row group —
+            // takes no room).
+            while s.next < s.partitions && {
+                let decoding = s.running.iter().filter(|d| !d.task.is_finished()).count();
+                let holding = s.running.iter().filter(|d| d.holds_batches()).count();
+                decoding < s.decoders && holding < s.queued
+            } {
+                let decoder = Decoder::spawn(&s.plan, &s.ctx, s.next, s.budget, &s.finished);
                 s.running.push_back(decoder);
                 s.next += 1;
             }
             let front = s.running.front_mut()?;
-            match front.next().await {
+            let more = s.next < s.partitions;
+            let next = tokio::select! {
+                biased;
+                next = front.next() => next,
+                // A partition ahead finished: room to start another (both branches can be
+                // cancelled and polled again).
+                _ = s.finished.notified(), if more => continue,
+            };
+            match next {
                 Some(Ok(batch)) => return Some((Ok(batch), s)),
                 Some(Err(e)) => {
                     // Stop every decoder and start no more: the stream ends after the error.
@@ -265,6 +311,20 @@ mod tests {
                     (0..17 * 5 * 1000).collect::<Vec<i64>>(),
                     "{decoders} decoders, {read_ahead} bytes ahead"
                 );
+                // Runs of empty partitions (byte ranges holding no row group) among full
+                // ones: they take no room in the queue and must not stall or reorder it.
+                let mut parts = numbered_partitions(9, 3, 100);
+                for i in [1, 2, 3, 5, 6, 8] {
+                    parts[i].clear();
+                }
+                let schema = parts[0][0].schema();
+                let plan = MemorySourceConfig::try_new_exec(&parts, schema, None).unwrap();
+                let stream = in_file_order(plan, Arc::clone(&ctx), decoders, read_ahead);
+                let want: Vec<i64> = [0, 4, 7]
+                    .iter()
+                    .flat_map(|p| p * 300..(p + 1) * 300)
+                    .collect();
+                assert_eq!(collect(stream).await.unwrap(), want, "{decoders} decoders");
             }
         }
     }
