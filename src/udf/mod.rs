@@ -92,6 +92,12 @@ fn as_f64_list(array: &ArrayRef) -> DfResult<ListArray> {
 /// A list-of-numbers argument read as row slices straight from the buffers (no per-row array
 /// object). `List<Float32>` and `List<Float64>` are read as they are; other layouts are cast
 /// to `List<Float64>` first.
+/// A float list column's values, as stored.
+enum DenseValues<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
 struct FloatLists {
     list: ListArray,
     /// Whether any item (not list) is null: checked per row only then.
@@ -136,6 +142,36 @@ impl FloatLists {
             _ => out
                 .extend_from_slice(&values.as_primitive::<Float64Type>().values()[self.range(row)]),
         }
+    }
+
+    /// Whether no list and no item is null.
+    fn no_nulls(&self) -> bool {
+        self.list.null_count() == 0 && !self.item_nulls
+    }
+
+    /// Every row's values, row-major (a slice of the child buffer), and the common width —
+    /// or `None` when a list or item is null or the widths differ (then go row by row).
+    fn dense(&self) -> Option<(DenseValues<'_>, usize)> {
+        let offsets = self.list.value_offsets();
+        let n = self.len();
+        if n == 0 || !self.no_nulls() {
+            return None;
+        }
+        let k = (offsets[1] - offsets[0]) as usize;
+        if offsets.windows(2).any(|w| (w[1] - w[0]) as usize != k) {
+            return None;
+        }
+        let range = offsets[0] as usize..offsets[n] as usize;
+        let values = self.list.values();
+        Some((
+            match values.data_type() {
+                DataType::Float32 => {
+                    DenseValues::F32(&values.as_primitive::<Float32Type>().values()[range])
+                }
+                _ => DenseValues::F64(&values.as_primitive::<Float64Type>().values()[range]),
+            },
+            k,
+        ))
     }
 
     /// Whether an item of the row is null.

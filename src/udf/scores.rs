@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, Float64Array};
+use datafusion::arrow::array::{Array, AsArray, Float64Array, PrimitiveArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{exec_err, plan_err, Result as DfResult};
@@ -22,8 +22,8 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::FloatLists;
-use crate::prune::{check_probabilities, el2n, grand_last_layer, softmax_into, Target};
+use super::{DenseValues, FloatLists};
+use crate::prune::{check_probabilities, el2n, el2n_rows, grand_last_layer, softmax_into, Target};
 use crate::rows::is_number_list;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,6 +65,38 @@ impl Score {
                 "grand_probs(probs LIST<FLOAT>, label INT | LIST<FLOAT>, embedding LIST<FLOAT>)"
             }
         }
+    }
+}
+
+impl Score {
+    /// The common case at batch speed: logits (not probabilities) of one width, class labels,
+    /// nothing null — EL2N through [`el2n_rows`], GraNd from it and `‖h‖²` per row. `None`
+    /// leaves the batch to the row-by-row path (which also names any bad row).
+    fn whole_batch(
+        &self,
+        outputs: &FloatLists,
+        classes: Option<&PrimitiveArray<Int64Type>>,
+        embedding: Option<&FloatLists>,
+    ) -> Option<Vec<f64>> {
+        let classes = classes.filter(|c| c.null_count() == 0)?;
+        if self.probs || embedding.is_some_and(|e| !e.no_nulls()) {
+            return None;
+        }
+        let (z, k) = outputs.dense()?;
+        let (mut scores, mut e) = (Vec::with_capacity(outputs.len()), Vec::new());
+        match z {
+            DenseValues::F32(z) => el2n_rows(z, k, classes.values(), &mut e, &mut scores)?,
+            DenseValues::F64(z) => el2n_rows(z, k, classes.values(), &mut e, &mut scores)?,
+        }
+        if let Some(lists) = embedding {
+            let mut h = Vec::new();
+            for (row, score) in scores.iter_mut().enumerate() {
+                lists.row_into(row, &mut h);
+                let h_sq: f64 = h.iter().map(|v| v * v).sum();
+                *score = grand_last_layer(*score, h_sq, true);
+            }
+        }
+        Some(scores)
     }
 }
 
@@ -111,6 +143,9 @@ impl ScalarUDFImpl for Score {
         let classes = classes.as_ref().map(|c| c.as_primitive::<Int64Type>());
         let embedding = arrays.get(2).map(FloatLists::new).transpose()?;
         let n = outputs.len();
+        if let Some(scores) = self.whole_batch(&outputs, classes, embedding.as_ref()) {
+            return Ok(ColumnarValue::Array(Arc::new(Float64Array::from(scores))));
+        }
         let mut out = Vec::with_capacity(n);
         let (mut p, mut z, mut q, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for row in 0..n {
