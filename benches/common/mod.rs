@@ -2,7 +2,9 @@
 //! pipeline run the way `sketchpipe` runs them.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -61,4 +63,76 @@ pub fn best<F: std::future::Future<Output = f64>>(
     (0..reps)
         .map(|_| rt.block_on(f()))
         .fold(f64::INFINITY, f64::min)
+}
+
+/// One timed thing: a name and what runs it (returning its seconds).
+pub type Contender<'a> = (
+    &'a str,
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = f64> + 'a>> + 'a>,
+);
+
+/// A contender streaming `q` over `path` ([`time_query`]).
+pub fn query<'a>(name: &'a str, path: &'a Path, q: &'a str) -> Contender<'a> {
+    (
+        name,
+        Box::new(move || Box::pin(async move { time_query(path, q).await.1 })),
+    )
+}
+
+/// A contender running the pipeline `text` ([`time_pipeline`]).
+pub fn pipeline<'a>(name: &'a str, text: &'a str) -> Contender<'a> {
+    (name, Box::new(move || Box::pin(time_pipeline(text))))
+}
+
+/// What [`rounds`] measured for one contender.
+pub struct Timing {
+    /// Its time in each round, seconds.
+    pub times: Vec<f64>,
+    /// The smallest time, seconds.
+    pub best: f64,
+    /// The median over rounds of the first contender's time / this one's, in the same round.
+    pub median_ratio: f64,
+}
+
+/// The median of `xs` (the mean of the middle two for an even count).
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let m = xs.len();
+    if m % 2 == 1 {
+        xs[m / 2]
+    } else {
+        (xs[m / 2 - 1] + xs[m / 2]) / 2.0
+    }
+}
+
+/// Times `contenders` in `reps` rounds, each round running every contender once in turn, so a
+/// slow spell of a shared machine hits all of them alike: a ratio taken within a round is
+/// steadier than a ratio of two bests taken minutes apart (on this machine the best-of-3
+/// priority/scan ratio ranged over 0.67–0.88 across four runs of the old harness).
+pub fn rounds(rt: &tokio::runtime::Runtime, reps: usize, contenders: &[Contender]) -> Vec<Timing> {
+    let rounds: Vec<Vec<f64>> = (0..reps.max(1))
+        .map(|_| contenders.iter().map(|(_, f)| rt.block_on(f())).collect())
+        .collect();
+    (0..contenders.len())
+        .map(|c| {
+            let times: Vec<f64> = rounds.iter().map(|t| t[c]).collect();
+            Timing {
+                best: times.iter().copied().fold(f64::INFINITY, f64::min),
+                median_ratio: median(rounds.iter().map(|t| t[0] / t[c]).collect()),
+                times,
+            }
+        })
+        .collect()
+}
+
+/// Prints one line per contender: rows/s at its best time and its median ratio to the first.
+pub fn print_rounds(rows: u64, contenders: &[Contender], timings: &[Timing]) {
+    println!("  {:<40} {:>12} {:>9}", "", "rows/s", "vs scan");
+    for ((name, _), t) in contenders.iter().zip(timings) {
+        println!(
+            "  {name:<40} {:>12.0} {:>9.2}",
+            rows as f64 / t.best,
+            t.median_ratio
+        );
+    }
 }
