@@ -691,7 +691,7 @@ mod tests {
     /// larger array (its first offset is not 0) and a width learned from the first row.
     #[test]
     fn float64_lists_read_the_same_borrowed_or_copied() {
-        let list_f64 = |rows: Vec<Option<Vec<Option<f64>>>>| -> ListArray {
+        let list_f64 = |rows: Vec<Option<Vec<Option<f64>>>>| {
             ListArray::from_iter_primitive::<Float64Type, _, _>(rows)
         };
         let row = |a: f64, b: f64| Some(vec![Some(a), Some(b)]);
@@ -706,7 +706,9 @@ mod tests {
             read_all(&["e"], &batch(vec![("e", sliced)]), OnInvalid::Error).unwrap();
         assert_eq!((v, d, skipped), (vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 0));
 
-        let cases: Vec<(Vec<Option<Vec<Option<f64>>>>, Vec<f64>, u64)> = vec![
+        type Rows = Vec<Option<Vec<Option<f64>>>>;
+        // (rows, the valid rows' values, how many are skipped)
+        let cases: Vec<(Rows, Vec<f64>, u64)> = vec![
             (
                 vec![row(1.0, 2.0), row(f64::NAN, 0.0), row(3.0, 4.0)],
                 vec![1.0, 2.0, 3.0, 4.0],
