@@ -89,15 +89,15 @@ fn as_f64_list(array: &ArrayRef) -> DfResult<ListArray> {
     Ok(cast(array, &target)?.as_list::<i32>().clone())
 }
 
-/// A list-of-numbers argument read as row slices straight from the buffers (no per-row array
-/// object). `List<Float32>` and `List<Float64>` are read as they are; other layouts are cast
-/// to `List<Float64>` first.
 /// A float list column's values, as stored.
 enum DenseValues<'a> {
     F32(&'a [f32]),
     F64(&'a [f64]),
 }
 
+/// A list-of-numbers argument read as row slices straight from the buffers (no per-row array
+/// object). `List<Float32>` and `List<Float64>` are read as they are; other layouts are cast
+/// to `List<Float64>` first.
 struct FloatLists {
     list: ListArray,
     /// Whether any item (not list) is null: checked per row only then.

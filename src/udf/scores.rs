@@ -66,9 +66,7 @@ impl Score {
             }
         }
     }
-}
 
-impl Score {
     /// The common case at batch speed: logits (not probabilities) of one width, class labels,
     /// nothing null — EL2N through [`el2n_rows`], GraNd from it and `‖h‖²` per row. `None`
     /// leaves the batch to the row-by-row path (which also names any bad row).
@@ -91,13 +89,18 @@ impl Score {
         if let Some(lists) = embedding {
             let mut h = Vec::new();
             for (row, score) in scores.iter_mut().enumerate() {
-                lists.row_into(row, &mut h);
-                let h_sq: f64 = h.iter().map(|v| v * v).sum();
-                *score = grand_last_layer(*score, h_sq, true);
+                *score = grand_of_row(*score, lists, row, &mut h);
             }
         }
         Some(scores)
     }
+}
+
+/// GraNd of row `row` from its EL2N and its embedding `h` (read into the scratch `h`).
+fn grand_of_row(el2n: f64, embedding: &FloatLists, row: usize, h: &mut Vec<f64>) -> f64 {
+    embedding.row_into(row, h);
+    let h_sq: f64 = h.iter().map(|v| v * v).sum();
+    grand_last_layer(el2n, h_sq, true)
 }
 
 impl ScalarUDFImpl for Score {
@@ -183,11 +186,7 @@ impl ScalarUDFImpl for Score {
             let e = el2n(&p, target).map_err(fail)?;
             out.push(Some(match &embedding {
                 None => e,
-                Some(lists) => {
-                    lists.row_into(row, &mut h);
-                    let h_sq: f64 = h.iter().map(|v| v * v).sum();
-                    grand_last_layer(e, h_sq, true)
-                }
+                Some(lists) => grand_of_row(e, lists, row, &mut h),
             }));
         }
         Ok(ColumnarValue::Array(Arc::new(Float64Array::from(out))))
