@@ -50,8 +50,9 @@ pub fn softmax_into(z: &[f64], p: &mut Vec<f64>) -> Result<()> {
             z[i]
         )));
     }
-    // The exponentials first (a branch-free loop the compiler vectorises), then their sum.
-    p.extend(z.iter().map(|v| exp_nonpositive(v - max)));
+    // The exponentials first (the batch kernel's branch-free loop), then their sum.
+    p.extend(z.iter().map(|v| v - max));
+    exp_nonpositive_in_place(p);
     let sum: f64 = p.iter().sum();
     let inv = 1.0 / sum;
     p.iter_mut().for_each(|v| *v *= inv);
@@ -59,12 +60,13 @@ pub fn softmax_into(z: &[f64], p: &mut Vec<f64>) -> Result<()> {
 }
 
 /// EL2N of many rows at once, for class labels: `z` holds `labels.len()` rows of `k` logits
-/// (`f32` or `f64`, read as `f64`), row-major; one score per row is appended to `out`. The same arithmetic as
-/// [`softmax_into`] then [`el2n`] row by row — bit for bit (a test pins it) — but the
-/// exponentials of the whole batch go through one flat loop the compiler vectorises, instead
-/// of a loop of `k` per row (10 classes leave a SIMD loop mostly prologue and remainder).
-/// `e` is scratch. Returns `None`, appending nothing, if a logit is not finite or a label is
-/// outside `[0, k)`: the caller then goes row by row to report which row.
+/// (`f32` or `f64`, read as `f64`), row-major; one score per row is appended to `out`. The
+/// same arithmetic as [`softmax_into`] then [`el2n`] row by row — bit for bit (a test pins
+/// it) — but the exponentials of the whole batch go through one flat loop the compiler
+/// vectorises, instead of a loop of `k` per row (10 classes leave a SIMD loop mostly prologue
+/// and remainder), and eight rows' sums are in flight at once. `e` is scratch. Returns `None`,
+/// appending nothing, if a logit is not finite or a label is outside `[0, k)`: the caller
+/// then goes row by row to report which row.
 pub fn el2n_rows<T: Copy + Into<f64>>(
     z: &[T],
     k: usize,
@@ -88,42 +90,43 @@ pub fn el2n_rows<T: Copy + Into<f64>>(
     }
     exp_nonpositive_in_place(e);
     out.reserve(n);
-    // Eight rows at a time, one accumulator each: each row's sums still run over its classes
-    // in order (the bits of `softmax_into` + `el2n`), but eight chains are in flight instead
-    // of one. `(p − t)²` with `t` = 1 at the label and 0 elsewhere is `el2n`'s `(1 − p)²` / `p²`
-    // exactly (`p − 1 = −(1 − p)` and `p − 0 = p` are exact).
-    const ROWS: usize = 8;
-    let mut blocks = e.chunks_exact_mut(ROWS * k);
-    let mut block_labels = labels.chunks_exact(ROWS);
+    let mut blocks = e.chunks_exact(8 * k);
+    let mut block_labels = labels.chunks_exact(8);
     for (p, y) in (&mut blocks).zip(&mut block_labels) {
-        let mut sum = [0.0; ROWS];
-        for j in 0..k {
-            for (r, s) in sum.iter_mut().enumerate() {
-                *s += p[r * k + j];
-            }
-        }
-        let inv = sum.map(|s| 1.0 / s);
-        let mut sq = [0.0; ROWS];
-        for j in 0..k {
-            for r in 0..ROWS {
-                let v = p[r * k + j] * inv[r];
-                let t = if y[r] == j as i64 { 1.0 } else { 0.0 };
-                sq[r] += (v - t) * (v - t);
-            }
-        }
-        out.extend(sq.map(f64::sqrt));
+        out.extend(el2n_block::<8>(p, y, k));
     }
-    for (p, &y) in blocks
-        .into_remainder()
-        .chunks_exact_mut(k)
+    for (p, y) in blocks
+        .remainder()
+        .chunks_exact(k)
         .zip(block_labels.remainder())
     {
-        let sum: f64 = p.iter().sum();
-        let inv = 1.0 / sum;
-        p.iter_mut().for_each(|v| *v *= inv);
-        out.push(el2n(p, Target::Class(y)).expect("label checked"));
+        out.extend(el2n_block::<1>(p, std::slice::from_ref(y), k));
     }
     Some(())
+}
+
+/// EL2N of `R` consecutive rows of `k` exponentials `p` (not yet normalised), one accumulator
+/// per row: each row's sums still run over its classes in order (the bits of `softmax_into` +
+/// `el2n`), with `R` chains in flight instead of one. `(p − t)²` with `t` = 1 at the label
+/// and 0 elsewhere is `el2n`'s `(1 − p)²` / `p²` exactly (`p − 1 = −(1 − p)` and `p − 0 = p`).
+#[inline(always)]
+fn el2n_block<const R: usize>(p: &[f64], labels: &[i64], k: usize) -> [f64; R] {
+    let mut sum = [0.0; R];
+    for j in 0..k {
+        for (r, s) in sum.iter_mut().enumerate() {
+            *s += p[r * k + j];
+        }
+    }
+    let inv = sum.map(|s| 1.0 / s);
+    let mut sq = [0.0; R];
+    for j in 0..k {
+        for r in 0..R {
+            let v = p[r * k + j] * inv[r];
+            let t = if labels[r] == j as i64 { 1.0 } else { 0.0 };
+            sq[r] += (v - t) * (v - t);
+        }
+    }
+    sq.map(f64::sqrt)
 }
 
 /// [`exp_nonpositive`] of every element, in place: eight at a time, so the compiler keeps
@@ -166,8 +169,8 @@ fn exp_in_place(xs: &mut [f64]) {
 /// `ln 2` split in two (fdlibm's `ln2_hi`, whose low bits are zero, makes `k·ln2_hi` exact),
 /// a degree-13 Taylor polynomial for `eʳ` (truncation below 5·10⁻¹⁸ relative), and `2ᵏ` built
 /// from its bits. Agrees with `f64::exp` to 2.2·10⁻¹⁶ relative on a grid of 2·10⁶ points over
-/// `[−708, 0]` (the test pins ≤ 5·10⁻¹⁶); values
-/// below `e⁻⁷⁰⁸` (≈ 3·10⁻³⁰⁸, the subnormal range) are returned as 0.
+/// `[−708, 0]` (the test pins ≤ 5·10⁻¹⁶); values below `e⁻⁷⁰⁸` (≈ 3·10⁻³⁰⁸, the subnormal
+/// range) are returned as 0.
 #[inline(always)]
 pub fn exp_nonpositive(x: f64) -> f64 {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
@@ -377,6 +380,15 @@ mod tests {
             for (i, (row, &y)) in z.chunks_exact(k).zip(&labels).enumerate() {
                 let one = el2n(&probs(row), Target::Class(y)).unwrap();
                 prop_assert_eq!(out[i + 1].to_bits(), one.to_bits(), "row {}", i);
+            }
+            // f32 logits (what most model logs hold) are read as the f64 of each value.
+            let z32: Vec<f32> = z.iter().map(|&v| v as f32).collect();
+            let mut out32 = Vec::new();
+            el2n_rows(&z32, k, &labels, &mut e, &mut out32).unwrap();
+            for (i, (row, &y)) in z32.chunks_exact(k).zip(&labels).enumerate() {
+                let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+                let one = el2n(&probs(&row), Target::Class(y)).unwrap();
+                prop_assert_eq!(out32[i].to_bits(), one.to_bits(), "f32 row {}", i);
             }
             let (mut z, mut labels) = (z, labels);
             let (middle, last) = (z.len() / 2, labels.len() - 1);
