@@ -22,9 +22,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::context::SessionState;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    ExecutionPlan, ExecutionPlanProperties, StatisticsArgs, StatisticsContext,
-};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
@@ -50,15 +48,16 @@ pub fn decoders() -> usize {
 }
 
 /// The session state to plan an ordered scan with, given a plan of the same query (planned
-/// with the session's defaults, to see which files it reads): file scans split into about
-/// `chunk_bytes` ([`CHUNK_BYTES`] in a run) each — a number of partitions that depends on the
-/// input, not on the machine's cores, so batch boundaries are the same everywhere — batches
-/// of about [`BATCH_BYTES`], and no work stealing
-/// between partitions: DataFusion lets an idle partition read a sibling's files
+/// with the session's defaults, to see which files it reads) and its row count if known: file
+/// scans split into about `chunk_bytes` ([`CHUNK_BYTES`] in a run) each — a number of
+/// partitions that depends on the input, not on the machine's cores, so batch boundaries are
+/// the same everywhere — batches of about [`BATCH_BYTES`], and no work stealing between
+/// partitions: DataFusion lets an idle partition read a sibling's files
 /// (`enable_file_stream_work_stealing`), which would break the order partitions stand for.
 pub fn ordered_state(
     ctx: &SessionContext,
     plan: &Arc<dyn ExecutionPlan>,
+    rows: Option<u64>,
     chunk_bytes: u64,
 ) -> SessionState {
     let mut state = ctx.state();
@@ -67,12 +66,8 @@ pub fn ordered_state(
     let bytes = scanned_bytes(plan);
     options.execution.target_partitions =
         bytes.div_ceil(chunk_bytes.max(1)).clamp(1, 4096) as usize;
-    let rows = StatisticsContext::new()
-        .compute(plan.as_ref(), &StatisticsArgs::new())
-        .ok()
-        .and_then(|s| s.num_rows.get_value().copied());
     if let Some(rows) = rows.filter(|&n| n > 0 && bytes > 0) {
-        let row_bytes = bytes.div_ceil(rows as u64);
+        let row_bytes = bytes.div_ceil(rows);
         let default = options.execution.batch_size.get() as u64;
         let batch = (BATCH_BYTES / row_bytes).clamp(512.min(default), default) as usize;
         if let Ok(batch) = datafusion::config::ConfigNonZeroUsize::try_new(batch) {
@@ -86,7 +81,8 @@ pub fn ordered_state(
 /// rows come in fewer than DataFusion's 8192 per batch. A 32 MiB batch (8192 rows of 1024
 /// `f32`) is above the allocator's largest reuse size, so every batch was fresh pages from
 /// the kernel — page faults and zeroing were ~13 % of a `random-order` profile at d = 1024.
-/// Measured there (1.1 GB file, `sketchpipe run`, two runs each): 8192 rows 2.8 s, 1024 rows
+/// Measured there (`sketchpipe run` of one `random-order` stage on the 1.1 GB bench file, with
+/// the batch size overridden in a scratch build, two runs each): 8192 rows 2.8 s, 1024 rows
 /// 1.8–1.9 s, 512 rows 1.7 s; at d = 256, 8192 rows 2.0–2.4 s, 2048 rows 1.7 s. The batch size
 /// depends on the input only, never on the machine.
 pub const BATCH_BYTES: u64 = 2 << 20;
@@ -197,9 +193,9 @@ impl Decoder {
     }
 }
 
-/// `plan`'s rows in partition order, partitions decoding `decoders` at a time, each at most
-/// `read_ahead / (2 · decoders)` bytes ahead of the consumer, two per decoder in flight (see the module docs). Plan it with
-/// [`ordered_state`], and execute it with that state's task context.
+/// `plan`'s rows in partition order, partitions decoding `decoders` at a time, two per decoder
+/// in flight, each at most `read_ahead / (2 · decoders)` bytes ahead of the consumer (see the
+/// module docs). Plan it with [`ordered_state`], and execute it with that state's task context.
 pub fn in_file_order(
     plan: Arc<dyn ExecutionPlan>,
     ctx: Arc<TaskContext>,
@@ -375,7 +371,18 @@ mod tests {
         let frame = ctx.read_parquet(url, Default::default()).await.unwrap();
         let plan = frame.clone().create_physical_plan().await.unwrap();
         let bytes = scanned_bytes(&plan);
-        let state = ordered_state(&ctx, &plan, bytes / 10);
+        // Batches: DataFusion's 8192 rows for these narrow rows; rows as wide as the files'
+        // bytes over 10 rows would come 512 at a time (the floor), and an unknown count keeps
+        // the default.
+        let batch = |rows| {
+            ordered_state(&ctx, &plan, rows, bytes / 10)
+                .config()
+                .batch_size()
+        };
+        assert_eq!(batch(None), 8192);
+        assert_eq!(batch(Some(10)), 512);
+        let state = ordered_state(&ctx, &plan, Some(3 * 4 * 20_000), bytes / 10);
+        assert_eq!(state.config().batch_size(), 8192);
         let plan = state
             .create_physical_plan(frame.logical_plan())
             .await

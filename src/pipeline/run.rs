@@ -868,7 +868,7 @@ async fn run_group(
     let plan = frame.clone().create_physical_plan().await?;
     let (mut rows, estimated_bytes) = statistics(&plan);
     let schema = plan.schema();
-    let state = ordered::ordered_state(cluster.unwrap_or(ctx), &plan, ordered::CHUNK_BYTES);
+    let state = ordered::ordered_state(cluster.unwrap_or(ctx), &plan, rows, ordered::CHUNK_BYTES);
     let task_ctx = Arc::new(TaskContext::from(&state));
     let scan = async || -> Result<BoxStream<'static, Result<RecordBatch>>> {
         let plan = state.create_physical_plan(frame.logical_plan()).await?;
