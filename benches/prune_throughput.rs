@@ -18,7 +18,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{best, env_or, pipeline, print_rounds, query, rounds, time_pipeline};
+use common::{best, env_or, pipeline, query, rounds, time_pipeline};
 use sketchpipe::generate::{Classification, Logits};
 use sketchpipe::progress::ProgressMode;
 
@@ -75,12 +75,8 @@ fn main() {
         ),
         pipeline("stage: score + by-id mean + mask", &stage_text),
     ];
-    let timings = rounds(&rt, reps, &contenders);
-    println!(
-        "prune_scores over {rows} logged rows ({n} ids × 3 runs × 10 classes), {reps} rounds \
-         (rows/s at the best time; ratio = median over rounds):"
-    );
-    print_rounds(rows, &contenders, &timings);
+    let title = format!("prune_scores over {rows} logged rows ({n} ids × 3 runs × 10 classes)");
+    rounds(&rt, reps, &title, rows, &contenders);
 
     let epochs = 3;
     let proxy_text = format!(

@@ -18,7 +18,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{env_or, median, pipeline, print_rounds, query, rounds};
+use common::{env_or, median, pipeline, print_row, query, rounds};
 use sketchpipe::generate::SparsePair;
 use sketchpipe::progress::ProgressMode;
 
@@ -60,22 +60,17 @@ fn main() {
         ),
         pipeline("stage (key check + sketch pass)", &stage_text),
     ];
-    let timings = rounds(&rt, reps, &contenders);
-    println!(
-        "priority sketch (k = 1000) of {n} rows × 50 (10 % non-zero), {reps} rounds \
-         (rows/s at the best time; ratio = median over rounds):"
-    );
-    print_rounds(n, &contenders, &timings);
+    let title = format!("priority sketch (k = 1000) of {n} rows × 50 (10 % non-zero)");
+    let timings = rounds(&rt, reps, &title, n, &contenders);
     // The default stage is two scans: the key check, then the sketch pass. The pass alone is
     // the stage's time less the check's, both taken in the same round.
-    let (scan, check, stage) = (&timings[0], &timings[1], &timings[2]);
-    let pass: Vec<f64> = (0..scan.times.len())
-        .map(|r| scan.times[r] / (stage.times[r] - check.times[r]))
+    let (scan, check, stage) = (&timings[0].times, &timings[1].times, &timings[2].times);
+    let pass: Vec<f64> = (0..scan.len())
+        .map(|r| scan[r] / (stage[r] - check[r]))
         .collect();
-    println!(
-        "  {:<40} {:>12} {:>9.2}",
+    print_row(
         "sketch pass alone (stage − check)",
         "",
-        median(pass)
+        &format!("{:.2}", median(pass)),
     );
 }

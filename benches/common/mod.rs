@@ -88,10 +88,15 @@ pub fn pipeline<'a>(name: &'a str, text: &'a str) -> Contender<'a> {
 pub struct Timing {
     /// Its time in each round, seconds.
     pub times: Vec<f64>,
-    /// The smallest time, seconds.
-    pub best: f64,
     /// The median over rounds of the first contender's time / this one's, in the same round.
     pub median_ratio: f64,
+}
+
+impl Timing {
+    /// The smallest time, seconds.
+    pub fn best(&self) -> f64 {
+        self.times.iter().copied().fold(f64::INFINITY, f64::min)
+    }
 }
 
 /// The median of `xs` (the mean of the middle two for an even count).
@@ -108,31 +113,36 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
 /// Times `contenders` in `reps` rounds, each round running every contender once in turn, so a
 /// slow spell of a shared machine hits all of them alike: a ratio taken within a round is
 /// steadier than a ratio of two bests taken minutes apart (on this machine the best-of-3
-/// priority/scan ratio ranged over 0.67–0.88 across four runs of the old harness).
-pub fn rounds(rt: &tokio::runtime::Runtime, reps: usize, contenders: &[Contender]) -> Vec<Timing> {
-    let rounds: Vec<Vec<f64>> = (0..reps.max(1))
+/// priority/scan ratio ranged over 0.67–0.88 across four runs of the old harness). Prints
+/// `title`, then per contender rows/s at its best time (of `rows` rows) and its median ratio
+/// to the first.
+pub fn rounds(
+    rt: &tokio::runtime::Runtime,
+    reps: usize,
+    title: &str,
+    rows: u64,
+    contenders: &[Contender],
+) -> Vec<Timing> {
+    let reps = reps.max(1);
+    let rounds: Vec<Vec<f64>> = (0..reps)
         .map(|_| contenders.iter().map(|(_, f)| rt.block_on(f())).collect())
         .collect();
-    (0..contenders.len())
-        .map(|c| {
-            let times: Vec<f64> = rounds.iter().map(|t| t[c]).collect();
-            Timing {
-                best: times.iter().copied().fold(f64::INFINITY, f64::min),
-                median_ratio: median(rounds.iter().map(|t| t[0] / t[c]).collect()),
-                times,
-            }
+    let timings: Vec<Timing> = (0..contenders.len())
+        .map(|c| Timing {
+            times: rounds.iter().map(|t| t[c]).collect(),
+            median_ratio: median(rounds.iter().map(|t| t[0] / t[c]).collect()),
         })
-        .collect()
+        .collect();
+    println!("{title}, {reps} rounds (rows/s at the best time; ratio = median over rounds):");
+    print_row("", "rows/s", "vs scan");
+    for ((name, _), t) in contenders.iter().zip(&timings) {
+        let rate = format!("{:.0}", rows as f64 / t.best());
+        print_row(name, &rate, &format!("{:.2}", t.median_ratio));
+    }
+    timings
 }
 
-/// Prints one line per contender: rows/s at its best time and its median ratio to the first.
-pub fn print_rounds(rows: u64, contenders: &[Contender], timings: &[Timing]) {
-    println!("  {:<40} {:>12} {:>9}", "", "rows/s", "vs scan");
-    for ((name, _), t) in contenders.iter().zip(timings) {
-        println!(
-            "  {name:<40} {:>12.0} {:>9.2}",
-            rows as f64 / t.best,
-            t.median_ratio
-        );
-    }
+/// One line of a [`rounds`] table.
+pub fn print_row(name: &str, rate: &str, ratio: &str) {
+    println!("  {name:<40} {rate:>12} {ratio:>9}");
 }
