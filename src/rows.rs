@@ -203,11 +203,11 @@ impl DenseRowReader {
                             .map_err(Error::from)
                     })
                     .collect::<Result<Vec<(ArrayRef, String)>>>()?;
-                if n > 0 {
-                    Rows::Copied(self.read_columns(&arrays, n)?)
+                Rows::Copied(if n > 0 {
+                    self.read_columns(&arrays, n)?
                 } else {
-                    Rows::Copied(0)
-                }
+                    0
+                })
             }
         };
         self.rows_seen += n as u64;
@@ -300,11 +300,8 @@ impl DenseRowReader {
         {
             return None;
         }
-        let (first, _) = ranges(0);
-        let d = match self.dim {
-            Some(d) => d,
-            None => ranges(0).1 - first,
-        };
+        let (first, first_end) = ranges(0);
+        let d = self.dim.unwrap_or(first_end - first);
         // List rows are contiguous (row i ends where row i + 1 starts), so equal widths
         // everywhere is the same as every row starting where the width says it should.
         if d == 0 || (1..=n).any(|i| ranges(i - 1).1 != first + i * d) {
