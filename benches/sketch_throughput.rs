@@ -5,11 +5,9 @@
 //! 10 % density. Then, in `SKETCHPIPE_BENCH_REPS` rounds (default 5) of each in turn, in
 //! this process:
 //! * **scan** — `SELECT key, values` streamed into a row counter;
-//! * **key check** — the `duplicate_keys = "error"` check alone (a group-by over the key);
 //! * **stage** — a `coordinated_sketch` stage (`priority`, `k = 1000`) through the runner, as
-//!   `sketchpipe run` does it: the key check, then the sketch pass;
-//!
-//! * **sketch pass alone** — the stage's time less the key check's in the same round.
+//!   `sketchpipe run` does it: one pass that builds the sketch and checks the keys are unique
+//!   (the default `duplicate_keys = "error"`).
 //!
 //! Prints rows/s (best time) and the ratio to the scan (median over rounds of the ratio within
 //! a round: the machine's slow spells hit both alike).
@@ -18,7 +16,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{env_or, median, pipeline, print_row, query, rounds};
+use common::{env_or, pipeline, query, rounds};
 use sketchpipe::generate::SparsePair;
 use sketchpipe::progress::ProgressMode;
 
@@ -53,24 +51,8 @@ fn main() {
     );
     let contenders = [
         query("scan (key, values)", &left, "SELECT key, \"values\" FROM t"),
-        query(
-            "duplicate-key check alone",
-            &left,
-            "SELECT key FROM t GROUP BY key HAVING count(*) > 1 LIMIT 1",
-        ),
-        pipeline("stage (key check + sketch pass)", &stage_text),
+        pipeline("stage (sketch + key check, one pass)", &stage_text),
     ];
     let title = format!("priority sketch (k = 1000) of {n} rows × 50 (10 % non-zero)");
-    let timings = rounds(&rt, reps, &title, n, &contenders);
-    // The default stage is two scans: the key check, then the sketch pass. The pass alone is
-    // the stage's time less the check's, both taken in the same round.
-    let (scan, check, stage) = (&timings[0].times, &timings[1].times, &timings[2].times);
-    let pass: Vec<f64> = (0..scan.len())
-        .map(|r| scan[r] / (stage[r] - check[r]))
-        .collect();
-    print_row(
-        "sketch pass alone (stage − check)",
-        "",
-        &format!("{:.2}", median(pass)),
-    );
+    rounds(&rt, reps, &title, n, &contenders);
 }

@@ -38,6 +38,7 @@ use super::source::{
 };
 use super::spec::SketchRef;
 use super::spec::{Input, OpSpec, PipelineSpec, StageSpec};
+use crate::operators::coordinated_sketch::unique::KeyHashes;
 use crate::operators::coordinated_sketch::{
     CoordinatedSketchOp, CoordinatedSketchParams, DuplicateKeys, Header, StoredSketch,
 };
@@ -387,17 +388,15 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 Some(agg) => aggregate_duplicates(frame, agg)?,
                 None => frame,
             };
-            // Each key column of the group is checked once, however many sketch stages use it.
-            let mut checked: Vec<&str> = Vec::new();
+            // Each key column of the group is checked once, however many sketch stages use it,
+            // during the group's first scan.
+            let mut key_checks: Vec<(&StageSpec, &str)> = Vec::new();
             for stage in &group.stages {
                 if let OpSpec::CoordinatedSketch(p) = &stage.op {
                     if p.duplicate_keys == DuplicateKeys::Error
-                        && !checked.contains(&p.key.as_str())
+                        && !key_checks.iter().any(|(_, k)| *k == p.key)
                     {
-                        checked.push(&p.key);
-                        check_unique_keys(&frame, &p.key)
-                            .await
-                            .map_err(|e| e.context(stage_context(spec, stage)))?;
+                        key_checks.push((stage, &p.key));
                     }
                 }
             }
@@ -456,6 +455,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 group,
                 frame,
                 &mut group_ops,
+                &key_checks,
                 opts.progress,
                 &interrupt,
                 &tmp_root,
@@ -725,6 +725,23 @@ fn aggregate_duplicates(frame: DataFrame, p: &CoordinatedSketchParams) -> Result
         })
 }
 
+/// Ends the key checks fed by a group's first scan: a repeated hash (a repeated key, or rarely a
+/// collision) runs the exact check, which names the key.
+async fn finish_key_checks(
+    hashes: Vec<KeyHashes>,
+    key_checks: &[(&StageSpec, &str)],
+    spec: &PipelineSpec,
+    frame: &DataFrame,
+) -> Result<()> {
+    for (h, (stage, key)) in hashes.into_iter().zip(key_checks) {
+        let context = |e: Error| e.context(stage_context(spec, stage));
+        if h.repeats().map_err(context)? {
+            check_unique_keys(frame, key).await.map_err(context)?;
+        }
+    }
+    Ok(())
+}
+
 /// Fails, naming a key, when a key appears on more than one row (a spilling group-by over the
 /// key column alone).
 pub(super) async fn check_unique_keys(frame: &DataFrame, key: &str) -> Result<()> {
@@ -852,6 +869,7 @@ async fn run_group(
     group: &Group<'_>,
     frame: DataFrame,
     ops: &mut [(&StageSpec, Box<dyn Operator>)],
+    key_checks: &[(&StageSpec, &str)],
     mode: ProgressMode,
     interrupt: &Interrupt,
     tmp_root: &Path,
@@ -882,12 +900,30 @@ async fn run_group(
     };
     let mut spilled: Option<Spilled> = None;
     let mut scans = 0u32;
+    // The `duplicate_keys = "error"` checks ride on the first scan of the whole input.
+    let mut key_hashes = key_checks
+        .iter()
+        .map(|(stage, key)| {
+            KeyHashes::new(&schema, key, spec.memory / 2, tmp_root)
+                .map_err(|e| e.context(stage_context(spec, stage)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let feed_checks = |hashes: &mut Vec<KeyHashes>, batch: &RecordBatch| -> Result<()> {
+        for (h, (stage, _)) in hashes.iter_mut().zip(key_checks) {
+            h.update(batch)
+                .map_err(|e| e.context(stage_context(spec, stage)))?;
+        }
+        Ok(())
+    };
     loop {
         let wanting: Vec<(usize, PassKind)> = ops
             .iter()
             .enumerate()
             .filter_map(|(i, (_, op))| op.next_pass().map(|k| (i, k)))
             .collect();
+        if !key_hashes.is_empty() && scans > 0 {
+            finish_key_checks(std::mem::take(&mut key_hashes), key_checks, spec, &frame).await?;
+        }
         if wanting.is_empty() {
             return Ok(());
         }
@@ -922,6 +958,7 @@ async fn run_group(
                 &what,
                 |batch| {
                     spiller.push(batch)?;
+                    feed_checks(&mut key_hashes, batch)?;
                     each(ops, &fed, &what, |op| op.update(batch))
                 },
             )
@@ -956,6 +993,7 @@ async fn run_group(
             (None, n) => (format!("{label} (scan {n})"), what.clone(), scan().await?),
         };
         let seen = drive(stream, rows, &pass, mode, interrupt, &what, |batch| {
+            feed_checks(&mut key_hashes, batch)?;
             each(ops, &fed, &what, |op| op.update(batch))
         })
         .await?;

@@ -12,6 +12,7 @@
 //!   `frobenius_sq`, `level` (`τ` or `λ`), `seed`, `hash`.
 
 pub mod table;
+pub mod unique;
 
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
