@@ -62,12 +62,42 @@ pub fn softmax_into(z: &[f64], p: &mut Vec<f64>) -> Result<()> {
 /// EL2N of many rows at once, for class labels: `z` holds `labels.len()` rows of `k` logits
 /// (`f32` or `f64`, read as `f64`), row-major; one score per row is appended to `out`. The
 /// same arithmetic as [`softmax_into`] then [`el2n`] row by row — bit for bit (a test pins
-/// it) — but the exponentials of the whole batch go through one flat loop the compiler
-/// vectorises, instead of a loop of `k` per row (10 classes leave a SIMD loop mostly prologue
-/// and remainder), and eight rows' sums are in flight at once. `e` is scratch. Returns `None`,
-/// appending nothing, if a logit is not finite or a label is outside `[0, k)`: the caller
-/// then goes row by row to report which row.
+/// it) — laid out for SIMD: rows go in blocks of eight, each block's `z − max z` stored
+/// class-major in the scratch `e` (the eight rows' values of class `j` side by side), so the
+/// exponentials of the whole batch are one flat loop and every per-row sum is eight lanes
+/// added at once, each row still summing its classes in order. On x86-64 with AVX2 (checked at
+/// run time) the whole routine is compiled for it; no fused multiply-add on any path, so
+/// every machine gives the same bits. Returns `None`, appending nothing, if a logit is not
+/// finite or a label is outside `[0, k)`: the caller then goes row by row to report which row.
 pub fn el2n_rows<T: Copy + Into<f64>>(
+    z: &[T],
+    k: usize,
+    labels: &[i64],
+    e: &mut Vec<f64>,
+    out: &mut Vec<f64>,
+) -> Option<()> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { el2n_rows_avx2(z, k, labels, e, out) };
+    }
+    el2n_rows_impl(z, k, labels, e, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn el2n_rows_avx2<T: Copy + Into<f64>>(
+    z: &[T],
+    k: usize,
+    labels: &[i64],
+    e: &mut Vec<f64>,
+    out: &mut Vec<f64>,
+) -> Option<()> {
+    el2n_rows_impl(z, k, labels, e, out)
+}
+
+#[inline(always)]
+fn el2n_rows_impl<T: Copy + Into<f64>>(
     z: &[T],
     k: usize,
     labels: &[i64],
@@ -83,45 +113,86 @@ pub fn el2n_rows<T: Copy + Into<f64>>(
     if k == 0 || !finite || !in_range {
         return None;
     }
-    e.clear();
-    for row in z.chunks_exact(k) {
-        let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v.into()));
-        e.extend(row.iter().map(|&v| v.into() - max));
+    if e.len() < z.len() {
+        e.resize(z.len(), 0.0);
     }
-    exp_nonpositive_in_place(e);
+    let e = &mut e[..z.len()];
+    let (z_blocks, z_rest) = z.split_at(n / 8 * 8 * k);
+    let (e_blocks, e_rest) = e.split_at_mut(z_blocks.len());
+    for (zb, eb) in z_blocks
+        .chunks_exact(8 * k)
+        .zip(e_blocks.chunks_exact_mut(8 * k))
+    {
+        shift_by_max::<8, T>(zb, k, eb);
+    }
+    for (zr, er) in z_rest.chunks_exact(k).zip(e_rest.chunks_exact_mut(k)) {
+        shift_by_max::<1, T>(zr, k, er);
+    }
+    exp_in_place(e);
+    let (e_blocks, e_rest) = e.split_at(z_blocks.len());
     out.reserve(n);
-    let mut blocks = e.chunks_exact(8 * k);
-    let mut block_labels = labels.chunks_exact(8);
-    for (p, y) in (&mut blocks).zip(&mut block_labels) {
+    let (label_blocks, label_rest) = labels.split_at(n / 8 * 8);
+    for (p, y) in e_blocks
+        .chunks_exact(8 * k)
+        .zip(label_blocks.chunks_exact(8))
+    {
         out.extend(el2n_block::<8>(p, y, k));
     }
-    for (p, y) in blocks
-        .remainder()
-        .chunks_exact(k)
-        .zip(block_labels.remainder())
-    {
+    for (p, y) in e_rest.chunks_exact(k).zip(label_rest) {
         out.extend(el2n_block::<1>(p, std::slice::from_ref(y), k));
     }
     Some(())
 }
 
-/// EL2N of `R` consecutive rows of `k` exponentials `p` (not yet normalised), one accumulator
-/// per row: each row's sums still run over its classes in order (the bits of `softmax_into` +
-/// `el2n`), with `R` chains in flight instead of one. `(p − t)²` with `t` = 1 at the label
-/// and 0 elsewhere is `el2n`'s `(1 − p)²` / `p²` exactly (`p − 1 = −(1 − p)` and `p − 0 = p`).
+/// Writes `z − max z` of `R` consecutive rows of `k` finite logits into `e`, class-major:
+/// `e[j·R + r]` is row `r`'s class `j` (for `R = 1`, the row as it is). The `R` maxima are
+/// in flight at once (one row's running maximum is a chain of dependent compares). For finite
+/// values `if v > m` is `f64::max` up to the sign of a zero maximum, and `v − (±0)` differ only
+/// for `v = −0`, where `eˣ` is 1 either way: the exponentials are the row path's bits.
+#[inline(always)]
+fn shift_by_max<const R: usize, T: Copy + Into<f64>>(z: &[T], k: usize, e: &mut [f64]) {
+    // Fixed-size views, so the loops below carry no bounds checks and vectorise.
+    let rows: [&[T]; R] = std::array::from_fn(|r| &z[r * k..(r + 1) * k]);
+    let mut max = [f64::NEG_INFINITY; R];
+    for j in 0..k {
+        for (m, row) in max.iter_mut().zip(rows) {
+            let v: f64 = row[j].into();
+            if v > *m {
+                *m = v;
+            }
+        }
+    }
+    for (j, column) in e[..k * R].chunks_exact_mut(R).enumerate() {
+        let column: &mut [f64; R] = column.try_into().expect("R values");
+        for r in 0..R {
+            column[r] = rows[r][j].into() - max[r];
+        }
+    }
+}
+
+/// EL2N of `R` rows of `k` exponentials `p` (not yet normalised) stored class-major as
+/// [`shift_by_max`] writes them: one accumulator per row, each row's sums still over its
+/// classes in order (the bits of `softmax_into` + `el2n`), `R` lanes at once. `(p − t)²` with
+/// `t` = 1 at the label and 0 elsewhere is `el2n`'s `(1 − p)²` / `p²` exactly (`p − 1 =
+/// −(1 − p)` and `p − 0 = p`).
 #[inline(always)]
 fn el2n_block<const R: usize>(p: &[f64], labels: &[i64], k: usize) -> [f64; R] {
+    // Fixed-size views, so the loops below carry no bounds checks and vectorise.
+    let columns = p[..k * R]
+        .chunks_exact(R)
+        .map(|c| <&[f64; R]>::try_from(c).expect("R values"));
+    let labels: [i64; R] = labels[..R].try_into().expect("R labels");
     let mut sum = [0.0; R];
-    for j in 0..k {
-        for (r, s) in sum.iter_mut().enumerate() {
-            *s += p[r * k + j];
+    for column in columns.clone() {
+        for r in 0..R {
+            sum[r] += column[r];
         }
     }
     let inv = sum.map(|s| 1.0 / s);
     let mut sq = [0.0; R];
-    for j in 0..k {
+    for (j, column) in columns.enumerate() {
         for r in 0..R {
-            let v = p[r * k + j] * inv[r];
+            let v = column[r] * inv[r];
             let t = if labels[r] == j as i64 { 1.0 } else { 0.0 };
             sq[r] += (v - t) * (v - t);
         }
@@ -165,51 +236,114 @@ fn exp_in_place(xs: &mut [f64]) {
 }
 
 /// `eˣ` for `x ≤ 0` (softmax's `z − max z`), without a libm call so the compiler can
-/// vectorise a row's loop: Cody–Waite reduction `x = k·ln 2 + r`, `|r| ≤ ln 2 / 2`, with
-/// `ln 2` split in two (fdlibm's `ln2_hi`, whose low bits are zero, makes `k·ln2_hi` exact),
-/// a degree-13 Taylor polynomial for `eʳ` (truncation below 5·10⁻¹⁸ relative), and `2ᵏ` built
-/// from its bits. Agrees with `f64::exp` to 2.2·10⁻¹⁶ relative on a grid of 2·10⁶ points over
-/// `[−708, 0]` (the test pins ≤ 5·10⁻¹⁶); values below `e⁻⁷⁰⁸` (≈ 3·10⁻³⁰⁸, the subnormal
-/// range) are returned as 0.
+/// vectorise the batch loop: the table-driven reduction of Tang (*Table-driven implementation
+/// of the exponential function in IEEE floating-point arithmetic*, ACM TOMS 15(2), 1989) with
+/// 64 entries: `x = (64m + i)·ln 2 / 64 + r`, `|r| ≤ ln 2 / 128`, `ln 2 / 64` split in two
+/// (fdlibm's `ln2_hi`, whose low bits are zero, makes the first product exact), a degree-5
+/// Taylor polynomial for `eʳ` (truncation below 4·10⁻¹⁷ relative), `2^(i/64)` from a table of
+/// correctly rounded values and `2ᵐ` added to the exponent bits. Agrees with `f64::exp` to a
+/// few 10⁻¹⁶ relative on a grid of 2·10⁶ points over `[−708, 0]` and around every reduction
+/// boundary (the test pins ≤ 5·10⁻¹⁶); values below `e⁻⁷⁰⁸` (≈ 3·10⁻³⁰⁸, the subnormal range)
+/// are returned as 0. (It replaced a degree-13 polynomial over `|r| ≤ ln 2 / 2`: the batch
+/// EL2N kernel spent about half its time there.)
 #[inline(always)]
 pub fn exp_nonpositive(x: f64) -> f64 {
-    const LOG2E: f64 = std::f64::consts::LOG2_E;
-    // fdlibm's split of ln 2 (6.93147180369123816490e-01 and 1.90821492927058770002e-10).
-    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+    // 64 / ln 2, and fdlibm's split of ln 2 (6.93147180369123816490e-01 and
+    // 1.90821492927058770002e-10) divided by 64 (exactly: a power of two).
+    const N_LOG2E: f64 = 64.0 * std::f64::consts::LOG2_E;
+    const LN2_HI_N: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000) / 64.0;
+    const LN2_LO_N: f64 = f64::from_bits(0x3dea_39ef_3579_3c76) / 64.0;
     // Adding 1.5·2⁵² rounds to the nearest integer and leaves it in the low mantissa bits.
     const SHIFTER: f64 = 6_755_399_441_055_744.0;
     let xc = x.max(-708.0);
-    let shifted = xc * LOG2E + SHIFTER;
-    let k = shifted - SHIFTER;
-    let r = (xc - k * LN2_HI) - k * LN2_LO;
-    // Horner for Σ_{i ≤ 13} rⁱ / i!.
-    let mut p = 1.0 / 6_227_020_800.0;
-    for c in [
-        1.0 / 479_001_600.0,
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = p * r + c;
-    }
-    // 2ᵏ: k ∈ [−1022, 0] here, a normal number. The low 32 bits of `shifted` hold k.
-    let two_k = f64::from_bits(((shifted.to_bits() as i32 as i64 + 1023) as u64) << 52);
+    let shifted = xc * N_LOG2E + SHIFTER;
+    let kf = shifted - SHIFTER;
+    let r = (xc - kf * LN2_HI_N) - kf * LN2_LO_N;
+    // Horner for q = eʳ − 1 ≈ Σ_{1 ≤ i ≤ 5} rⁱ / i! (the 1 is added after scaling, below: one
+    // rounding fewer than 2^(i/64)·(1 + q)).
+    let q = ((((r * (1.0 / 120.0) + 1.0 / 24.0) * r + 1.0 / 6.0) * r + 0.5) * r + 1.0) * r;
+    // The integer 64m + i, from the bits (same binade as SHIFTER), split without a shift
+    // right (AVX2 has no arithmetic one for 64-bit lanes): 64m << 46 is m << 52.
+    let n = shifted.to_bits().wrapping_sub(SHIFTER.to_bits()) as i64;
+    let i = (n & 63) as usize;
+    let two_m = ((n - i as i64) << 46) as u64;
+    // 2^(i/64)·eʳ ∈ [0.99, 2.01); m ≥ −1022 and, where m = −1022, i ≥ 36: the result is normal.
+    let t = f64::from_bits(EXP2_64THS[i]);
+    let v = f64::from_bits((t + t * q).to_bits().wrapping_add(two_m));
     if x < -708.0 {
         0.0
     } else {
-        p * two_k
+        v
     }
 }
+
+/// `2^(i/64)`, `i = 0..64`, correctly rounded (computed with 60-digit decimal arithmetic).
+const EXP2_64THS: [u64; 64] = [
+    0x3ff0000000000000,
+    0x3ff02c9a3e778061,
+    0x3ff059b0d3158574,
+    0x3ff0874518759bc8,
+    0x3ff0b5586cf9890f,
+    0x3ff0e3ec32d3d1a2,
+    0x3ff11301d0125b51,
+    0x3ff1429aaea92de0,
+    0x3ff172b83c7d517b,
+    0x3ff1a35beb6fcb75,
+    0x3ff1d4873168b9aa,
+    0x3ff2063b88628cd6,
+    0x3ff2387a6e756238,
+    0x3ff26b4565e27cdd,
+    0x3ff29e9df51fdee1,
+    0x3ff2d285a6e4030b,
+    0x3ff306fe0a31b715,
+    0x3ff33c08b26416ff,
+    0x3ff371a7373aa9cb,
+    0x3ff3a7db34e59ff7,
+    0x3ff3dea64c123422,
+    0x3ff4160a21f72e2a,
+    0x3ff44e086061892d,
+    0x3ff486a2b5c13cd0,
+    0x3ff4bfdad5362a27,
+    0x3ff4f9b2769d2ca7,
+    0x3ff5342b569d4f82,
+    0x3ff56f4736b527da,
+    0x3ff5ab07dd485429,
+    0x3ff5e76f15ad2148,
+    0x3ff6247eb03a5585,
+    0x3ff6623882552225,
+    0x3ff6a09e667f3bcd,
+    0x3ff6dfb23c651a2f,
+    0x3ff71f75e8ec5f74,
+    0x3ff75feb564267c9,
+    0x3ff7a11473eb0187,
+    0x3ff7e2f336cf4e62,
+    0x3ff82589994cce13,
+    0x3ff868d99b4492ed,
+    0x3ff8ace5422aa0db,
+    0x3ff8f1ae99157736,
+    0x3ff93737b0cdc5e5,
+    0x3ff97d829fde4e50,
+    0x3ff9c49182a3f090,
+    0x3ffa0c667b5de565,
+    0x3ffa5503b23e255d,
+    0x3ffa9e6b5579fdbf,
+    0x3ffae89f995ad3ad,
+    0x3ffb33a2b84f15fb,
+    0x3ffb7f76f2fb5e47,
+    0x3ffbcc1e904bc1d2,
+    0x3ffc199bdd85529c,
+    0x3ffc67f12e57d14b,
+    0x3ffcb720dcef9069,
+    0x3ffd072d4a07897c,
+    0x3ffd5818dcfba487,
+    0x3ffda9e603db3285,
+    0x3ffdfc97337b9b5f,
+    0x3ffe502ee78b3ff6,
+    0x3ffea4afa2a490da,
+    0x3ffefa1bee615a27,
+    0x3fff50765b6e4540,
+    0x3fffa7c1819e90d8,
+];
 
 /// Checks a probability vector given directly (a `probs` column): finite, in `[0, 1]`, sums
 /// to 1 within `1e-6`.
@@ -410,8 +544,8 @@ mod tests {
         let mut worst = 0.0f64;
         // A dense grid over [−708, 0], plus points near the reduction's boundaries.
         let grid = (0..=2_000_000).map(|i| -708.0 * i as f64 / 2_000_000.0);
-        let edges = (1..2000).flat_map(|k| {
-            let x = -(k as f64) * std::f64::consts::LN_2 / 2.0;
+        let edges = (1..130_000).step_by(7).flat_map(|k| {
+            let x = -(k as f64) * std::f64::consts::LN_2 / 128.0;
             [x, x.next_up(), x.next_down()]
         });
         for x in grid.chain(edges) {

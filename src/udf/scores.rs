@@ -81,11 +81,16 @@ impl Score {
             return None;
         }
         let (z, k) = outputs.dense()?;
-        let (mut scores, mut e) = (Vec::with_capacity(outputs.len()), Vec::new());
-        match z {
-            DenseValues::F32(z) => el2n_rows(z, k, classes.values(), &mut e, &mut scores)?,
-            DenseValues::F64(z) => el2n_rows(z, k, classes.values(), &mut e, &mut scores)?,
+        let mut scores = Vec::with_capacity(outputs.len());
+        // The exponentials' scratch is kept per thread: a batch's (8192 rows × k) is past the
+        // allocator's mmap threshold, fresh zeroed pages on every call.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        SCRATCH.with_borrow_mut(|e| match z {
+            DenseValues::F32(z) => el2n_rows(z, k, classes.values(), e, &mut scores),
+            DenseValues::F64(z) => el2n_rows(z, k, classes.values(), e, &mut scores),
+        })?;
         if let Some(lists) = embedding {
             let mut h = Vec::new();
             for (row, score) in scores.iter_mut().enumerate() {
