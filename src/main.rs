@@ -111,10 +111,11 @@ struct RunArgs {
     #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
     set: Vec<String>,
     /// Use the Ballista cluster at df://HOST:PORT: the mergeable stages (top_eigenvector
-    /// exact / frequent-directions, priority coordinated sketches) run there as SQL
-    /// aggregates, prune_scores' scoring and by-id averaging run there as a query; stages
-    /// that need one ordered pass (random-order, oja, shuffles) run here on a stream of their
-    /// source decoded by the executors, in file order. Needs a build with `--features
+    /// exact / frequent-directions, coordinated sketches priority / exact / jl /
+    /// countsketch) run there as SQL aggregates, prune_scores' scoring and by-id averaging
+    /// run there as a query; stages that need one ordered pass (random-order, oja, shuffles)
+    /// or two (threshold sketches) run here on a stream of their source decoded by the
+    /// executors, in file order. Needs a build with `--features
     /// ballista`; the executors must see the input files at the same paths.
     #[arg(long, value_name = "df://HOST:PORT")]
     cluster: Option<String>,

@@ -4,9 +4,10 @@
 //! local run, so the tables are the ones a local run writes.
 //!
 //! Which stages: `top_eigenvector` with `exact` or `frequent-directions` (through
-//! `top_eigenvector_state`) and `coordinated_sketch` with `priority` (through
-//! `priority_sketch`), reading a source, without `verify`, `shuffle`, `incremental`,
-//! `on_invalid = "skip"`, sparse rows or `duplicate_keys` aggregation. The other stages
+//! `top_eigenvector_state`) and `coordinated_sketch` with `priority`, `exact`, `jl` or
+//! `countsketch`, dense or sparse rows (through the `coordinated_sketch` aggregate), reading a
+//! source, without `verify`, `shuffle`, `incremental`, `on_invalid = "skip"` or
+//! `duplicate_keys` aggregation (`threshold` needs two passes: it streams to the client). The other stages
 //! reading a source (not incremental) still use the cluster, from `run`: `prune_scores`' query
 //! (scores and the by-id group-by) runs there, and the stream-order stages read their source
 //! as a stream the executors decode, fetched partition by partition in file order
@@ -40,9 +41,8 @@ pub fn eligible(stage: &StageSpec) -> bool {
                 && p.on_invalid == OnInvalid::Error
         }
         OpSpec::CoordinatedSketch(p) => {
-            p.method == Method::Priority
+            p.method != Method::Threshold
                 && !p.incremental
-                && p.dim.is_none()
                 && p.duplicate_keys == DuplicateKeys::Error
         }
         _ => false,
@@ -97,10 +97,13 @@ pub async fn run_stage(
         OpSpec::CoordinatedSketch(p) => {
             let frame = super::source::source_frame(cluster, spec, source).await?;
             super::run::check_unique_keys(&frame, &p.key).await?;
+            let dim = p.dim.map(|d| format!(", {d}")).unwrap_or_default();
             let sql = format!(
-                "SELECT priority_sketch({}, {}, {}, {}) AS s, count(*) AS n FROM {from}",
+                "SELECT coordinated_sketch({}, {}, '{}', {}, {}{dim}) AS s, count(*) AS n \
+                 FROM {from}",
                 ident(&p.key),
                 rows_expr(&p.columns),
+                p.method.as_str(),
                 p.size,
                 p.seed,
             );
@@ -155,9 +158,10 @@ pub async fn run_stage(
                 ));
             }
             let (stored, mut header) = table::from_bytes(bytes.value(0), "the cluster's sketch")?;
-            if let StoredSketch::Sample(s) = &stored {
-                nulls(s.rows_seen)?;
-            }
+            nulls(match &stored {
+                StoredSketch::Sample(s) => s.rows_seen,
+                StoredSketch::Linear(l) => l.rows_seen,
+            })?;
             // Named by the stage's columns, as locally (SQL names the expression).
             header.columns = p.columns.clone();
             output_tables(&stored, &header)

@@ -61,7 +61,8 @@ pub fn aggregate_functions() -> Vec<AggregateUDF> {
         AggregateUDF::from(eigen::TopEigenvector::new(eigen::Output::Vector)),
         AggregateUDF::from(eigen::TopEigenvector::new(eigen::Output::Stats)),
         AggregateUDF::from(eigen::TopEigenvector::new(eigen::Output::State)),
-        AggregateUDF::from(sketches::PrioritySketchUdaf::new()),
+        AggregateUDF::from(sketches::SketchUdaf::priority()),
+        AggregateUDF::from(sketches::SketchUdaf::general()),
         AggregateUDF::from(sketches::SketchMergeUdaf::new()),
     ]
 }

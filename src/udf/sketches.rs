@@ -6,6 +6,12 @@
 //!   group, as one `Binary` value (the `sketch` table's format, [`table::to_bytes`]). Its
 //!   state is that value: partitions' samples merge exactly as in one pass (the union's `k`
 //!   smallest ranks, `τ` the (k+1)-th).
+//! * `coordinated_sketch(key, values, method, size, seed [, dim])` — aggregate: the sketch the
+//!   `coordinated_sketch` stage makes, for every method that merges: `'priority'` (the same as
+//!   `priority_sketch`), `'exact'` (every row), `'jl'` and `'countsketch'` (linear sketches of
+//!   `size` rows: partitions' sketches add up, equal to one pass up to rounding). `threshold`
+//!   is refused: its sampling level depends on the whole input's `‖A‖_F²` (two passes). `dim`
+//!   is the width of a sparse `List<Struct<index, value>>` column's rows.
 //! * `sketch_merge(sketch)` — aggregate: one sketch from sketches of disjoint rows (e.g. one
 //!   per day), as if built in one pass.
 //! * `sketch_product(left, right)` — scalar: the estimate of `AᵀB` as a `d × m` matrix (a list
@@ -27,7 +33,7 @@ use datafusion::common::{exec_err, plan_err, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    Volatility,
+    TypeSignature, Volatility,
 };
 
 use super::{df_err, literal};
@@ -35,7 +41,7 @@ use crate::operators::coordinated_sketch::{
     table, CoordinatedSketchOp, CoordinatedSketchParams, Header, StoredSketch,
 };
 use crate::operators::{sketch_merge, sketch_product, Operator, PassInfo};
-use crate::rows::{is_number_list, is_string};
+use crate::rows::{is_number_list, is_sparse_list, is_string};
 use crate::sketch::Method;
 
 /// A sketch and its header.
@@ -85,22 +91,62 @@ fn binary_state(args: &StateFieldsArgs) -> Vec<FieldRef> {
     ))]
 }
 
+/// `priority_sketch` (priority only, four arguments) or `coordinated_sketch` (any method that
+/// merges, five or six arguments).
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub(super) struct PrioritySketchUdaf {
+pub(super) struct SketchUdaf {
+    general: bool,
     signature: Signature,
 }
 
-impl PrioritySketchUdaf {
-    pub(super) fn new() -> Self {
-        PrioritySketchUdaf {
+impl SketchUdaf {
+    /// `priority_sketch(key, values, k, seed)`.
+    pub(super) fn priority() -> Self {
+        SketchUdaf {
+            general: false,
             signature: Signature::any(4, Volatility::Immutable),
+        }
+    }
+
+    /// `coordinated_sketch(key, values, method, size, seed [, dim])`.
+    pub(super) fn general() -> Self {
+        SketchUdaf {
+            general: true,
+            signature: Signature::one_of(
+                vec![TypeSignature::Any(5), TypeSignature::Any(6)],
+                Volatility::Immutable,
+            ),
+        }
+    }
+
+    fn usage(&self) -> &'static str {
+        match self.general {
+            false => {
+                "priority_sketch(key INT | STRING, values LIST<number> | number, k INT, seed \
+                 INT) — several columns go in as make_array(x1, x2, …)"
+            }
+            true => {
+                "coordinated_sketch(key INT | STRING, values LIST<number> | number | \
+                 LIST<STRUCT<index, value>>, method 'priority' | 'exact' | 'jl' | \
+                 'countsketch', size INT, seed INT [, dim INT for sparse rows]) — several \
+                 columns go in as make_array(x1, x2, …)"
+            }
         }
     }
 }
 
-impl AggregateUDFImpl for PrioritySketchUdaf {
+impl SketchUdaf {
+    fn static_name(&self) -> &'static str {
+        match self.general {
+            false => "priority_sketch",
+            true => "coordinated_sketch",
+        }
+    }
+}
+
+impl AggregateUDFImpl for SketchUdaf {
     fn name(&self) -> &str {
-        "priority_sketch"
+        self.static_name()
     }
 
     fn signature(&self) -> &Signature {
@@ -108,17 +154,28 @@ impl AggregateUDFImpl for PrioritySketchUdaf {
     }
 
     fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        // The constants after the values: (k, seed) or (method, size, seed [, dim]).
+        let (values, constants) = (&args[1], &args[2..]);
         let key_ok = args[0].is_integer() || is_string(&args[0]);
-        let values_ok = is_number_list(&args[1]) || args[1].is_numeric();
-        if !key_ok || !values_ok || !args[2].is_integer() || !args[3].is_integer() {
+        let sparse = is_sparse_list(values);
+        let values_ok = is_number_list(values) || values.is_numeric() || (self.general && sparse);
+        let constants_ok = match self.general {
+            false => constants.iter().all(DataType::is_integer),
+            true => is_string(&constants[0]) && constants[1..].iter().all(DataType::is_integer),
+        };
+        let dim_ok = !self.general || sparse == (args.len() == 6);
+        if !key_ok || !values_ok || !constants_ok || !dim_ok {
+            let got = args.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+            let why = match (sparse, args.len() == 6) {
+                (true, false) if self.general => " (sparse rows need dim, the row width)",
+                (false, true) => " (dim applies to a sparse List<Struct<index, value>> column)",
+                _ => "",
+            };
             return plan_err!(
-                "priority_sketch: got ({}, {}, {}, {}); expected priority_sketch(key INT | \
-                 STRING, values LIST<number> | number, k INT, seed INT) — several columns go in \
-                 as make_array(x1, x2, …)",
-                args[0],
-                args[1],
-                args[2],
-                args[3]
+                "{}: got ({}){why}; expected {}",
+                self.name(),
+                got.join(", "),
+                self.usage()
             );
         }
         Ok(DataType::Binary)
@@ -129,29 +186,68 @@ impl AggregateUDFImpl for PrioritySketchUdaf {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        let name = self.name();
+        let name = self.static_name();
         let constant = |i: usize, what: &str| -> DfResult<u64> {
             match literal(&args, i, name)?.map(|v| v.cast_to(&DataType::UInt64)) {
                 Some(Ok(ScalarValue::UInt64(Some(v)))) => Ok(v),
                 _ => plan_err!("{name}: {what} must be a non-negative integer constant"),
             }
         };
-        let k = constant(2, "k")?;
-        let seed = constant(3, "seed")?;
-        if k == 0 {
-            return plan_err!("{name}: k must be at least 1");
+        let (method, size, seed, dim) = match self.general {
+            false => (
+                Method::Priority,
+                constant(2, "k")?,
+                constant(3, "seed")?,
+                None,
+            ),
+            true => {
+                let method = match literal(&args, 2, name)? {
+                    Some(
+                        ScalarValue::Utf8(Some(m))
+                        | ScalarValue::LargeUtf8(Some(m))
+                        | ScalarValue::Utf8View(Some(m)),
+                    ) => m,
+                    _ => return plan_err!("{name}: method must be a string constant"),
+                };
+                let method = match Method::parse(&method) {
+                    Some(Method::Threshold) => {
+                        return plan_err!(
+                            "{name}: 'threshold' sketches do not merge (their sampling level \
+                             depends on the whole input's ‖A‖_F², a second pass); use \
+                             'priority', or the coordinated_sketch stage"
+                        )
+                    }
+                    Some(m) => m,
+                    None => {
+                        return plan_err!(
+                            "{name}: unknown method '{method}'; expected 'priority', 'exact', \
+                             'jl' or 'countsketch'"
+                        )
+                    }
+                };
+                let dim = match args.exprs.len() {
+                    6 => Some(constant(5, "dim")? as usize),
+                    _ => None,
+                };
+                (method, constant(3, "size")?, constant(4, "seed")?, dim)
+            }
+        };
+        if size == 0 && method != Method::Exact {
+            let what = if self.general { "size" } else { "k" };
+            return plan_err!("{name}: {what} must be at least 1");
         }
         let key = args.expr_fields[0].as_ref().clone().with_name("key");
         let values_name = args.expr_fields[1].name().clone();
         let values = args.expr_fields[1].as_ref().clone();
         let schema: SchemaRef = Arc::new(Schema::new(vec![key, values]));
-        let mut params =
-            CoordinatedSketchParams::new("key".into(), vec![values_name], Method::Priority);
-        params.size = k as usize;
+        let mut params = CoordinatedSketchParams::new("key".into(), vec![values_name], method);
+        params.size = size as usize;
         params.seed = seed;
+        params.dim = dim;
         // Checked now, so a bad column fails at planning rather than on the first batch.
         CoordinatedSketchOp::new(params.clone(), &schema).map_err(|e| df_err(e.context(name)))?;
-        Ok(Box::new(PriorityAccumulator {
+        Ok(Box::new(SketchAccumulator {
+            name,
             params,
             schema,
             op: None,
@@ -160,7 +256,9 @@ impl AggregateUDFImpl for PrioritySketchUdaf {
     }
 }
 
-struct PriorityAccumulator {
+struct SketchAccumulator {
+    /// The function's name, for errors.
+    name: &'static str,
     params: CoordinatedSketchParams,
     schema: SchemaRef,
     /// Rows of this accumulator still being sampled.
@@ -169,9 +267,9 @@ struct PriorityAccumulator {
     done: Option<Sketch>,
 }
 
-impl std::fmt::Debug for PriorityAccumulator {
+impl std::fmt::Debug for SketchAccumulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PriorityAccumulator")
+        f.debug_struct("SketchAccumulator")
             .field("params", &self.params)
             .field("sampling", &self.op.is_some())
             .field("done", &self.done.is_some())
@@ -179,23 +277,23 @@ impl std::fmt::Debug for PriorityAccumulator {
     }
 }
 
-impl PriorityAccumulator {
+impl SketchAccumulator {
     /// Everything so far as one sketch.
     fn current(&mut self) -> DfResult<Option<&Sketch>> {
         if let Some(part) = self.op.take().and_then(CoordinatedSketchOp::into_sketch) {
-            check_unique(&part.0)?;
-            self.done = Some(merge_two(self.done.take(), part, "priority_sketch")?);
+            check_unique(&part.0, self.name)?;
+            self.done = Some(merge_two(self.done.take(), part, self.name)?);
         }
         Ok(self.done.as_ref())
     }
 }
 
 /// A key kept twice in one partition's sample (the merge checks across partitions).
-fn check_unique(s: &StoredSketch) -> DfResult<()> {
+fn check_unique(s: &StoredSketch, name: &str) -> DfResult<()> {
     if let StoredSketch::Sample(s) = s {
         if let Some(w) = s.rows.windows(2).find(|w| w[0].key == w[1].key) {
             return Err(df_err(crate::Error::Input(format!(
-                "priority_sketch: key {} appears in more than one row; a sketch needs one row \
+                "{name}: key {} appears in more than one row; a sketch needs one row \
                  per key — aggregate the rows of a key first (e.g. GROUP BY key)",
                 w[0].key
             ))));
@@ -204,7 +302,7 @@ fn check_unique(s: &StoredSketch) -> DfResult<()> {
     Ok(())
 }
 
-impl Accumulator for PriorityAccumulator {
+impl Accumulator for SketchAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
         let (key, rows) = (&values[0], &values[1]);
         let batch = RecordBatch::try_new(
@@ -228,8 +326,7 @@ impl Accumulator for PriorityAccumulator {
             self.op = Some(op);
         }
         let op = self.op.as_mut().expect("just set");
-        op.update(&batch)
-            .map_err(|e| df_err(e.context("priority_sketch")))
+        op.update(&batch).map_err(|e| df_err(e.context(self.name)))
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
@@ -238,7 +335,7 @@ impl Accumulator for PriorityAccumulator {
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
         self.current()?;
-        merge_values(&mut self.done, &states[0], "priority_sketch")
+        merge_values(&mut self.done, &states[0], self.name)
     }
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
@@ -246,19 +343,22 @@ impl Accumulator for PriorityAccumulator {
     }
 
     fn size(&self) -> usize {
-        // The kept rows dominate: the finished part's stored words, plus the heap of up to
-        // k + 1 rows still being sampled (their width is known once rows arrive; counted at
-        // the finished part's width, or one value, as an estimate).
+        // The kept rows dominate: the finished part's stored words, plus the rows of the part
+        // still being sketched (their width is known once rows arrive; counted at the finished
+        // part's width, or one value, as an estimate).
         let done = self.done.as_ref().map_or(0.0, |(s, _)| match s {
             StoredSketch::Sample(s) => s.stored_words(),
             StoredSketch::Linear(l) => l.stored_words(),
         });
         let width = self.done.as_ref().map_or(1, |(s, _)| s.dim());
-        let sampling = if self.op.is_some() {
-            (self.params.size + 1) * (width + 2) * 8
-        } else {
-            0
-        };
+        // Rows held while sketching: up to k + 1 for priority, every row for exact; a linear
+        // sketch holds `size` rows of width d.
+        let sampling = match &self.op {
+            Some(op) if self.params.method == Method::Exact => op.rows_read() as usize,
+            Some(_) => self.params.size + 1,
+            None => 0,
+        } * (width + 2)
+            * 8;
         std::mem::size_of::<Self>() + done as usize * 8 + sampling
     }
 }

@@ -13,11 +13,21 @@ use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
 use tempfile::TempDir;
 
-/// `dir/t/part-{0..3}.parquet`: rows of a known spectrum over four files.
+/// `dir/t/part-{0..3}.parquet`: rows of a known spectrum over four files; the same rows in
+/// `dir/one.parquet` (a quoted file name with a dot, as users write them).
 fn data(dir: &Path) -> KnownSpectrum {
     let known = KnownSpectrum::new(8, 50, 11);
     known.write_parts(&dir.join("t"), 4);
+    write_parquet(&dir.join("one.parquet"), &known.batch(0..known.n()));
     known
+}
+
+/// The tables the queries run on: the directory and the single file.
+fn tables(dir: &Path) -> [String; 2] {
+    [
+        format!("'{}/t/'", dir.display()),
+        format!("'{}/one.parquet'", dir.display()),
+    ]
 }
 
 /// Queries over `t` whose answer does not depend on how rows are split into partitions.
@@ -40,6 +50,17 @@ fn queries(t: &str) -> Vec<String> {
             "SELECT id % 2 AS g, top_eigenvector_stats(emb, 'frequent-directions', 0, 8)['rows'] AS n \
              FROM {t} GROUP BY id % 2 ORDER BY g"
         ),
+        // Every mergeable sketch method: an exact sample, and a JL sketch (its partitions'
+        // sketches add up: rounded past the summation-order noise).
+        format!(
+            "WITH s AS (SELECT coordinated_sketch(id, emb, 'exact', 0, 5) AS s FROM {t}) \
+             SELECT sketch_product(s, s) AS w FROM s"
+        ),
+        format!(
+            "WITH s AS (SELECT coordinated_sketch(id, emb, 'jl', 16, 5) AS s FROM {t}) \
+             SELECT round(w[1][1], 6) AS a, round(w[2][3], 6) AS b FROM \
+             (SELECT sketch_product(s, s) AS w FROM s)"
+        ),
         // The exact eigenvector, rounded past the summation-order noise of the merge.
         format!(
             "SELECT round(abs(v[1]), 9) AS v0, round(abs(v[2]), 9) AS v1 FROM \
@@ -60,11 +81,12 @@ async fn standalone_mode_gives_the_local_answers() {
     data(tmp.path());
     let local = sketchpipe::pipeline::source::session();
     let cluster = sketchpipe::cluster::standalone_context().await.unwrap();
-    let t = format!("'{}/t/'", tmp.path().display());
-    for sql in queries(&t) {
-        let (a, b) = (printed(&local, &sql).await, printed(&cluster, &sql).await);
-        assert!(a.lines().count() > 3, "{sql}: {a}");
-        assert_eq!(a, b, "{sql}");
+    for t in tables(tmp.path()) {
+        for sql in queries(&t) {
+            let (a, b) = (printed(&local, &sql).await, printed(&cluster, &sql).await);
+            assert!(a.lines().count() > 3, "{sql}: {a}");
+            assert_eq!(a, b, "{sql}");
+        }
     }
 }
 
@@ -245,7 +267,7 @@ fn processes_on_loopback_give_the_local_answers_and_survive_a_lost_executor() {
     ])]);
     procs.0.push(executor(&scheduler));
     procs.0.push(executor(&scheduler));
-    let t = format!("'{}/t/'", tmp.path().display());
+    let [t, one] = tables(tmp.path());
     let sql = |cluster: Option<&str>, q: &str| {
         let mut args = vec!["sql", "--format", "json"];
         if let Some(c) = cluster {
@@ -269,7 +291,7 @@ fn processes_on_loopback_give_the_local_answers_and_survive_a_lost_executor() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    for q in queries(&t) {
+    for q in queries(&t).into_iter().chain(queries(&one)) {
         let (local, remote) = (sql(None, &q), sql(Some(&url), &q));
         assert_ok(&local);
         assert_ok(&remote);

@@ -18,7 +18,13 @@ const STAGES: &str = "\
 [stages.ro]\nop = \"top_eigenvector\"\nsource = \"t\"\ncolumns = [\"emb\"]\nseed = 5\n\
 [stages.prod]\nop = \"sketch_product\"\nleft = \"sk\"\nright = \"sk\"\n\
 [sources.q]\nsql = \"SELECT * FROM t WHERE id < 1000\"\n\
-[stages.sq]\nop = \"coordinated_sketch\"\nsource = \"q\"\nkey = \"id\"\ncolumns = [\"emb\"]\nsize = 20\n";
+[stages.sq]\nop = \"coordinated_sketch\"\nsource = \"q\"\nkey = \"id\"\ncolumns = [\"emb\"]\nsize = 20\n\
+[stages.ex]\nop = \"coordinated_sketch\"\nsource = \"t\"\nkey = \"id\"\ncolumns = [\"emb\"]\nmethod = \"exact\"\n\
+[stages.jl]\nop = \"coordinated_sketch\"\nsource = \"t\"\nkey = \"id\"\ncolumns = [\"emb\"]\nmethod = \"jl\"\nsize = 16\n\
+[stages.cs]\nop = \"coordinated_sketch\"\nsource = \"t\"\nkey = \"id\"\ncolumns = [\"emb\"]\nmethod = \"countsketch\"\nsize = 16\n\
+[sources.s]\npath = \"sparse.parquet\"\n\
+[stages.sp]\nop = \"coordinated_sketch\"\nsource = \"s\"\nkey = \"key\"\ncolumns = [\"sparse\"]\ndim = 6\nsize = 30\n\
+[stages.spjl]\nop = \"coordinated_sketch\"\nsource = \"s\"\nkey = \"key\"\ncolumns = [\"sparse\"]\ndim = 6\nmethod = \"jl\"\nsize = 8\n";
 
 async fn run(dir: &Path, out: &str, cluster: bool) {
     let file = dir.join(format!("{out}.toml"));
@@ -40,6 +46,39 @@ async fn run(dir: &Path, out: &str, cluster: bool) {
 async fn stages_on_a_cluster_session_write_the_local_tables() {
     let tmp = TempDir::new().unwrap();
     KnownSpectrum::new(6, 400, 31).write_parts(&tmp.path().join("t"), 3);
+    let sparse_rows: Vec<(i64, Vec<f64>)> = (0..500i64)
+        .map(|i| {
+            let row = (0..6)
+                .map(|j| match (i * 7 + j * 3) % 5 {
+                    0 => (i % 13) as f64 - 6.0 + j as f64 * 0.25,
+                    _ => 0.0,
+                })
+                .collect();
+            (i * 11 + 1, row)
+        })
+        .collect();
+    write_parquet(
+        &tmp.path().join("sparse.parquet"),
+        &sparse_batch(&sparse_rows, None),
+    );
+    // Which stages go to the cluster: every mergeable one (threshold streams to the client).
+    let file = tmp.path().join("plan.toml");
+    std::fs::write(
+        &file,
+        format!("[pipeline]\noutput_dir = \"plan\"\n{STAGES}"),
+    )
+    .unwrap();
+    let spec = PipelineSpec::load(&file, &[]).unwrap();
+    let on_cluster: Vec<&str> = spec
+        .stages
+        .iter()
+        .filter(|s| sketchpipe::pipeline::remote::eligible(s))
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        on_cluster,
+        ["cs", "ex", "fd", "jl", "sk", "sp", "spjl", "sq", "top"]
+    );
     run(tmp.path(), "local", false).await;
     run(tmp.path(), "remote", true).await;
     let (l, r) = (tmp.path().join("local"), tmp.path().join("remote"));
@@ -75,6 +114,27 @@ async fn stages_on_a_cluster_session_write_the_local_tables() {
     let (ql, qr) = (read_sample(&l.join("sq")), read_sample(&r.join("sq")));
     assert_eq!(ql.rows, qr.rows);
     assert_eq!(qr.rows_seen, 1000);
+    // Every row kept: the same rows.
+    let (xl, xr) = (read_sample(&l.join("ex")), read_sample(&r.join("ex")));
+    assert_eq!(xl.rows, xr.rows);
+    assert_eq!(xr.rows_seen, 2400);
+    // Sparse rows sample exactly as locally too.
+    let (pl, pr) = (read_sample(&l.join("sp")), read_sample(&r.join("sp")));
+    assert_eq!(pl.rows, pr.rows);
+    assert_eq!(pl.level.to_bits(), pr.level.to_bits());
+    // Linear sketches: partitions' sketches add up — the local sketch up to rounding.
+    for stage in ["jl", "cs", "spjl"] {
+        let (al, ar) = (read_linear(&l.join(stage)), read_linear(&r.join(stage)));
+        assert_eq!((al.t, al.dim, al.rows_seen), (ar.t, ar.dim, ar.rows_seen));
+        let scale = al.s.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (a, b) in al.s.iter().zip(&ar.s) {
+            assert!((a - b).abs() <= 1e-12 * scale, "{stage}: {a} vs {b}");
+        }
+        assert!(
+            (al.frobenius_sq - ar.frobenius_sq).abs() <= 1e-12 * al.frobenius_sq,
+            "{stage}"
+        );
+    }
     // A later stage reads the cluster stage's sketch as it would a local one.
     assert_eq!(
         read_parquet(&l.join("prod/product.parquet")).num_rows(),
@@ -89,5 +149,13 @@ fn stat_u64_or_u32(stage_dir: &Path, column: &str) -> u64 {
         stat_u32(stage_dir, column) as u64
     } else {
         stat_u64(stage_dir, column)
+    }
+}
+
+fn read_linear(stage_dir: &Path) -> sketchpipe::sketch::linear::LinearSketch {
+    use sketchpipe::operators::coordinated_sketch::{table, StoredSketch};
+    match table::read(&stage_dir.join("sketch.parquet")).unwrap().0 {
+        StoredSketch::Linear(l) => l,
+        StoredSketch::Sample(_) => panic!("{} holds a sample", stage_dir.display()),
     }
 }

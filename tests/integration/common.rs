@@ -293,3 +293,63 @@ pub async fn run_err(dir: &Path, text: &str) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+/// `(key, row)` rows as a sparse `List<Struct<index: UInt32, value: Float64>>` column, each
+/// row's entries written in reverse order (the reader sorts them).
+pub fn sparse_batch(rows: &[(i64, Vec<f64>)], bad_index: Option<u32>) -> RecordBatch {
+    use datafusion::arrow::array::{
+        ArrayRef, Float64Array, Int64Array, ListArray, StructArray, UInt32Array,
+    };
+    use datafusion::arrow::buffer::OffsetBuffer;
+    use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
+    use std::sync::Arc;
+    let (mut lengths, mut idx, mut val) = (Vec::new(), Vec::new(), Vec::new());
+    for (_, row) in rows {
+        let nz: Vec<(u32, f64)> = row
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v != 0.0)
+            .map(|(j, v)| (j as u32, *v))
+            .rev()
+            .collect();
+        lengths.push(nz.len());
+        for (j, v) in nz {
+            idx.push(j);
+            val.push(v);
+        }
+    }
+    if let Some(b) = bad_index {
+        idx[0] = b;
+    }
+    let fields = Fields::from(vec![
+        Field::new("index", DataType::UInt32, false),
+        Field::new("value", DataType::Float64, false),
+    ]);
+    let entries = StructArray::new(
+        fields.clone(),
+        vec![
+            Arc::new(UInt32Array::from(idx)) as ArrayRef,
+            Arc::new(Float64Array::from(val)),
+        ],
+        None,
+    );
+    let item = Arc::new(Field::new("item", DataType::Struct(fields), false));
+    let list = ListArray::new(
+        item.clone(),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(entries),
+        None,
+    );
+    let schema = Schema::new(vec![
+        Field::new("key", DataType::Int64, false),
+        Field::new("sparse", DataType::List(item), false),
+    ]);
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(list),
+        ],
+    )
+    .unwrap()
+}

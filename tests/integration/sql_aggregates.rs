@@ -240,6 +240,67 @@ async fn sketch_merge_of_daily_sketches_equals_one_sketch_and_products_are_exact
     }
 }
 
+/// `coordinated_sketch` for the methods that merge: one partition or four give the stage's
+/// sketch — the same rows for `exact`, the same matrix to rounding for the linear sketches
+/// (partitions' sketches add up).
+#[tokio::test]
+async fn coordinated_sketch_of_every_mergeable_method_is_the_stages_on_one_or_four_partitions() {
+    let tmp = TempDir::new().unwrap();
+    data(tmp.path());
+    let mut stages = String::from("[sources.t]\npath = \"t\"\n");
+    for (method, size) in [
+        ("exact", 1),
+        ("jl", 12),
+        ("countsketch", 12),
+        ("priority", 25),
+    ] {
+        // `exact` keeps every row: the stage takes no size (the function ignores it).
+        let size = match method {
+            "exact" => String::new(),
+            _ => format!("size = {size}\n"),
+        };
+        stages.push_str(&format!(
+            "[stages.{method}]\nop = \"coordinated_sketch\"\nsource = \"t\"\nkey = \"id\"\n\
+             columns = [\"emb\"]\nmethod = \"{method}\"\n{size}seed = 9\n"
+        ));
+    }
+    run_ok(tmp.path(), &stages).await;
+    for (method, size) in [
+        ("exact", 1),
+        ("jl", 12),
+        ("countsketch", 12),
+        ("priority", 25),
+    ] {
+        let (stage, _) =
+            table::read(&tmp.path().join(format!("out/{method}/sketch.parquet"))).unwrap();
+        let sql = format!("SELECT coordinated_sketch(id, emb, '{method}', {size}, 9) FROM t");
+        for partitions in [1, 4] {
+            let ctx = ctx(tmp.path(), partitions).await;
+            if partitions == 4 {
+                assert!(runs_partitioned(&ctx, &sql).await, "not partition-parallel");
+            }
+            let b = query(&ctx, &sql).await;
+            let bytes = b.column(0).as_binary::<i32>().value(0);
+            let (got, _) = table::from_bytes(bytes, "the query's sketch").unwrap();
+            match (&stage, &got) {
+                (StoredSketch::Sample(a), StoredSketch::Sample(b)) => {
+                    assert_eq!(a.rows, b.rows, "{method}, {partitions} partition(s)");
+                    assert_eq!(a.level.to_bits(), b.level.to_bits(), "{method}");
+                }
+                (StoredSketch::Linear(a), StoredSketch::Linear(b)) => {
+                    assert_eq!((a.t, a.dim, a.rows_seen), (b.t, b.dim, b.rows_seen));
+                    let scale = a.s.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                    assert!(scale > 0.0);
+                    for (x, y) in a.s.iter().zip(&b.s) {
+                        assert!((x - y).abs() <= 1e-12 * scale, "{method}: {x} vs {y}");
+                    }
+                }
+                _ => panic!("{method}: a different kind of sketch"),
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn sql_refusals_are_clear() {
     let tmp = TempDir::new().unwrap();
@@ -269,6 +330,33 @@ async fn sql_refusals_are_clear() {
     );
     let e = query_err(&ctx, "SELECT priority_sketch(id, emb, 0, 1) FROM t").await;
     assert!(e.contains("k must be at least 1"), "{e}");
+    let e = query_err(
+        &ctx,
+        "SELECT coordinated_sketch(id, emb, 'threshold', 10, 1) FROM t",
+    )
+    .await;
+    assert!(
+        e.contains("do not merge") && e.contains("'priority'"),
+        "{e}"
+    );
+    let e = query_err(
+        &ctx,
+        "SELECT coordinated_sketch(id, emb, 'svd', 10, 1) FROM t",
+    )
+    .await;
+    assert!(e.contains("unknown method 'svd'"), "{e}");
+    let e = query_err(
+        &ctx,
+        "SELECT coordinated_sketch(id, emb, 'jl', 10, 1, 6) FROM t",
+    )
+    .await;
+    assert!(e.contains("dim applies to a sparse"), "{e}");
+    let e = query_err(
+        &ctx,
+        "SELECT coordinated_sketch(id, emb, 'jl', 0, 1) FROM t",
+    )
+    .await;
+    assert!(e.contains("size must be at least 1"), "{e}");
 }
 
 /// Every function, one partition against four: the same printed result (row functions and
