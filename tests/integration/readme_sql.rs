@@ -198,6 +198,7 @@ fn every_sql_example_in_the_readme_runs_and_prints_what_it_says() {
         "top_eigenvector(",
         "top_eigenvector_stats(",
         "priority_sketch(",
+        "coordinated_sketch(",
         "sketch_merge(",
         "sketch_product(",
     ] {
