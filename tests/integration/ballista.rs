@@ -91,14 +91,14 @@ async fn standalone_mode_gives_the_local_answers() {
 }
 
 /// Pipelines run with and without a cluster, the tables that must be equal bit for bit, and
-/// the stages whose vector must agree to 1e-9 (the exact Gram and FD states are merged in
-/// another order).
+/// the stages whose vector must agree to 1e-9 or whose linear sketch to 1e-12 relative (the
+/// exact Gram, FD and linear-sketch states are merged in another order).
 type Demo = (
     &'static str,
     &'static [&'static str],
     &'static [&'static str],
 );
-const DEMOS: [Demo; 4] = [
+const DEMOS: [Demo; 5] = [
     (
         "sketch_demo",
         &["ab/product.parquet", "ab_exact/product.parquet"],
@@ -116,6 +116,16 @@ const DEMOS: [Demo; 4] = [
         &[],
     ),
     ("ordered", &["ro/vector.parquet", "oja/vector.parquet"], &[]),
+    (
+        "sketches",
+        &[
+            "th/sketch.parquet",
+            "th/stats.parquet",
+            "sp/sketch.parquet",
+            "sp/stats.parquet",
+        ],
+        &["jl", "cs", "spcs"],
+    ),
 ];
 
 fn same_tables(demo: &str, l: &Path, r: &Path, same: &[&str], close: &[&str]) {
@@ -126,6 +136,22 @@ fn same_tables(demo: &str, l: &Path, r: &Path, same: &[&str], close: &[&str]) {
         );
     }
     for stage in close {
+        if l.join(stage).join("sketch.parquet").exists() {
+            let (a, b) = (read_linear(&l.join(stage)), read_linear(&r.join(stage)));
+            assert_eq!(
+                (a.t, a.dim, a.rows_seen),
+                (b.t, b.dim, b.rows_seen),
+                "{stage}"
+            );
+            let scale = a.s.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(
+                a.s.iter()
+                    .zip(&b.s)
+                    .all(|(x, y)| (x - y).abs() <= 1e-12 * scale),
+                "{demo}: {stage}"
+            );
+            continue;
+        }
         let (a, b) = (read_vector(&l.join(stage)), read_vector(&r.join(stage)));
         assert!(
             a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-9),
@@ -134,9 +160,74 @@ fn same_tables(demo: &str, l: &Path, r: &Path, same: &[&str], close: &[&str]) {
     }
 }
 
+fn read_linear(stage_dir: &Path) -> sketchpipe::sketch::linear::LinearSketch {
+    use sketchpipe::operators::coordinated_sketch::{table, StoredSketch};
+    match table::read(&stage_dir.join("sketch.parquet")).unwrap().0 {
+        StoredSketch::Linear(l) => l,
+        StoredSketch::Sample(_) => panic!("{} holds a sample", stage_dir.display()),
+    }
+}
+
+/// Coordinated sketches beyond the sketch demo's: JL and CountSketch (on the cluster), sparse
+/// rows, and a threshold sketch (two passes: streamed to the client).
+fn sketches_pipeline(dir: &Path) -> std::path::PathBuf {
+    let rows: Vec<(i64, Vec<f64>)> = (0..3000i64)
+        .map(|i| {
+            let row = (0..6)
+                .map(|j| match (i * 7 + j * 3) % 4 {
+                    0 => ((i * 31 + j) % 17) as f64 - 8.5,
+                    _ => 0.0,
+                })
+                .collect();
+            (i * 13 + 5, row)
+        })
+        .collect();
+    write_parquet(&dir.join("sparse.parquet"), &sparse_batch(&rows, None));
+    let left = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/pair/left.parquet");
+    let file = dir.join("sketches.toml");
+    let stage = |name: &str, source: &str, extra: &str| {
+        format!(
+            "[stages.{name}]\nop = \"coordinated_sketch\"\nsource = \"{source}\"\nkey = \"key\"\n{extra}\n"
+        )
+    };
+    std::fs::write(
+        &file,
+        format!(
+            "[pipeline]\noutput_dir = \"out\"\n[sources.l]\npath = \"{}\"\n\
+             [sources.s]\npath = \"{}\"\n{}{}{}{}{}",
+            left.display(),
+            dir.join("sparse.parquet").display(),
+            stage(
+                "jl",
+                "l",
+                "columns = [\"values\"]\nmethod = \"jl\"\nsize = 32"
+            ),
+            stage(
+                "cs",
+                "l",
+                "columns = [\"values\"]\nmethod = \"countsketch\"\nsize = 32"
+            ),
+            stage(
+                "th",
+                "l",
+                "columns = [\"values\"]\nmethod = \"threshold\"\nsize = 200"
+            ),
+            stage("sp", "s", "columns = [\"sparse\"]\ndim = 6\nsize = 50"),
+            stage(
+                "spcs",
+                "s",
+                "columns = [\"sparse\"]\ndim = 6\nmethod = \"countsketch\"\nsize = 8"
+            ),
+        ),
+    )
+    .unwrap();
+    file
+}
+
 fn demo_file(tmp: &Path, demo: &str) -> std::path::PathBuf {
     match demo {
         "ordered" => ordered_pipeline(tmp),
+        "sketches" => sketches_pipeline(tmp),
         _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("pipelines/{demo}.toml")),
     }
 }
@@ -321,7 +412,16 @@ fn processes_on_loopback_give_the_local_answers_and_survive_a_lost_executor() {
             &url,
         ]);
         assert_ok(&o);
-        assert!(stderr(&o).contains("on the cluster"), "{}", stderr(&o));
+        let log = stderr(&o);
+        assert!(log.contains("on the cluster"), "{log}");
+        if demo == "sketches" {
+            for s in ["jl", "cs", "sp", "spcs"] {
+                let aggregate = format!("stage `{s}`: running on the cluster as an SQL aggregate");
+                assert!(log.contains(&aggregate), "{s}: {log}");
+            }
+            let streamed = "source `l`: read on the cluster, streamed here for stage(s) th";
+            assert!(log.contains(streamed), "{log}");
+        }
         same_tables(demo, &l, &r, same, close);
     }
 
