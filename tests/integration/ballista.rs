@@ -35,7 +35,8 @@ fn queries(t: &str) -> Vec<String> {
     vec![
         format!(
             "SELECT id, el2n(emb, id % 8) AS e, grand(emb, id % 8, emb) AS g, \
-             el2n_probs(make_array(0.5, 0.5), id % 2) AS ep, uniform_hash(id, 3) AS u, \
+             el2n_probs(make_array(0.5, 0.5), id % 2) AS ep, \
+             grand_probs(make_array(0.5, 0.5), id % 2, emb) AS gp, uniform_hash(id, 3) AS u, \
              list_mean(emb) AS m, list_stddev(emb) AS s FROM {t} ORDER BY id"
         ),
         format!(
@@ -60,6 +61,11 @@ fn queries(t: &str) -> Vec<String> {
             "WITH s AS (SELECT coordinated_sketch(id, emb, 'jl', 16, 5) AS s FROM {t}) \
              SELECT round(w[1][1], 6) AS a, round(w[2][3], 6) AS b FROM \
              (SELECT sketch_product(s, s) AS w FROM s)"
+        ),
+        // The merged state `run --cluster` finishes stages from (rounded likewise).
+        format!(
+            "SELECT s['rows'] AS n, s['dim'] AS d, round(s['frobenius_sq'], 6) AS f FROM \
+             (SELECT top_eigenvector_state(emb) AS s FROM {t})"
         ),
         // The exact eigenvector, rounded past the summation-order noise of the merge.
         format!(
