@@ -84,6 +84,11 @@ pub trait Operator: Send {
     fn needs_row_count(&self) -> bool {
         false
     }
+    /// What the next pass does, for progress lines of multi-pass stages (e.g. "epoch 2 of
+    /// 3"); `None` when the scan number says enough.
+    fn pass_name(&self) -> Option<String> {
+        None
+    }
     /// Starts a pass.
     fn begin_pass(&mut self, info: &PassInfo) -> Result<()>;
     /// Consumes one batch of the stage's input.

@@ -536,6 +536,18 @@ impl Operator for TopEigenvectorOp {
         self.plan.get(self.at) == Some(&Pass::Main) && self.params.algorithm.is_order_sensitive()
     }
 
+    fn pass_name(&self) -> Option<String> {
+        // Named only when the stage makes more than one pass.
+        (self.plan.len() > 1).then(|| {
+            match self.plan.get(self.at) {
+                Some(Pass::Frobenius) => "‖A‖_F²",
+                Some(Pass::Main) | None => self.params.algorithm.as_str(),
+                Some(Pass::Verify) => "verify",
+            }
+            .to_string()
+        })
+    }
+
     fn begin_pass(&mut self, info: &PassInfo) -> Result<()> {
         self.info = Some(*info);
         self.reader.restart();

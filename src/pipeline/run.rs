@@ -982,15 +982,40 @@ async fn run_group(
             order_randomised: spilled.is_some() || declared,
             scan: scans,
         };
+        // What the fed stages do in this pass, when they say (multi-pass stages), each
+        // description once with the stages doing it.
+        let mut doing: Vec<(String, Vec<String>)> = Vec::new();
+        for &i in &fed {
+            let Some(name) = ops[i].1.pass_name() else {
+                continue;
+            };
+            let stage = format!("`{}`", ops[i].0.name);
+            match doing.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, stages)) => stages.push(stage),
+                None => doing.push((name, vec![stage])),
+            }
+        }
+        let doing: Vec<String> = doing
+            .iter()
+            .map(|(name, stages)| format!("{name} — {}", stages.join(", ")))
+            .collect();
+        let doing = match doing.is_empty() {
+            true => String::new(),
+            false => format!(": {}", doing.join("; ")),
+        };
         each(ops, &fed, &what, |op| op.begin_pass(&info))?;
         let (pass, what, stream) = match (&spilled, scans) {
             (Some(s), _) => (
-                format!("{label}, shuffled (scan {scans})"),
+                format!("{label}, shuffled (scan {scans}{doing})"),
                 format!("{what}, read in shuffled order: row numbers are shuffled positions"),
                 futures::stream::iter(s.replay()).boxed(),
             ),
-            (None, 1) => (label.clone(), what.clone(), scan().await?),
-            (None, n) => (format!("{label} (scan {n})"), what.clone(), scan().await?),
+            (None, 1) if doing.is_empty() => (label.clone(), what.clone(), scan().await?),
+            (None, n) => (
+                format!("{label} (scan {n}{doing})"),
+                what.clone(),
+                scan().await?,
+            ),
         };
         let seen = drive(stream, rows, &pass, mode, interrupt, &what, |batch| {
             feed_checks(&mut key_hashes, batch)?;

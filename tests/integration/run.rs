@@ -375,6 +375,31 @@ fn every_command_has_help() {
     assert_eq!(out.status.code(), Some(2), "a usage error exits with 2");
 }
 
+/// A progress line says what each multi-pass stage does in that scan.
+#[test]
+fn progress_lines_name_the_passes_of_multi_pass_stages() {
+    let tmp = TempDir::new().unwrap();
+    let known = KnownSpectrum::new(4, 10, 8);
+    write_parquet(&tmp.path().join("a.parquet"), &known.batch(0..known.n()));
+    let file = write_pipeline(
+        tmp.path(),
+        "[pipeline]\noutput_dir = \"out\"\n[sources.src]\npath = \"a.parquet\"\n\
+         [stages.th]\nop = \"coordinated_sketch\"\nsource = \"src\"\nkey = \"id\"\n\
+         columns = [\"emb\"]\nmethod = \"threshold\"\nsize = 5\n\
+         [stages.v]\nop = \"top_eigenvector\"\nsource = \"src\"\ncolumns = [\"emb\"]\n\
+         algorithm = \"exact\"\nverify = true\n",
+    );
+    let out = sketchpipe(&["run", file.to_str().unwrap()]);
+    assert_ok(&out);
+    let log = stderr(&out);
+    for line in [
+        "source `src` (scan 1: threshold weights — `th`; exact — `v`): started",
+        "source `src` (scan 2: threshold sampling — `th`; verify — `v`): started",
+    ] {
+        assert!(log.contains(line), "{line}\n{log}");
+    }
+}
+
 #[test]
 fn stages_sharing_a_source_share_one_scan() {
     let tmp = TempDir::new().unwrap();

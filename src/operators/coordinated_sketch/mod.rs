@@ -338,6 +338,13 @@ impl Operator for CoordinatedSketchOp {
         (!self.done).then_some(PassKind::AnyOrder)
     }
 
+    fn pass_name(&self) -> Option<String> {
+        (self.p.method == Method::Threshold).then(|| match self.passes {
+            0 => "threshold weights".into(),
+            _ => "threshold sampling".into(),
+        })
+    }
+
     fn begin_pass(&mut self, _info: &PassInfo) -> Result<()> {
         match &mut self.reader {
             Reader::Dense(r) => r.restart(),

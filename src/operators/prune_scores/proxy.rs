@@ -408,6 +408,18 @@ impl Operator for ProxyScoresOp {
         (self.phase != Phase::Done).then_some(PassKind::AnyOrder)
     }
 
+    fn pass_name(&self) -> Option<String> {
+        Some(match self.phase {
+            Phase::Prepare => "proxy classes and feature scales".into(),
+            Phase::Train => format!(
+                "proxy training, epoch {} of {}",
+                self.epoch + 1,
+                self.proxy.epochs
+            ),
+            Phase::Score | Phase::Done => "proxy scores".into(),
+        })
+    }
+
     fn begin_pass(&mut self, _info: &PassInfo) -> Result<()> {
         self.reader.restart();
         if self.phase == Phase::Score {
