@@ -940,6 +940,7 @@ async fn run_group(
                 order_randomised: false,
                 scan: scans,
             };
+            let doing = pass_names(ops, &fed);
             each(ops, &fed, &what, |op| op.begin_pass(&info))?;
             let mut spiller = Spiller::new(
                 tmp_root,
@@ -948,7 +949,7 @@ async fn run_group(
                 shuffle.memory,
                 estimated_bytes,
             )?;
-            let pass = format!("{label}, spilling for the shuffle");
+            let pass = format!("{label}, spilling for the shuffle{doing}");
             drive(
                 scan().await?,
                 rows,
@@ -982,27 +983,7 @@ async fn run_group(
             order_randomised: spilled.is_some() || declared,
             scan: scans,
         };
-        // What the fed stages do in this pass, when they say (multi-pass stages), each
-        // description once with the stages doing it.
-        let mut doing: Vec<(String, Vec<String>)> = Vec::new();
-        for &i in &fed {
-            let Some(name) = ops[i].1.pass_name() else {
-                continue;
-            };
-            let stage = format!("`{}`", ops[i].0.name);
-            match doing.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, stages)) => stages.push(stage),
-                None => doing.push((name, vec![stage])),
-            }
-        }
-        let doing: Vec<String> = doing
-            .iter()
-            .map(|(name, stages)| format!("{name} — {}", stages.join(", ")))
-            .collect();
-        let doing = match doing.is_empty() {
-            true => String::new(),
-            false => format!(": {}", doing.join("; ")),
-        };
+        let doing = pass_names(ops, &fed);
         each(ops, &fed, &what, |op| op.begin_pass(&info))?;
         let (pass, what, stream) = match (&spilled, scans) {
             (Some(s), _) => (
@@ -1026,6 +1007,31 @@ async fn run_group(
         rows.get_or_insert(seen);
         each(ops, &fed, &what, |op| op.end_pass())?;
     }
+}
+
+/// What the stages at `fed` do in their next pass, for the progress line — `": NAME — `a`,
+/// `b`; NAME2 — `c`"`, each description once with the stages doing it — or `""` when none
+/// says (single-pass stages).
+fn pass_names(ops: &[(&StageSpec, Box<dyn Operator>)], fed: &[usize]) -> String {
+    let mut doing: Vec<(String, Vec<String>)> = Vec::new();
+    for &i in fed {
+        let Some(name) = ops[i].1.pass_name() else {
+            continue;
+        };
+        let stage = format!("`{}`", ops[i].0.name);
+        match doing.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, stages)) => stages.push(stage),
+            None => doing.push((name, vec![stage])),
+        }
+    }
+    if doing.is_empty() {
+        return String::new();
+    }
+    let doing: Vec<String> = doing
+        .iter()
+        .map(|(name, stages)| format!("{name} — {}", stages.join(", ")))
+        .collect();
+    format!(": {}", doing.join("; "))
 }
 
 /// The input's exact row count (Parquet footers give it for free; estimates after a filter
