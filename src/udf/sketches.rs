@@ -133,9 +133,7 @@ impl SketchUdaf {
             }
         }
     }
-}
 
-impl SketchUdaf {
     fn static_name(&self) -> &'static str {
         match self.general {
             false => "priority_sketch",
