@@ -83,13 +83,21 @@ impl Score {
         let (z, k) = outputs.dense()?;
         let mut scores = Vec::with_capacity(outputs.len());
         // The exponentials' scratch is kept per thread: a batch's (8192 rows × k) is past the
-        // allocator's mmap threshold, fresh zeroed pages on every call.
+        // allocator's mmap threshold, fresh zeroed pages on every call. Past 8 MiB (k in the
+        // hundreds) it is let go after the batch rather than held by every worker thread.
+        const KEEP: usize = (8 << 20) / 8;
         thread_local! {
             static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        SCRATCH.with_borrow_mut(|e| match z {
-            DenseValues::F32(z) => el2n_rows(z, k, classes.values(), e, &mut scores),
-            DenseValues::F64(z) => el2n_rows(z, k, classes.values(), e, &mut scores),
+        SCRATCH.with_borrow_mut(|e| {
+            let done = match z {
+                DenseValues::F32(z) => el2n_rows(z, k, classes.values(), e, &mut scores),
+                DenseValues::F64(z) => el2n_rows(z, k, classes.values(), e, &mut scores),
+            };
+            if e.capacity() > KEEP {
+                *e = Vec::new();
+            }
+            done
         })?;
         if let Some(lists) = embedding {
             let mut h = Vec::new();
