@@ -96,7 +96,7 @@ pub async fn run_stage(
         }
         OpSpec::CoordinatedSketch(p) => {
             let frame = super::source::source_frame(cluster, spec, source).await?;
-            super::run::check_unique_keys(&frame, &p.key).await?;
+            super::group::check_unique_keys(&frame, &p.key).await?;
             let dim = p.dim.map(|d| format!(", {d}")).unwrap_or_default();
             let sql = format!(
                 "SELECT coordinated_sketch({}, {}, '{}', {}, {}{dim}) AS s, count(*) AS n \
