@@ -47,6 +47,15 @@ enum Command {
     Run(RunArgs),
     /// Query stage outputs with SQL: each stage is a schema, each of its tables a table.
     ///
+    /// Raw files are tables too, quoted: FROM 'data/x.parquet', 'runs/', 'runs/*.parquet' —
+    /// alone or joined with stage outputs in one statement.
+    ///
+    /// sketchpipe's functions (README "SQL functions" has each with a runnable example):
+    /// el2n, grand, el2n_probs, grand_probs (pruning scores per row); uniform_hash (the
+    /// shared key hash); list_mean, list_stddev; aggregates top_eigenvector,
+    /// top_eigenvector_stats, top_eigenvector_state, priority_sketch, coordinated_sketch,
+    /// sketch_merge; sketch_product (AᵀB from two sketches).
+    ///
     /// Example: sketchpipe sql --pipeline pipelines/demo.toml "SELECT * FROM top.stats"
     Sql(SqlArgs),
     /// Write a reproducible synthetic table (Parquet, or CSV when --out ends in .csv).

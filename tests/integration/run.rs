@@ -371,6 +371,21 @@ fn every_command_has_help() {
             stdout(&out)
         );
     }
+    // `sql --help` names every SQL function sketchpipe registers.
+    let help = stdout(&sketchpipe(&["sql", "--help"]));
+    let names = sketchpipe::udf::scalar_functions()
+        .iter()
+        .map(|f| f.name().to_string())
+        .chain(
+            sketchpipe::udf::aggregate_functions()
+                .iter()
+                .map(|f| f.name().to_string()),
+        )
+        .collect::<Vec<_>>();
+    assert!(names.len() >= 14);
+    for name in names {
+        assert!(help.contains(&name), "sql --help does not name {name}");
+    }
     let out = sketchpipe(&["run"]);
     assert_eq!(out.status.code(), Some(2), "a usage error exits with 2");
 }
