@@ -442,3 +442,54 @@ async fn sparse_input_sketches_exactly_like_the_same_rows_dense() {
         "{err}"
     );
 }
+
+/// The default key check holds at most half of `[pipeline] memory` of key hashes (8 bytes each)
+/// and spills past it: at 64 MiB that is 2²¹ hashes, so 2 200 000 keys spill once. A key
+/// repeated across the spill (its first copy on disk, its second in memory) is still named,
+/// and unique keys still pass.
+#[tokio::test]
+async fn the_key_check_spills_and_still_finds_a_repeat_across_the_spill() {
+    use datafusion::arrow::array::{Float64Array, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let tmp = TempDir::new().unwrap();
+    let n = 2_200_000i64;
+    let write = |name: &str, repeat: bool| {
+        let keys = (0..n).map(|i| if repeat && i == n - 1 { 5 } else { i * 3 + 2 });
+        let schema = Schema::new(vec![
+            Field::new("key", DataType::Int64, false),
+            Field::new("x", DataType::Float64, false),
+        ]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(Int64Array::from_iter_values(keys)),
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|i| (i % 7) as f64 + 1.0),
+                )),
+            ],
+        )
+        .unwrap();
+        crate::common::write_parquet(&tmp.path().join(name), &batch);
+    };
+    write("unique.parquet", false);
+    write("repeat.parquet", true);
+    let stage = |file: &str| {
+        format!(
+            "memory = \"64MiB\"\n[sources.t]\npath = \"{file}\"\n[stages.s]\n\
+             op = \"coordinated_sketch\"\nsource = \"t\"\nkey = \"key\"\ncolumns = [\"x\"]\nsize = 100\n"
+        )
+    };
+    run_ok(tmp.path(), &stage("unique.parquet")).await;
+    let err = run_err(tmp.path(), &stage("repeat.parquet")).await;
+    assert!(
+        err.contains("`key` = 5 appears on 2 rows") && err.contains("stage `s`"),
+        "{err}"
+    );
+    // No scratch file of the check is left behind.
+    let leftovers: Vec<_> = crate::common::files_under(&tmp.path().join("out"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("keys-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
