@@ -87,7 +87,7 @@ impl Rows {
 }
 
 /// `generate low-rank`: rows `a_i = Q · (sqrt(λ) ⊙ g_i)` with `g_i ~ N(0, I)` and `Q` a random
-/// orthogonal map ([`Rotation`]), so `E[AᵀA] = n · Q diag(λ) Qᵀ` with
+/// orthogonal map (`Rotation`), so `E[AᵀA] = n · Q diag(λ) Qᵀ` with
 /// `λ = (gap, 1, …, 1 [rank − 1 ones], noise, …, noise)`: the top eigengap is
 /// `R = σ₁²/σ₂² ≈ gap` and the top direction `Q e₁` is a random one (§1f, family 1).
 #[derive(Debug, Clone)]

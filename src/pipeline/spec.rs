@@ -3,7 +3,7 @@
 //! Validation covers unknown sections and keys, unknown ops, bad values, stages whose input
 //! does not exist, and dependency cycles; every error names the file, the section and the key.
 //! Column names and types are checked later against the sources' schemas (see
-//! [`super::run`]), still before any row is read.
+//! [`super::run`](mod@super::run)), still before any row is read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -1,14 +1,15 @@
 //! SQL functions backed by the cores, registered in every session sketchpipe makes (pipeline
 //! `sql` sources, the stages' own queries and `sketchpipe sql`):
 //!
-//! * pruning scores — `el2n`, `grand`, `el2n_probs`, `grand_probs` ([`scores`]);
+//! * pruning scores — `el2n`, `grand`, `el2n_probs`, `grand_probs` (`scores`);
 //! * `uniform_hash(key, seed)` — the shared key hash `u(key) ∈ (0, 1)` of [`crate::hash`];
 //! * `list_mean(list)`, `list_stddev(list)` — mean and sample standard deviation of a list of
 //!   numbers, summed in sorted order so the result does not depend on the list's order
-//!   ([`lists`]; the by-id averaging of `prune_scores` uses them);
+//!   (`lists`; the by-id averaging of `prune_scores` uses them);
 //! * aggregates `top_eigenvector(rows [, algorithm, seed, ell])` and
-//!   `top_eigenvector_stats(…)` ([`eigen`]), `priority_sketch(key, values, k, seed)` and
-//!   `sketch_merge(sketch)`, and the scalar `sketch_product(left, right)` ([`sketches`]). Each
+//!   `top_eigenvector_stats(…)` ([`eigen`]), `priority_sketch(key, values, k, seed)`,
+//!   `coordinated_sketch(key, values, method, size, seed [, dim])` and `sketch_merge(sketch)`,
+//!   and the scalar `sketch_product(left, right)` (`sketches`). Each
 //!   aggregate declares its state, so DataFusion runs it partition-parallel and merges.
 
 pub mod eigen;

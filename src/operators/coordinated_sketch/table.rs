@@ -249,7 +249,7 @@ pub fn write(s: &StoredSketch, h: &Header) -> Result<(RecordBatch, Vec<(String, 
     Ok((batch, meta))
 }
 
-/// Reads a `sketch.parquet` written by [`write`] (directly or by an earlier run), checking its
+/// Reads a `sketch.parquet` written by [`write()`] (directly or by an earlier run), checking its
 /// header; errors name the file.
 pub fn read(path: &Path) -> Result<(StoredSketch, Header)> {
     let what = path.display().to_string();
@@ -271,7 +271,7 @@ pub fn read(path: &Path) -> Result<(StoredSketch, Header)> {
 }
 
 /// A sketch as one value (the `priority_sketch` SQL aggregate's result and state): the
-/// `sketch` table of [`write`] as an Arrow IPC stream, its header in the schema metadata —
+/// `sketch` table of [`write()`] as an Arrow IPC stream, its header in the schema metadata —
 /// the same format as the file, in memory.
 pub fn to_bytes(s: &StoredSketch, h: &Header) -> Result<Vec<u8>> {
     let (batch, kv) = write(s, h)?;
