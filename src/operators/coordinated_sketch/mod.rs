@@ -107,16 +107,7 @@ impl CoordinatedSketchParams {
 
     /// The tables the stage writes.
     pub fn tables(&self, input: &Schema) -> Result<Vec<TableDecl>> {
-        let key = KeyType::of(input.field_with_name(&self.key)?.data_type()).ok_or_else(|| {
-            Error::Config(format!(
-                "key `key`: column `{}` is {}; keys must be integers or strings",
-                self.key,
-                input
-                    .field_with_name(&self.key)
-                    .expect("checked")
-                    .data_type()
-            ))
-        })?;
+        let (_, key) = key_column(input, &self.key)?;
         Ok(vec![
             TableDecl {
                 name: "sketch",
@@ -148,6 +139,19 @@ static STATS: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// The `stats` table of a `coordinated_sketch` stage.
 pub fn stats_schema() -> SchemaRef {
     Arc::clone(&STATS)
+}
+
+/// The index and key type of column `key` of `schema`, or an error saying keys must be
+/// integers or strings.
+fn key_column(schema: &Schema, key: &str) -> Result<(usize, KeyType)> {
+    let index = schema.index_of(key)?;
+    let t = schema.field(index).data_type();
+    let key_type = KeyType::of(t).ok_or_else(|| {
+        Error::Config(format!(
+            "key `key`: column `{key}` is {t}; keys must be integers or strings"
+        ))
+    })?;
+    Ok((index, key_type))
 }
 
 /// One batch's keys, typed once per batch.
@@ -219,14 +223,7 @@ pub struct CoordinatedSketchOp {
 
 impl CoordinatedSketchOp {
     pub fn new(p: CoordinatedSketchParams, schema: &Schema) -> Result<Self> {
-        let key_index = schema.index_of(&p.key)?;
-        let key_type = KeyType::of(schema.field(key_index).data_type()).ok_or_else(|| {
-            Error::Config(format!(
-                "key `key`: column `{}` is {}; keys must be integers or strings",
-                p.key,
-                schema.field(key_index).data_type()
-            ))
-        })?;
+        let (key_index, key_type) = key_column(schema, &p.key)?;
         if !p.method.is_sampling() && p.size == 0 {
             return Err(Error::Config("key `size`: must be at least 1".into()));
         }

@@ -4,8 +4,9 @@
 //!
 //! Every key's 64-bit hash is appended to one of 256 buckets chosen by its top byte: for an
 //! integer key its value through MurmurHash3's 64-bit finaliser `fmix64` (a bijection of
-//! `u64`: distinct integers never collide), for a string `XXH64(bytes, 0)`. When the hashes held reach the memory budget, every
-//! bucket is appended to its own spill file, so memory stays bounded whatever the input size.
+//! `u64`: distinct integers never collide), for a string `XXH64(bytes, 0)`. When the hashes
+//! held reach the memory budget, every bucket is appended to its own spill file, so memory
+//! stays bounded whatever the input size.
 //! At the end each bucket (spilled part and held part) goes through a small open-addressing
 //! table that finds a repeated hash.
 //!
@@ -21,10 +22,9 @@ use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::Schema;
-
-use super::{KeyType, Keys};
 use twox_hash::XxHash64;
 
+use super::{key_column, KeyType, Keys};
 use crate::{Error, Result};
 
 /// Buckets by the hash's top byte.
@@ -32,7 +32,6 @@ const BUCKETS: usize = 256;
 
 /// Collects the hashes of one key column's keys; see the module docs.
 pub struct KeyHashes {
-    key: String,
     key_index: usize,
     key_type: KeyType,
     buckets: Vec<Vec<u64>>,
@@ -47,15 +46,8 @@ impl KeyHashes {
     /// Checks column `key` of batches with `schema`, holding at most about `budget` bytes
     /// before spilling to a scratch directory made in `spill_parent`.
     pub fn new(schema: &Schema, key: &str, budget: u64, spill_parent: &Path) -> Result<Self> {
-        let key_index = schema.index_of(key)?;
-        let key_type = KeyType::of(schema.field(key_index).data_type()).ok_or_else(|| {
-            Error::Config(format!(
-                "key `key`: column `{key}` is {}; keys must be integers or strings",
-                schema.field(key_index).data_type()
-            ))
-        })?;
+        let (key_index, key_type) = key_column(schema, key)?;
         Ok(KeyHashes {
-            key: key.to_string(),
             key_index,
             key_type,
             buckets: vec![Vec::new(); BUCKETS],
@@ -64,11 +56,6 @@ impl KeyHashes {
             spill_parent: spill_parent.to_path_buf(),
             spill: None,
         })
-    }
-
-    /// The key column checked.
-    pub fn key(&self) -> &str {
-        &self.key
     }
 
     /// Adds a batch's keys (null keys are skipped: the sketch refuses them, naming the row).
