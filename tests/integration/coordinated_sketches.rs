@@ -207,6 +207,19 @@ async fn sketches_that_do_not_coordinate_are_refused_naming_both_sides() {
         err.contains("different key types") && err.contains("int") && err.contains("string"),
         "{err}"
     );
+    // A key that is neither an integer nor a string.
+    let err = run_err(
+        tmp.path(),
+        &format!(
+            "{SOURCES}[stages.f]\nop = \"coordinated_sketch\"\nsource = \"b\"\nkey = \"y\"\n\
+             columns = [\"values\"]\n"
+        ),
+    )
+    .await;
+    assert!(
+        err.contains("column `y` is Float64; keys must be integers or strings"),
+        "{err}"
+    );
     // Not a sketch.
     let err = run_err(
         tmp.path(),
