@@ -240,9 +240,9 @@ async fn sketch_merge_of_daily_sketches_equals_one_sketch_and_products_are_exact
     }
 }
 
-/// `coordinated_sketch` for the methods that merge: one partition or four give the stage's
-/// sketch — the same rows for `exact`, the same matrix to rounding for the linear sketches
-/// (partitions' sketches add up).
+/// `coordinated_sketch` for the methods that merge: one partition or four, or one sketch per
+/// group merged by `sketch_merge`, give the stage's sketch — the same rows for `exact` and
+/// `priority`, the same matrix to rounding for the linear sketches (parts' sketches add up).
 #[tokio::test]
 async fn coordinated_sketch_of_every_mergeable_method_is_the_stages_on_one_or_four_partitions() {
     let tmp = TempDir::new().unwrap();
@@ -274,12 +274,17 @@ async fn coordinated_sketch_of_every_mergeable_method_is_the_stages_on_one_or_fo
         let (stage, _) =
             table::read(&tmp.path().join(format!("out/{method}/sketch.parquet"))).unwrap();
         let sql = format!("SELECT coordinated_sketch(id, emb, '{method}', {size}, 9) FROM t");
-        for partitions in [1, 4] {
+        // Also: one sketch per "day" (GROUP BY), merged.
+        let days = format!(
+            "SELECT sketch_merge(s) FROM (SELECT id % 4 AS day, \
+             coordinated_sketch(id, emb, '{method}', {size}, 9) AS s FROM t GROUP BY id % 4)"
+        );
+        for (partitions, sql) in [(1, &sql), (4, &sql), (4, &days)] {
             let ctx = ctx(tmp.path(), partitions).await;
             if partitions == 4 {
-                assert!(runs_partitioned(&ctx, &sql).await, "not partition-parallel");
+                assert!(runs_partitioned(&ctx, sql).await, "not partition-parallel");
             }
-            let b = query(&ctx, &sql).await;
+            let b = query(&ctx, sql).await;
             let bytes = b.column(0).as_binary::<i32>().value(0);
             let (got, _) = table::from_bytes(bytes, "the query's sketch").unwrap();
             match (&stage, &got) {
