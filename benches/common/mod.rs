@@ -84,23 +84,8 @@ pub fn pipeline<'a>(name: &'a str, text: &'a str) -> Contender<'a> {
     (name, Box::new(move || Box::pin(time_pipeline(text))))
 }
 
-/// What [`rounds`] measured for one contender.
-pub struct Timing {
-    /// Its time in each round, seconds.
-    pub times: Vec<f64>,
-    /// The median over rounds of the first contender's time / this one's, in the same round.
-    pub median_ratio: f64,
-}
-
-impl Timing {
-    /// The smallest time, seconds.
-    pub fn best(&self) -> f64 {
-        self.times.iter().copied().fold(f64::INFINITY, f64::min)
-    }
-}
-
 /// The median of `xs` (the mean of the middle two for an even count).
-pub fn median(mut xs: Vec<f64>) -> f64 {
+fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     let m = xs.len();
     if m % 2 == 1 {
@@ -122,27 +107,16 @@ pub fn rounds(
     title: &str,
     rows: u64,
     contenders: &[Contender],
-) -> Vec<Timing> {
+) {
     let reps = reps.max(1);
     let rounds: Vec<Vec<f64>> = (0..reps)
         .map(|_| contenders.iter().map(|(_, f)| rt.block_on(f())).collect())
         .collect();
-    let timings: Vec<Timing> = (0..contenders.len())
-        .map(|c| Timing {
-            times: rounds.iter().map(|t| t[c]).collect(),
-            median_ratio: median(rounds.iter().map(|t| t[0] / t[c]).collect()),
-        })
-        .collect();
     println!("{title}, {reps} rounds (rows/s at the best time; ratio = median over rounds):");
-    print_row("", "rows/s", "vs scan");
-    for ((name, _), t) in contenders.iter().zip(&timings) {
-        let rate = format!("{:.0}", rows as f64 / t.best());
-        print_row(name, &rate, &format!("{:.2}", t.median_ratio));
+    println!("  {:<40} {:>12} {:>9}", "", "rows/s", "vs scan");
+    for (c, (name, _)) in contenders.iter().enumerate() {
+        let best = rounds.iter().map(|t| t[c]).fold(f64::INFINITY, f64::min);
+        let ratio = median(rounds.iter().map(|t| t[0] / t[c]).collect());
+        println!("  {name:<40} {:>12.0} {ratio:>9.2}", rows as f64 / best);
     }
-    timings
-}
-
-/// One line of a [`rounds`] table.
-pub fn print_row(name: &str, rate: &str, ratio: &str) {
-    println!("  {name:<40} {rate:>12} {ratio:>9}");
 }
