@@ -22,7 +22,7 @@ use super::spec::{Input, OpSpec, PipelineSpec, StageSpec};
 use crate::operators::coordinated_sketch::unique::KeyHashes;
 use crate::operators::coordinated_sketch::{CoordinatedSketchParams, DuplicateKeys};
 use crate::operators::{Operator, PassInfo, PassKind};
-use crate::progress::{Progress, ProgressMode};
+use crate::progress::{event, Progress, ProgressMode, Value};
 use crate::{Error, Result};
 
 /// How a group's rows are ordered: as read, or shuffled with this seed and memory budget.
@@ -118,9 +118,27 @@ async fn finish_key_checks(
     key_checks: &[(&StageSpec, &str)],
     spec: &PipelineSpec,
     frame: &DataFrame,
+    mode: ProgressMode,
 ) -> Result<()> {
     for (h, (stage, key)) in hashes.into_iter().zip(key_checks) {
         let context = |e: Error| e.context(stage_context(spec, stage));
+        let spilled = h.spilled_bytes();
+        if spilled > 0 {
+            event(
+                mode,
+                "key_check_spilled",
+                &format!(
+                    "stage `{}`: the duplicate-key check of `{key}` held more hashes than half \
+                     of [pipeline] memory and spilled {:.1} MB of them to disk",
+                    stage.name,
+                    spilled as f64 / 1e6
+                ),
+                &[
+                    ("stage", Value::from(stage.name.as_str())),
+                    ("spilled_bytes", Value::from(spilled)),
+                ],
+            );
+        }
         if h.repeats().map_err(context)? {
             check_unique_keys(frame, key).await.map_err(context)?;
         }
@@ -215,7 +233,8 @@ pub(super) async fn run_group(
             .filter_map(|(i, (_, op))| op.next_pass().map(|k| (i, k)))
             .collect();
         if !key_hashes.is_empty() && scans > 0 {
-            finish_key_checks(std::mem::take(&mut key_hashes), key_checks, spec, &frame).await?;
+            let hashes = std::mem::take(&mut key_hashes);
+            finish_key_checks(hashes, key_checks, spec, &frame, mode).await?;
         }
         if wanting.is_empty() {
             return Ok(());

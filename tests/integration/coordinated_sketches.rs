@@ -459,9 +459,11 @@ async fn sparse_input_sketches_exactly_like_the_same_rows_dense() {
 /// The default key check holds at most half of `[pipeline] memory` of key hashes (8 bytes each)
 /// and spills past it: at 64 MiB that is 2²¹ hashes, so 2 200 000 keys spill once. A key
 /// repeated across the spill (its first copy on disk, its second in memory) is still named,
-/// and unique keys still pass.
-#[tokio::test]
-async fn the_key_check_spills_and_still_finds_a_repeat_across_the_spill() {
+/// and unique keys still pass. The log says the check spilled (so the test fails if it did
+/// not).
+#[test]
+fn the_key_check_spills_and_still_finds_a_repeat_across_the_spill() {
+    use crate::common::{assert_ok, sketchpipe, stderr, write_pipeline};
     use datafusion::arrow::array::{Float64Array, Int64Array};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
@@ -487,17 +489,29 @@ async fn the_key_check_spills_and_still_finds_a_repeat_across_the_spill() {
     };
     write("unique.parquet", false);
     write("repeat.parquet", true);
-    let stage = |file: &str| {
-        format!(
-            "memory = \"64MiB\"\n[sources.t]\npath = \"{file}\"\n[stages.s]\n\
-             op = \"coordinated_sketch\"\nsource = \"t\"\nkey = \"key\"\ncolumns = [\"x\"]\nsize = 100\n"
-        )
+    let run = |file: &str| {
+        let pipeline = write_pipeline(
+            tmp.path(),
+            &format!(
+                "[pipeline]\noutput_dir = \"out\"\nmemory = \"64MiB\"\n[sources.t]\n\
+                 path = \"{file}\"\n[stages.s]\nop = \"coordinated_sketch\"\nsource = \"t\"\n\
+                 key = \"key\"\ncolumns = [\"x\"]\nsize = 100\n"
+            ),
+        );
+        sketchpipe(&["run", pipeline.to_str().unwrap()])
     };
-    run_ok(tmp.path(), &stage("unique.parquet")).await;
-    let err = run_err(tmp.path(), &stage("repeat.parquet")).await;
+    let spilled = "stage `s`: the duplicate-key check of `key` held more hashes than half of \
+                   [pipeline] memory and spilled";
+    let ok = run("unique.parquet");
+    assert_ok(&ok);
+    assert!(stderr(&ok).contains(spilled), "{}", stderr(&ok));
+    let bad = run("repeat.parquet");
+    let log = stderr(&bad);
+    assert_eq!(bad.status.code(), Some(3), "{log}");
+    assert!(log.contains(spilled), "{log}");
     assert!(
-        err.contains("`key` = 5 appears on 2 rows") && err.contains("stage `s`"),
-        "{err}"
+        log.contains("`key` = 5 appears on 2 rows") && log.contains("stage `s`"),
+        "{log}"
     );
     // No scratch file of the check is left behind.
     let leftovers: Vec<_> = crate::common::files_under(&tmp.path().join("out"))

@@ -40,6 +40,8 @@ pub struct KeyHashes {
     limit: usize,
     spill_parent: PathBuf,
     spill: Option<tempfile::TempDir>,
+    /// Bytes of hashes written to the spill files.
+    spilled_bytes: u64,
 }
 
 impl KeyHashes {
@@ -55,6 +57,7 @@ impl KeyHashes {
             limit: ((budget / 16) as usize).max(BUCKETS),
             spill_parent: spill_parent.to_path_buf(),
             spill: None,
+            spilled_bytes: 0,
         })
     }
 
@@ -108,10 +111,16 @@ impl KeyHashes {
             }
             out.flush()
                 .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+            self.spilled_bytes += 8 * hashes.len() as u64;
             hashes.clear();
         }
         self.held = 0;
         Ok(())
+    }
+
+    /// Bytes of key hashes written to disk so far (0 while they fit in the budget).
+    pub fn spilled_bytes(&self) -> u64 {
+        self.spilled_bytes
     }
 
     /// Whether some hash appeared twice (see the module docs for what that means); removes
@@ -253,6 +262,7 @@ mod tests {
             }
             let spilled = check.spill.is_some();
             assert_eq!(spilled, budget == 4096 && n * 8 * 2 >= 4096, "case {case}");
+            assert_eq!(spilled, check.spilled_bytes() > 0, "case {case}");
             assert_eq!(check.repeats().unwrap(), expected, "case {case}, n = {n}");
         }
         // The spill directories went with their checks.
