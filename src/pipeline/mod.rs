@@ -2,10 +2,10 @@
 //!
 //! * [`spec`] parses and validates the pipeline file (no data read);
 //! * [`source`] turns sources into DataFusion data frames;
-//! * [`run`](mod@run) checks every stage against its input schema, then scans each input once, feeding
-//!   every stage that reads it, and hands the results to
+//! * [`run`](mod@run) checks every stage against its input schema, has
+//! * `group` scan each input once for all the stages reading it, pass by pass, and hands the
+//!   results to
 //! * [`sink`], which writes each stage's tables atomically;
-//! * `group` scans each input once for all the stages reading it, pass by pass;
 //! * [`shuffle`] gives stages that ask for it an exactly uniform row order, out of core.
 
 mod group;

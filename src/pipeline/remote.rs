@@ -7,8 +7,8 @@
 //! `top_eigenvector_state`) and `coordinated_sketch` with `priority`, `exact`, `jl` or
 //! `countsketch`, dense or sparse rows (through the `coordinated_sketch` aggregate), reading a
 //! source, without `verify`, `shuffle`, `incremental`, `on_invalid = "skip"` or
-//! `duplicate_keys` aggregation (`threshold` needs two passes: it streams to the client). The other stages
-//! reading a source (not incremental) still use the cluster, from `run`: `prune_scores`' query
+//! `duplicate_keys` aggregation (`threshold` needs two passes: it streams to the client). The
+//! other stages reading a source (not incremental) still use the cluster, from `run`: `prune_scores`' query
 //! (scores and the by-id group-by) runs there, and the stream-order stages read their source
 //! as a stream the executors decode, fetched partition by partition in file order
 //! ([`super::ordered`]).
