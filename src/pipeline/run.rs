@@ -4,9 +4,10 @@
 //!    types fit) — all before any row is read.
 //! 2. Scan each input once (`group`), feeding every stage that reads it (one scan, several
 //!    stages), projecting only the columns those stages need. Stages that need more passes
-//!    (an exact `‖A‖_F²` first, a `verify` pass after) get them, still shared between stages; stages
-//!    with `shuffle = true` read the input through an out-of-core shuffle (a spill pass,
-//!    which also serves any pass that does not care about order, then shuffled read-backs).
+//!    (an exact `‖A‖_F²` first, a `verify` pass after) get them, still shared between
+//!    stages; stages with `shuffle = true` read the input through an out-of-core shuffle (a
+//!    spill pass, which also serves any pass that does not care about order, then shuffled
+//!    read-backs).
 //! 3. Write each stage's tables to a temporary directory; later stages of the run read them
 //!    there. Only when every stage has succeeded are the outputs moved into place, so a
 //!    failed run changes nothing.
