@@ -1,6 +1,7 @@
-//! The default `duplicate_keys = "error"` check, fed by the scan that builds the sketch (it
-//! used to be a group-by over the key column: a second scan of the input, ~0.2 s per 4 M rows
-//! here, a quarter of the stage's time).
+//! The default `duplicate_keys = "error"` check, fed by the scan that builds the sketch. It
+//! used to be a group-by over the key column: a second scan of the input, 18.4 M rows/s alone
+//! in `cargo bench --bench sketch_throughput` (0.22 s of the stage's 1.6 s on 4 M rows), which
+//! kept the stage at 0.75× a raw scan against 0.90× for the sketch pass.
 //!
 //! Every key's 64-bit hash is appended to one of 256 buckets chosen by its top byte: for an
 //! integer key its value through MurmurHash3's 64-bit finaliser `fmix64` (a bijection of
