@@ -699,9 +699,18 @@ mod tests {
             row(5.0, 6.0),
         ]);
         let sliced: ArrayRef = Arc::new(whole.slice(1, 3));
-        let (v, d, skipped) =
-            read_all(&["e"], &batch(vec![("e", sliced)]), OnInvalid::Error).unwrap();
+        let b = batch(vec![("e", Arc::clone(&sliced))]);
+        let (v, d, skipped) = read_all(&["e"], &b, OnInvalid::Error).unwrap();
         assert_eq!((v, d, skipped), (vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 0));
+        // The valid batch is a view of the Arrow buffer itself (row 1's values onwards).
+        let child = sliced
+            .as_list::<i32>()
+            .values()
+            .as_primitive::<Float64Type>()
+            .clone();
+        let mut r = DenseRowReader::new(&b.schema(), &["e".to_string()], OnInvalid::Error).unwrap();
+        let view = r.read(&b).unwrap();
+        assert_eq!(view.values.as_ptr(), child.values()[2..].as_ptr());
 
         type Rows = Vec<Option<Vec<Option<f64>>>>;
         // (rows, the valid rows' values, how many are skipped)
