@@ -23,6 +23,16 @@ fn pipeline_over(dir: &Path, source: &str) -> std::path::PathBuf {
     )
 }
 
+/// `dir/a.parquet` holding `known`'s rows, and a pipeline reading it as source `src` into
+/// `stages` (outputs under `dir/out`).
+fn over_known(dir: &Path, known: &KnownSpectrum, stages: &str) -> std::path::PathBuf {
+    write_parquet(&dir.join("a.parquet"), &known.batch(0..known.n()));
+    write_pipeline(
+        dir,
+        &format!("[pipeline]\noutput_dir = \"out\"\n[sources.src]\npath = \"a.parquet\"\n{stages}"),
+    )
+}
+
 #[test]
 fn exact_eigenvector_matches_a_known_spectrum() {
     let tmp = TempDir::new().unwrap();
@@ -118,12 +128,11 @@ algorithm = "exact"
 fn a_stage_can_read_the_table_of_an_earlier_stage() {
     let tmp = TempDir::new().unwrap();
     let known = KnownSpectrum::new(5, 4, 3);
-    write_parquet(&tmp.path().join("a.parquet"), &known.batch(0..known.n()));
-    let file = write_pipeline(
+    let file = over_known(
         tmp.path(),
+        &known,
         &format!(
-            "[pipeline]\noutput_dir = \"out\"\n[sources.src]\npath = \"a.parquet\"\n{STAGE}\n\
-             [stages.second]\nop = \"top_eigenvector\"\nsource = \"top.vector\"\n\
+            "{STAGE}\n[stages.second]\nop = \"top_eigenvector\"\nsource = \"top.vector\"\n\
              columns = [\"value\", \"component\"]\nalgorithm = \"exact\"\n"
         ),
     );
@@ -394,12 +403,10 @@ fn every_command_has_help() {
 #[test]
 fn progress_lines_name_the_passes_of_multi_pass_stages() {
     let tmp = TempDir::new().unwrap();
-    let known = KnownSpectrum::new(4, 10, 8);
-    write_parquet(&tmp.path().join("a.parquet"), &known.batch(0..known.n()));
-    let file = write_pipeline(
+    let file = over_known(
         tmp.path(),
-        "[pipeline]\noutput_dir = \"out\"\n[sources.src]\npath = \"a.parquet\"\n\
-         [stages.th]\nop = \"coordinated_sketch\"\nsource = \"src\"\nkey = \"id\"\n\
+        &KnownSpectrum::new(4, 10, 8),
+        "[stages.th]\nop = \"coordinated_sketch\"\nsource = \"src\"\nkey = \"id\"\n\
          columns = [\"emb\"]\nmethod = \"threshold\"\nsize = 5\n\
          [stages.v]\nop = \"top_eigenvector\"\nsource = \"src\"\ncolumns = [\"emb\"]\n\
          algorithm = \"exact\"\nverify = true\n",
@@ -419,12 +426,11 @@ fn progress_lines_name_the_passes_of_multi_pass_stages() {
 fn stages_sharing_a_source_share_one_scan() {
     let tmp = TempDir::new().unwrap();
     let known = KnownSpectrum::new(4, 10, 8);
-    write_parquet(&tmp.path().join("a.parquet"), &known.batch(0..known.n()));
-    let file = write_pipeline(
+    let file = over_known(
         tmp.path(),
+        &known,
         &format!(
-            "[pipeline]\noutput_dir = \"out\"\n[sources.src]\npath = \"a.parquet\"\n{STAGE}\n\
-             [stages.ids]\nop = \"top_eigenvector\"\nsource = \"src\"\ncolumns = [\"id\"]\n\
+            "{STAGE}\n[stages.ids]\nop = \"top_eigenvector\"\nsource = \"src\"\ncolumns = [\"id\"]\n\
              algorithm = \"exact\"\n"
         ),
     );
