@@ -1,6 +1,6 @@
 //! One run at a time per output directory.
 //!
-//! `sketchpipe run` takes an exclusive `flock(2)` on `OUTPUT_DIR/.sketchpipe.lock` before it
+//! `sketchpipe run` takes an exclusive lock (`File::try_lock`: `flock(2)` on Unix) on `OUTPUT_DIR/.sketchpipe.lock` before it
 //! writes anything, and writes who holds it (pid, host, start time, pipeline file) into the
 //! file. A second run on the same output directory fails at once with [`Error::Busy`] naming
 //! the holder. The kernel releases the lock when its process dies, however it dies, so a lock
@@ -105,26 +105,13 @@ impl Drop for OutputLock {
     }
 }
 
-/// `flock(LOCK_EX | LOCK_NB)`: `Ok(false)` when another open file description holds it.
+/// An exclusive, non-blocking lock (std's `File::try_lock`: `flock` on Unix, `LockFileEx`
+/// on Windows): `Ok(false)` when another open file description holds it.
 fn try_lock(file: &File) -> std::io::Result<bool> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: the descriptor is valid for the life of `file`.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(true);
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Ok(false);
-        }
-        Err(err)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = file;
-        Ok(true)
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
