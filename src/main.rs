@@ -364,11 +364,18 @@ async fn embeddings(rows: Rows, table: TableArgs, progress: ProgressMode) -> Res
     blocking(move || write_rows(rows, &table.out, options, progress)).await
 }
 
-/// Runs a generator off the async runtime's threads.
+/// Runs a generator off the async runtime's threads. Ctrl-C asks it to stop and waits until
+/// it has (it removes its temporary file), so the command exits 130 leaving nothing behind.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Numeric(format!("generator task failed: {e}")))?
+    let mut task = tokio::task::spawn_blocking(f);
+    let joined = tokio::select! {
+        r = &mut task => r,
+        _ = tokio::signal::ctrl_c() => {
+            sketchpipe::generate::cancel();
+            task.await
+        }
+    };
+    joined.map_err(|e| Error::Internal(format!("generator task failed: {e}")))?
 }
 
 fn report(progress: ProgressMode, files: &[Generated]) {

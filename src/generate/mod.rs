@@ -2,7 +2,8 @@
 //!
 //! Every generator is a pure function of its flags and seed (ChaCha8, portable across
 //! platforms), streams its output in batches (so multi-GB files need little memory), and
-//! writes atomically: to a temporary sibling first, renamed into place when complete.
+//! writes atomically: to a temporary sibling first (removed on an error, a panic or Ctrl-C),
+//! renamed into place when complete.
 
 pub mod labels;
 pub mod pair;
@@ -12,6 +13,7 @@ pub use pair::SparsePair;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -529,42 +531,65 @@ fn write_atomically(
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     }
-    let tmp = tmp_sibling(out);
-    let file =
-        File::create(&tmp).map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
-    let mut progress = Progress::new(label, Some(rows), progress);
-    let result = (|| -> Result<()> {
-        let mut writer = TableWriter::new(file, schema, csv, row_bytes)?;
-        let mut done = 0u64;
-        while done < rows {
-            let n = (rows - done).min(BATCH_ROWS) as usize;
-            let batch = make(done, n)?;
-            writer.write(&batch)?;
-            progress.inc(n as u64, batch.get_array_memory_size() as u64);
-            done += n as u64;
-        }
-        writer.finish()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    progress.finish();
-    std::fs::rename(&tmp, out).map_err(|e| {
-        Error::io(
-            format!("cannot move {} to {}", tmp.display(), out.display()),
-            e,
-        )
-    })
-}
-
-/// `path` with a hidden temporary name in the same directory (so the final rename is atomic).
-fn tmp_sibling(path: &Path) -> PathBuf {
-    let name = path
+    // A hidden sibling (so the final rename is atomic), removed when dropped: on an error,
+    // a panic, or Ctrl-C (`cancel`, checked between batches).
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            Error::io(
+                format!("cannot create a temporary file in {}", dir.display()),
+                e,
+            )
+        })?;
+    let file = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Error::io(format!("cannot write {}", tmp.path().display()), e))?;
+    let mut progress = Progress::new(label, Some(rows), progress);
+    let mut writer = TableWriter::new(file, schema, csv, row_bytes)?;
+    let mut done = 0u64;
+    while done < rows {
+        if CANCELLED.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        let n = (rows - done).min(BATCH_ROWS) as usize;
+        let batch = make(done, n)?;
+        writer.write(&batch)?;
+        progress.inc(n as u64, batch.get_array_memory_size() as u64);
+        done += n as u64;
+    }
+    writer.finish()?;
+    progress.finish();
+    tmp.persist(out).map_err(|e| {
+        Error::io(
+            format!(
+                "cannot move {} to {}",
+                e.file.path().display(),
+                out.display()
+            ),
+            e.error,
+        )
+    })?;
+    Ok(())
+}
+
+/// Set by [`cancel`]; a generator stops at its next batch.
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+/// Asks the running generator to stop (Ctrl-C): it returns [`Error::Interrupted`] at its next
+/// batch, and its temporary file is removed.
+pub fn cancel() {
+    CANCELLED.store(true, Ordering::Relaxed);
 }
 
 /// Target decoded size of one Parquet row group. Readers hold a whole column chunk of a row
