@@ -9,7 +9,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 pub use serde_json::Value;
 
 /// How a run reports progress.
@@ -57,6 +57,27 @@ pub fn json_record(level: &str, event: &str, message: &str, fields: &[(&str, Val
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
+/// A bar style whose `{rate}` is whole rows per second (`55,966 rows/s`): indicatif's own
+/// `{per_sec}` prints four decimals.
+fn bar_style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("valid template")
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&rate(state.per_sec()));
+            },
+        )
+}
+
+/// A rate as a bar shows it.
+fn rate(rows_per_sec: f64) -> String {
+    format!(
+        "{} rows/s",
+        HumanCount(rows_per_sec.max(0.0).round() as u64)
+    )
+}
+
 /// Progress of one scan: rows and decoded bytes, rate, and an ETA when the total row count is
 /// known (Parquet footers carry it for free).
 pub struct Progress {
@@ -85,16 +106,14 @@ impl Progress {
             ProgressMode::Auto if terminal => {
                 let bar = match total {
                     Some(t) => ProgressBar::new(t).with_style(
-                        ProgressStyle::with_template(
-                            "{prefix} [{bar:30}] {human_pos}/{human_len} rows  {msg}  {per_sec}  ETA {eta}",
+                        bar_style(
+                            "{prefix} [{bar:30}] {human_pos}/{human_len} rows  {msg}  {rate}  ETA {eta}",
                         )
-                        .expect("valid template")
                         .progress_chars("=> "),
                     ),
-                    None => ProgressBar::new_spinner().with_style(
-                        ProgressStyle::with_template("{prefix} {spinner} {human_pos} rows  {msg}  {per_sec}")
-                            .expect("valid template"),
-                    ),
+                    None => ProgressBar::new_spinner().with_style(bar_style(
+                        "{prefix} {spinner} {human_pos} rows  {msg}  {rate}",
+                    )),
                 };
                 bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
                 bar.set_prefix(label.clone());
@@ -208,5 +227,16 @@ impl Progress {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The bar's rate is whole rows per second with thousands separators, not indicatif's
+    /// `55,965.6673/s`.
+    #[test]
+    fn the_bar_rate_is_whole_rows_per_second() {
+        assert_eq!(super::rate(55_965.667_3), "55,966 rows/s");
+        assert_eq!(super::rate(0.4), "0 rows/s");
     }
 }
