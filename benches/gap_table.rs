@@ -1,5 +1,5 @@
 //! Correlation `⟨v, v₁⟩²` against the gap `R = σ₁²/σ₂²` for the four top-eigenvector
-//! algorithms, on the `low-rank` and `heavy-row` families of `ALGORITHMS.md` §1f.
+//! algorithms, on the `low-rank` and `heavy-row` families of `docs/algorithms.md` §1f.
 //!
 //! `cargo bench --bench gap_table` prints the Markdown table of the README. Each algorithm
 //! runs through the real operator with its default parameters (`random-order`: prefix
@@ -7,7 +7,7 @@
 //! held-out pick; `frequent-directions`: `ℓ = 32`), on data generated in random order with a
 //! fixed seed. `v₁` is the exact eigenvector (`exact`), so the `exact` column is 1 by
 //! construction and is shown as a check. "random-order as in the pseudo-code" runs the same
-//! operator with one power vector and equal blocks (`ALGORITHMS.md` §1c), to measure what
+//! operator with one power vector and equal blocks (`docs/algorithms.md` §1c), to measure what
 //! sketchpipe's deviations (a block of `k = 4`, a last block of half the stream) buy. Sizes: `SKETCHPIPE_GAP_ROWS` (default 20 000 rows,
 //! `d = 128`) for low-rank, `d = 256` with `m = 64` rows per light direction for heavy-row.
 

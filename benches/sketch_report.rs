@@ -1,5 +1,5 @@
 //! The coordinated-sketch report: relative Frobenius error `‖W − AᵀB‖_F / (‖A‖_F ‖B‖_F)`
-//! against storage (64-bit words per sketch, counted as in §2 of `ALGORITHMS.md`) for
+//! against storage (64-bit words per sketch, counted as in §2 of `docs/algorithms.md`) for
 //! `priority`, `threshold`, `jl` and `countsketch` (Daliri, Freire, Li, Musco,
 //! arXiv:2501.17836, Figure 2's synthetic setting).
 //!

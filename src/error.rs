@@ -28,6 +28,10 @@ pub enum Error {
     /// Another run holds the output directory's lock; the message names it.
     #[error("{0}")]
     Busy(String),
+    /// An engine failure sketchpipe could not attribute to the user's file, data or disk
+    /// (exit code 1: please report it), with where it happened.
+    #[error("{0}")]
+    Internal(String),
     /// The run was interrupted (Ctrl-C); temporary files have been removed.
     #[error("interrupted: the run was cancelled; no output was changed")]
     Interrupted,
@@ -105,6 +109,17 @@ impl From<DataFusionError> for Error {
     }
 }
 
+impl From<sketchpipe_core::Error> for Error {
+    /// A core's refusal keeps its message and its kind (and so its exit code).
+    fn from(e: sketchpipe_core::Error) -> Self {
+        match e {
+            sketchpipe_core::Error::Config(m) => Error::Config(m),
+            sketchpipe_core::Error::Input(m) => Error::Input(m),
+            sketchpipe_core::Error::Numeric(m) => Error::Numeric(m),
+        }
+    }
+}
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -126,6 +141,7 @@ impl Error {
             }
             Error::Io { .. } => ExitKind::Io,
             Error::Busy(_) => ExitKind::Busy,
+            Error::Internal(_) => ExitKind::Internal,
             Error::Interrupted => ExitKind::Interrupted,
             Error::DataFusion(e) => datafusion_kind(e),
         }
@@ -142,11 +158,14 @@ impl Error {
                 source,
             },
             Error::Busy(m) => Error::Busy(format!("{prefix}: {m}")),
+            Error::Internal(m) => Error::Internal(format!("{prefix}: {m}")),
             Error::Interrupted => Error::Interrupted,
+            // The prefix must not change who has to act: an engine-internal error stays one.
             Error::DataFusion(e) => match datafusion_kind(&e) {
                 ExitKind::Io => Error::io(prefix.to_string(), std::io::Error::other(e.to_string())),
                 ExitKind::Config => Error::Config(format!("{prefix}: {e}")),
-                _ => Error::Input(format!("{prefix}: {e}")),
+                ExitKind::Input => Error::Input(format!("{prefix}: {e}")),
+                _ => Error::Internal(format!("{prefix}: {e}")),
             },
             Error::Arrow(e) => Error::Input(format!("{prefix}: {e}")),
             Error::Parquet(e) => Error::Input(format!("{prefix}: {e}")),
@@ -182,5 +201,42 @@ fn datafusion_kind(e: &DataFusionError) -> ExitKind {
         | DataFusionError::Configuration(_) => ExitKind::Config,
         DataFusionError::Execution(_) | DataFusionError::ResourcesExhausted(_) => ExitKind::Input,
         _ => ExitKind::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stage prefix keeps each error's exit code; an engine failure we cannot attribute
+    /// stays "internal, please report" (1), not "bad input" (3).
+    #[test]
+    fn context_keeps_the_exit_code() {
+        let cases = [
+            (
+                Error::DataFusion(DataFusionError::Internal("planner bug".into())),
+                ExitKind::Internal,
+            ),
+            (
+                Error::DataFusion(DataFusionError::Execution("bad row".into())),
+                ExitKind::Input,
+            ),
+            (
+                Error::DataFusion(DataFusionError::Plan("no column".into())),
+                ExitKind::Config,
+            ),
+            (
+                Error::DataFusion(DataFusionError::IoError(std::io::Error::other("disk"))),
+                ExitKind::Io,
+            ),
+            (Error::Input("nan".into()), ExitKind::Input),
+            (Error::Busy("held".into()), ExitKind::Busy),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(e.exit_kind(), kind, "{e}");
+            let e = e.context("stage `s` (source `x`)").context("pipeline.toml");
+            assert_eq!(e.exit_kind(), kind, "{e}");
+            assert!(e.to_string().starts_with("pipeline.toml: stage `s`"), "{e}");
+        }
     }
 }

@@ -160,6 +160,19 @@ impl<'a> Keys<'a> {
 }
 
 impl<'a> Keys<'a> {
+    /// An optional sub-table (`[stages.NAME.proxy]`), to be read key by key in turn.
+    pub fn table(&mut self, key: &'static str) -> Result<Option<Keys<'a>>> {
+        let section = format!("{}.{key}]", self.section.trim_end_matches(']'));
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Table(t)) => Ok(Some(Keys::new(self.file, section, t))),
+            Some(v) => Err(self.error(
+                key,
+                format!("expected a table ({section}), got {}", v.type_str()),
+            )),
+        }
+    }
+
     /// The raw value of `key` (marking it as accepted), for sections with their own structure.
     pub fn table_value(&mut self, key: &'static str) -> Option<&'a Value> {
         self.get(key)

@@ -1,4 +1,4 @@
-//! Generators for the data-pruning scores (§3 of `ALGORITHMS.md`): labelled tables with a
+//! Generators for the data-pruning scores (§3 of `docs/algorithms.md`): labelled tables with a
 //! known set of flipped labels, so a score's power to find them (AUROC) can be measured.
 //!
 //! * `generate classification` — features with class structure: `x = μ_c + g`, `g ~ N(0, I)`,

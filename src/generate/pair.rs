@@ -1,5 +1,5 @@
 //! `generate sparse-pair`: two tables that share keys, for the coordinated sketches of §2 of
-//! `ALGORITHMS.md` (the paper's synthetic families: sparse rows of a chosen density, a few large
+//! `docs/algorithms.md` (the paper's synthetic families: sparse rows of a chosen density, a few large
 //! outlier entries).
 //!
 //! `DIR/left.parquet` (`key Int64, values List<Float64>` of width `dim`) and

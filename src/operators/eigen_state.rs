@@ -73,9 +73,9 @@ impl MergeableEigen {
     /// Folds in a core of other rows (same algorithm and dimension).
     pub fn merge(&mut self, other: &MergeableEigen) -> Result<()> {
         match (self, other) {
-            (MergeableEigen::Exact(a), MergeableEigen::Exact(b)) => a.merge(b),
+            (MergeableEigen::Exact(a), MergeableEigen::Exact(b)) => Ok(a.merge(b)?),
             (MergeableEigen::FrequentDirections(a), MergeableEigen::FrequentDirections(b)) => {
-                a.merge(b)
+                Ok(a.merge(b)?)
             }
             _ => Err(Error::Input(
                 "cannot merge an exact Gram state with a Frequent Directions one".into(),
@@ -85,8 +85,8 @@ impl MergeableEigen {
 
     pub fn finish(&self) -> Result<TopEigen> {
         match self {
-            MergeableEigen::Exact(g) => g.finish(),
-            MergeableEigen::FrequentDirections(f) => f.finish(),
+            MergeableEigen::Exact(g) => Ok(g.finish()?),
+            MergeableEigen::FrequentDirections(f) => Ok(f.finish()?),
         }
     }
 

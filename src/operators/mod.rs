@@ -6,7 +6,9 @@
 
 pub mod coordinated_sketch;
 pub mod eigen_state;
+pub mod op;
 pub mod prune_scores;
+pub mod registry;
 pub mod sketch_merge;
 pub mod sketch_product;
 pub mod sketch_regression;
@@ -16,8 +18,12 @@ use std::fs::File;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::Column;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::functions_nested::expr_fn::make_array;
+use datafusion::logical_expr::Expr;
 use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::col;
 use futures::StreamExt;
 
 use crate::Result;
@@ -114,4 +120,14 @@ pub async fn write_stream(
         writer.write(&batch)?;
     }
     Ok(rows)
+}
+
+/// A stage's rows as one expression: its list column, or its numeric columns as a list (the
+/// `rows` argument of the SQL aggregates).
+pub fn rows_expr(columns: &[String]) -> Expr {
+    let column = |c: &String| col(Column::from_name(c));
+    match columns {
+        [one] => column(one),
+        many => make_array(many.iter().map(column).collect()),
+    }
 }

@@ -20,10 +20,50 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use super::coordinated_sketch::{Header, StoredSketch};
+use super::op::{Execution, FromSketches, InputForm, Op, OpKind};
 use super::{OutputTable, TableDecl};
-use crate::sketch::{self, linear, Method};
-use crate::{Error, Result};
+use crate::sketch::stored::{self, Header, StoredSketch};
+use crate::Result;
+
+/// The registry's entry (the op has no keys but its input's).
+pub const KIND: OpKind = OpKind {
+    name: "sketch_product",
+    parse: |_| Ok(Box::new(SketchProduct)),
+};
+
+/// `op = "sketch_product"`.
+#[derive(Debug, Clone, Copy)]
+pub struct SketchProduct;
+
+impl Op for SketchProduct {
+    fn name(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn input_form(&self) -> InputForm {
+        InputForm::SketchPair
+    }
+
+    fn table_names(&self) -> Vec<&'static str> {
+        tables().iter().map(|t| t.name).collect()
+    }
+
+    fn tables(&self, _input: &Schema) -> Result<Vec<TableDecl>> {
+        Ok(tables())
+    }
+
+    fn execution(&self) -> Execution<'_> {
+        Execution::Sketches(self)
+    }
+}
+
+impl FromSketches for SketchProduct {
+    fn compute(&self, sketches: Vec<(StoredSketch, Header, String)>) -> Result<Vec<OutputTable>> {
+        let [(ls, lh, ln), (rs, rh, rn)]: [_; 2] =
+            sketches.try_into().expect("a sketch pair is two sketches");
+        product((ls, lh), (rs, rh), (&ln, &rn))
+    }
+}
 
 static PRODUCT: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
@@ -63,117 +103,6 @@ pub fn tables() -> Vec<TableDecl> {
     ]
 }
 
-/// Refuses sketches that were not made to be combined, naming both sides.
-pub(super) fn check(
-    left: (&StoredSketch, &Header, &str),
-    right: (&StoredSketch, &Header, &str),
-) -> Result<()> {
-    let ((a, ha, na), (b, hb, nb)) = (left, right);
-    let both = |what: &str, x: String, y: String| {
-        Error::Input(format!(
-            "the sketches were made with different {what}: left ({na}) {x}, right ({nb}) {y}; \
-             only sketches with the same method, seed, hash and key type combine"
-        ))
-    };
-    if a.method() != b.method() {
-        return Err(both(
-            "methods",
-            a.method().as_str().into(),
-            b.method().as_str().into(),
-        ));
-    }
-    if a.seed() != b.seed() {
-        return Err(both("seeds", a.seed().to_string(), b.seed().to_string()));
-    }
-    if ha.key_type != hb.key_type {
-        return Err(both(
-            "key types",
-            ha.key_type.as_str().into(),
-            hb.key_type.as_str().into(),
-        ));
-    }
-    Ok(())
-}
-
-/// An estimate of `AᵀB` from two sketches, and what the `stats` table says about it.
-#[derive(Debug, Clone)]
-pub struct Estimate {
-    /// `d × m`, CSR.
-    pub w: sprs::CsMat<f64>,
-    pub method: Method,
-    pub seed: u64,
-    /// Rows kept (sampling) or sketch rows (linear) of each side.
-    pub left_size: u64,
-    pub right_size: u64,
-    /// Keys kept by both sides (sampling).
-    pub joined: u64,
-    pub left_frobenius_sq: f64,
-    pub right_frobenius_sq: f64,
-    pub stored_words: f64,
-    /// The RMS error bound the theory gives, where it gives one.
-    pub error_bound: Option<f64>,
-}
-
-/// Estimates `AᵀB` from two stored sketches, refusing ones that do not combine; `names`
-/// describe the sides in errors.
-pub fn estimate(
-    left: (&StoredSketch, &Header),
-    right: (&StoredSketch, &Header),
-    names: (&str, &str),
-) -> Result<Estimate> {
-    let ((a, ha), (b, hb)) = (left, right);
-    check((a, ha, names.0), (b, hb, names.1))?;
-    let (d, m) = (a.dim(), b.dim());
-    Ok(match (a, b) {
-        (StoredSketch::Sample(sa), StoredSketch::Sample(sb)) => {
-            let (w, joined) = sketch::estimate_product_sparse(sa, sb)?;
-            let error_bound = match sa.method {
-                Method::Priority => {
-                    let k = sa.size.min(sb.size) as f64;
-                    (k > 1.0).then(|| (2.0 / (k - 1.0) * sa.frobenius_sq * sb.frobenius_sq).sqrt())
-                }
-                Method::Exact => Some(0.0),
-                _ => None,
-            };
-            Estimate {
-                w,
-                method: sa.method,
-                seed: sa.seed,
-                left_size: sa.rows.len() as u64,
-                right_size: sb.rows.len() as u64,
-                joined,
-                left_frobenius_sq: sa.frobenius_sq,
-                right_frobenius_sq: sb.frobenius_sq,
-                stored_words: sa.stored_words() + sb.stored_words(),
-                error_bound,
-            }
-        }
-        (StoredSketch::Linear(la), StoredSketch::Linear(lb)) => {
-            // A linear sketch's product is dense: keep its non-zeros in the same CSR form.
-            let dense = linear::estimate_product(la, lb)?;
-            let mut tri = sprs::TriMat::new((d, m));
-            for (k, v) in dense.iter().enumerate() {
-                if *v != 0.0 {
-                    tri.add_triplet(k / m, k % m, *v);
-                }
-            }
-            Estimate {
-                w: tri.to_csr(),
-                method: la.method,
-                seed: la.seed,
-                left_size: la.t as u64,
-                right_size: lb.t as u64,
-                joined: 0,
-                left_frobenius_sq: la.frobenius_sq,
-                right_frobenius_sq: lb.frobenius_sq,
-                stored_words: la.stored_words() + lb.stored_words(),
-                error_bound: None,
-            }
-        }
-        _ => unreachable!("same method checked"),
-    })
-}
-
 /// The `product` and `stats` tables of two stored sketches; `names` describe the sides in
 /// errors.
 pub fn product(
@@ -182,7 +111,11 @@ pub fn product(
     names: (&str, &str),
 ) -> Result<Vec<OutputTable>> {
     let ((a, ha), (b, hb)) = (left, right);
-    let e = estimate((&a, &ha), (&b, &hb), names)?;
+    let (ln, rn) = (
+        format!("left ({})", names.0),
+        format!("right ({})", names.1),
+    );
+    let e = stored::estimate((&a, &ha, &ln), (&b, &hb, &rn))?;
     let (d, m) = (a.dim(), b.dim());
     // Written row by row; entries that summed to exactly zero are left out.
     let csr = &e.w;

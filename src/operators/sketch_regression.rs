@@ -1,6 +1,6 @@
 //! `op = "sketch_regression"`: least squares over a join, without the join — the
 //! dataset-augmentation use of Daliri, Freire, Li, Musco (arXiv:2501.17836; §2 of
-//! `ALGORITHMS.md`). Table `T1(key, x_1 … x_d)` is sketched on one side (`left`), `T2(key, y)`
+//! `docs/algorithms.md`). Table `T1(key, x_1 … x_d)` is sketched on one side (`left`), `T2(key, y)`
 //! on the other (`right`, with `target` among its columns); from the coordinated pair,
 //!
 //! ```text
@@ -26,10 +26,58 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use faer::prelude::Solve;
 use faer::Mat;
 
-use super::coordinated_sketch::{Header, StoredSketch};
+use super::op::{Execution, FromSketches, InputForm, Op, OpKind};
 use super::{OutputTable, TableDecl};
+use crate::keys::Keys;
+use crate::sketch::stored::{self, Header, StoredSketch};
 use crate::sketch::{estimate_join_gram, for_each_joined, Sample};
 use crate::{Error, Result};
+
+/// The registry's entry.
+pub const KIND: OpKind = OpKind {
+    name: "sketch_regression",
+    parse: |keys| Ok(Box::new(parse(keys)?)),
+};
+
+/// Reads a `sketch_regression` stage's keys.
+pub fn parse(keys: &mut Keys<'_>) -> Result<RegressionParams> {
+    let target = keys.string("target")?;
+    let lambda = keys.float("lambda")?.unwrap_or(0.0);
+    if !(lambda >= 0.0 && lambda.is_finite()) {
+        return Err(keys.error("lambda", format!("must be ≥ 0, got {lambda}")));
+    }
+    Ok(RegressionParams { target, lambda })
+}
+
+impl Op for RegressionParams {
+    fn name(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn input_form(&self) -> InputForm {
+        InputForm::SketchPair
+    }
+
+    fn table_names(&self) -> Vec<&'static str> {
+        tables().iter().map(|t| t.name).collect()
+    }
+
+    fn tables(&self, _input: &Schema) -> Result<Vec<TableDecl>> {
+        Ok(tables())
+    }
+
+    fn execution(&self) -> Execution<'_> {
+        Execution::Sketches(self)
+    }
+}
+
+impl FromSketches for RegressionParams {
+    fn compute(&self, sketches: Vec<(StoredSketch, Header, String)>) -> Result<Vec<OutputTable>> {
+        let [(ls, lh, ln), (rs, rh, rn)]: [_; 2] =
+            sketches.try_into().expect("a sketch pair is two sketches");
+        regress(self, (ls, lh), (rs, rh), (&ln, &rn))
+    }
+}
 
 /// Parameters of a `sketch_regression` stage.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,7 +139,11 @@ pub fn regress(
     right: (StoredSketch, Header),
     names: (&str, &str),
 ) -> Result<Vec<OutputTable>> {
-    super::sketch_product::check((&left.0, &left.1, names.0), (&right.0, &right.1, names.1))?;
+    let (ln, rn) = (
+        format!("left ({})", names.0),
+        format!("right ({})", names.1),
+    );
+    stored::check_compatible((&left.0, &left.1, &ln), (&right.0, &right.1, &rn))?;
     let (a, b) = (sample(&left.0, names.0)?, sample(&right.0, names.1)?);
     let target = match (&p.target, right.1.columns.as_slice()) {
         (Some(t), cols) => cols.iter().position(|c| c == t).ok_or_else(|| {

@@ -10,7 +10,8 @@
 
 mod group;
 pub mod incremental;
-mod keys;
+mod interrupt;
+
 pub mod lock;
 pub mod ordered;
 pub mod remote;
@@ -21,4 +22,4 @@ pub mod source;
 pub mod spec;
 
 pub use run::{run, RunOptions, RunSummary, StageSummary};
-pub use spec::{FileFormat, Input, OpSpec, PipelineSpec, SourceSpec, StageSpec};
+pub use spec::{FileFormat, Input, PipelineSpec, SourceSpec, StageSpec};

@@ -14,30 +14,28 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::NaiveDate;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use tokio::sync::Notify;
 
-use super::group::{group_by_input, run_group, Group};
+use super::group::{group_by_input, Group, GroupScan};
 use super::incremental::{self, Increment};
+use super::interrupt::{interruptible, Interrupt};
 use super::lock::OutputLock;
 use super::remote;
 use super::sink::{ScratchDir, StageOutput};
 use super::source::{
     files_frame, register_sources, session_with_memory, source_files, source_frame,
 };
-use super::spec::SketchRef;
-use super::spec::{Input, OpSpec, PipelineSpec, StageSpec};
-use crate::operators::coordinated_sketch::{
-    CoordinatedSketchOp, CoordinatedSketchParams, DuplicateKeys, Header, StoredSketch,
-};
-use crate::operators::prune_scores::{self, masks::ScoresOutput, ProxyScoresOp};
-use crate::operators::{Operator, OutputTable, TopEigenvectorOp};
+use super::spec::{Input, PipelineSpec, SketchRef, StageSpec};
+use crate::operators::coordinated_sketch::table;
+use crate::operators::op::{Execution, StageContext, StageTables};
+use crate::operators::{Operator, OutputTable};
 use crate::progress::{event, ProgressMode, Value};
+use crate::sketch::stored::{Header, StoredSketch};
 use crate::{Error, Result};
 
 /// Options of `sketchpipe run` that are not in the pipeline file.
@@ -84,6 +82,9 @@ pub struct StageSummary {
     pub tables: Vec<String>,
     /// Input rows read (valid or not).
     pub rows_read: u64,
+    /// Seconds from the start of the stage's scan (or query) to its tables being written;
+    /// stages sharing a scan share its time.
+    pub seconds: f64,
 }
 
 /// Runs `spec`; see the module docs.
@@ -94,14 +95,96 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
         .output_dir
         .clone()
         .unwrap_or_else(|| spec.output_dir.clone());
-    let tmp_root = output_dir.join(super::sink::TMP_DIR);
-    let groups = group_by_input(spec);
-
+    let mut groups = group_by_input(spec);
     // Phase 1: every stage checked against its input schema before anything is scanned or
     // written.
-    let mut checked: Vec<(&StageSpec, Schema, bool)> = Vec::new();
+    let schemas = check_stages(&ctx, spec, &groups).await?;
+    let _lock = lock_output(spec, opts, &output_dir)?;
+    let tmp_root = output_dir.join(super::sink::TMP_DIR);
+    let increments = plan_increments(&ctx, spec, opts, &output_dir).await?;
+    let runner = Runner {
+        ctx,
+        spec,
+        opts,
+        tmp_root,
+        interrupt: Interrupt::new(opts.handle_ctrl_c),
+        schemas,
+        scratch: BTreeMap::new(),
+        increments,
+    };
+    let mut runner = runner;
+    // Stages that run on the cluster (they read sources only) go first; every other stage
+    // has its scratch space and operator made before any scan, so a bad stage fails early.
+    let on_cluster: Vec<&StageSpec> = match &opts.cluster {
+        Some(_) => spec.stages.iter().filter(|s| remote::eligible(s)).collect(),
+        None => Vec::new(),
+    };
+    for g in &mut groups {
+        g.stages
+            .retain(|s| !on_cluster.iter().any(|c| c.name == s.name));
+    }
+    groups.retain(|g| !g.stages.is_empty());
+    for stage in groups.iter().flat_map(|g| &g.stages) {
+        if stage.op.needs_scratch() {
+            let dir = ScratchDir::new(&runner.tmp_root, &format!("{}-", stage.op.name()))?;
+            runner.scratch.insert(stage.name.clone(), dir);
+        }
+    }
+    let mut ops = runner.build_operators(&groups)?;
+
+    // Phase 2: outputs written uncommitted, in dependency order.
+    let mut writer = StageWriter {
+        spec,
+        opts,
+        output_dir: &output_dir,
+        produced: BTreeMap::new(),
+        pending: Vec::new(),
+    };
+    if let (Some(cluster), false) = (&opts.cluster, on_cluster.is_empty()) {
+        register_sources(cluster, spec).await?;
+        for stage in on_cluster {
+            let started = Instant::now();
+            let tables = runner.on_cluster(cluster, stage).await?;
+            writer
+                .write(stage, tables, &runner.interrupt, started)
+                .await?;
+        }
+    }
     for group in &groups {
-        let schema = input_schema(&ctx, spec, &group.input).await?;
+        let started = Instant::now();
+        match &group.input {
+            Input::Sketches(refs) => {
+                let stage = group.stages[0];
+                let tables = runner.compute_from_sketches(stage, refs, &writer.produced)?;
+                writer
+                    .write(stage, tables, &runner.interrupt, started)
+                    .await?;
+            }
+            _ => {
+                let stages = runner.scan(group, &mut ops, &writer.produced).await?;
+                for (stage, tables) in stages {
+                    writer
+                        .write(stage, tables, &runner.interrupt, started)
+                        .await?;
+                }
+            }
+        }
+    }
+
+    // Phase 3: every stage succeeded; move the outputs into place.
+    writer.commit()
+}
+
+/// Checks every stage against its input's schema (columns exist, types fit); returns each
+/// scan stage's input schema, projected to its group's columns.
+async fn check_stages(
+    ctx: &SessionContext,
+    spec: &PipelineSpec,
+    groups: &[Group<'_>],
+) -> Result<BTreeMap<String, Schema>> {
+    let mut schemas = BTreeMap::new();
+    for group in groups {
+        let schema = input_schema(ctx, spec, &group.input).await?;
         check_columns(spec, group, &schema)?;
         let projected = schema.project(
             &group
@@ -111,21 +194,19 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
                 .collect::<Vec<_>>(),
         )?;
         for stage in &group.stages {
-            let where_ = || format!("{}: [stages.{}]", spec.file.display(), stage.name);
-            if let OpSpec::CoordinatedSketch(p) = &stage.op {
-                p.check_schema(&projected)
-                    .map_err(|e| e.context(where_()))?;
-            }
-            if let OpSpec::PruneScores(p) = &stage.op {
-                p.check_schema(&projected)
-                    .map_err(|e| e.context(where_()))?;
-            }
-            checked.push((stage, projected.clone(), group.query));
+            stage.op.check_schema(&projected).map_err(|e| {
+                e.context(format!("{}: [stages.{}]", spec.file.display(), stage.name))
+            })?;
+            schemas.insert(stage.name.clone(), projected.clone());
         }
     }
+    Ok(schemas)
+}
 
-    // One run per output directory; a dead run's leftovers are cleared under the lock.
-    let lock = OutputLock::acquire(&output_dir, &spec.file.display().to_string())?;
+/// Takes the output directory's lock (one run per directory) and clears a dead run's
+/// temporary files under it.
+fn lock_output(spec: &PipelineSpec, opts: &RunOptions, output_dir: &Path) -> Result<OutputLock> {
+    let lock = OutputLock::acquire(output_dir, &spec.file.display().to_string())?;
     if let Some(dead) = lock.stale() {
         event(
             opts.progress,
@@ -138,6 +219,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             &[("previous_holder", Value::from(dead))],
         );
     }
+    let tmp_root = output_dir.join(super::sink::TMP_DIR);
     if tmp_root.exists() {
         std::fs::remove_dir_all(&tmp_root).map_err(|e| {
             Error::io(
@@ -149,20 +231,23 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
             )
         })?;
     }
-    // Incremental stages: which files are new, and the output to resume from.
-    let mut increments: BTreeMap<String, Increment> = BTreeMap::new();
+    Ok(lock)
+}
+
+/// For each incremental stage: which files are new, and the output to resume from.
+async fn plan_increments(
+    ctx: &SessionContext,
+    spec: &PipelineSpec,
+    opts: &RunOptions,
+    output_dir: &Path,
+) -> Result<BTreeMap<String, Increment>> {
+    let mut increments = BTreeMap::new();
     for stage in spec.stages.iter().filter(|s| s.op.incremental()) {
         let Input::Source(source) = &stage.input else {
             unreachable!("checked with the spec: incremental stages read a path source")
         };
-        let files = source_files(&ctx, spec, source).await?;
-        let inc = incremental::plan(
-            &output_dir,
-            &stage.name,
-            opts.run_date,
-            &stage.params,
-            files,
-        )?;
+        let files = source_files(ctx, spec, source).await?;
+        let inc = incremental::plan(output_dir, &stage.name, opts.run_date, &stage.params, files)?;
         let message = match (&inc.previous, &inc.full_because) {
             (Some(prev), _) => format!(
                 "stage `{}`: incremental: {} new file(s), {} already merged into {}",
@@ -191,140 +276,123 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
         );
         increments.insert(stage.name.clone(), inc);
     }
-    // Stages that run on the cluster, with their input schema; the others scan here.
-    let mut on_cluster: Vec<(&StageSpec, Schema)> = Vec::new();
-    // Scratch space of stages with intermediate tables, removed when the run ends.
-    let mut scratch: BTreeMap<String, ScratchDir> = BTreeMap::new();
-    let mut ops: BTreeMap<String, Box<dyn Operator>> = BTreeMap::new();
-    for (stage, projected, query) in checked {
-        if opts.cluster.is_some() && remote::eligible(stage) {
-            on_cluster.push((stage, projected));
-            continue;
+    Ok(increments)
+}
+
+/// What a run holds while its stages run.
+struct Runner<'a> {
+    ctx: SessionContext,
+    spec: &'a PipelineSpec,
+    opts: &'a RunOptions,
+    tmp_root: PathBuf,
+    interrupt: Interrupt,
+    /// Each scan stage's projected input schema.
+    schemas: BTreeMap<String, Schema>,
+    /// Scratch space of the stages that asked for it, removed when the run ends.
+    scratch: BTreeMap<String, ScratchDir>,
+    increments: BTreeMap<String, Increment>,
+}
+
+/// Where finished stages' tables are, by `(stage, table)`, for the stages reading them.
+type Produced = BTreeMap<(String, String), PathBuf>;
+
+impl Runner<'_> {
+    /// What a stage's operator, query or finish step is handed.
+    fn stage_context<'s>(&'s self, stage: &StageSpec) -> StageContext<'s> {
+        StageContext {
+            schema: &self.schemas[&stage.name],
+            scratch: self.scratch.get(&stage.name).map(|d| d.path()),
+            previous: self
+                .increments
+                .get(&stage.name)
+                .and_then(|i| i.previous.as_deref()),
         }
-        if matches!(stage.op, OpSpec::PruneScores(_)) {
-            scratch.insert(stage.name.clone(), ScratchDir::new(&tmp_root, "prune-")?);
-        }
-        if query {
-            continue;
-        }
-        let by_id = scratch.get(&stage.name).map(|d| d.path().join(BY_ID));
-        let previous = increments
-            .get(&stage.name)
-            .and_then(|i| i.previous.as_deref());
-        let op = build_operator(&stage.op, &projected, by_id.as_deref(), previous)
-            .map_err(|e| e.context(format!("{}: [stages.{}]", spec.file.display(), stage.name)))?;
-        ops.insert(stage.name.clone(), op);
     }
 
-    // Phase 2: scan each input once, in dependency order; outputs stay uncommitted. Stages on
-    // a cluster first: they read sources only.
-    let mut pending: Vec<(StageOutput, StageSummary)> = Vec::new();
-    let mut produced: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
-    let interrupt = Interrupt::new(opts.handle_ctrl_c);
-    if let (Some(cluster), false) = (&opts.cluster, on_cluster.is_empty()) {
-        register_sources(cluster, spec).await?;
-        for (stage, schema) in &on_cluster {
-            event(
-                opts.progress,
-                "stage_on_cluster",
-                &format!(
-                    "stage `{}`: running on the cluster as an SQL aggregate",
-                    stage.name
-                ),
-                &[("stage", Value::from(stage.name.as_str()))],
-            );
-            let stage_ctx = || stage_context(spec, stage);
-            let work = remote::run_stage(cluster, spec, stage, schema);
-            let tables = interruptible(&interrupt, work)
-                .await
-                .map_err(|e| e.context(stage_ctx()))?;
-            write_stage(
-                spec,
-                stage,
-                opts,
-                &output_dir,
-                &interrupt,
-                tables,
-                None,
-                0,
-                &mut produced,
-                &mut pending,
-            )
-            .await?;
+    /// The operators of every stage made of passes, before any scan.
+    fn build_operators(&self, groups: &[Group<'_>]) -> Result<BTreeMap<String, Box<dyn Operator>>> {
+        let mut ops = BTreeMap::new();
+        for stage in groups.iter().flat_map(|g| &g.stages) {
+            if let Execution::Passes(p) = stage.op.execution() {
+                let op = p.operator(&self.stage_context(stage)).map_err(|e| {
+                    e.context(format!(
+                        "{}: [stages.{}]",
+                        self.spec.file.display(),
+                        stage.name
+                    ))
+                })?;
+                ops.insert(stage.name.clone(), op);
+            }
         }
+        Ok(ops)
     }
-    let remote_names: Vec<&str> = on_cluster.iter().map(|(s, _)| s.name.as_str()).collect();
-    let mut groups = groups;
-    for g in &mut groups {
-        g.stages
-            .retain(|s| !remote_names.contains(&s.name.as_str()));
+
+    /// Runs a stage as one aggregate on the cluster.
+    async fn on_cluster(&self, cluster: &SessionContext, stage: &StageSpec) -> Result<StageTables> {
+        event(
+            self.opts.progress,
+            "stage_on_cluster",
+            &format!(
+                "stage `{}`: running on the cluster as an SQL aggregate",
+                stage.name
+            ),
+            &[("stage", Value::from(stage.name.as_str()))],
+        );
+        let agg = stage.op.cluster().expect("chosen for the cluster");
+        let work = remote::run_stage(cluster, self.spec, stage, agg, &self.schemas[&stage.name]);
+        let tables = interruptible(&self.interrupt, work)
+            .await
+            .map_err(|e| e.context(self.spec.stage_context(stage)))?;
+        Ok(StageTables::in_memory(tables, 0))
     }
-    groups.retain(|g| !g.stages.is_empty());
-    for group in &groups {
-        if let Input::Sketches(refs) = &group.input {
-            let stage = group.stages[0];
-            let read = |r: &SketchRef| {
-                let path = match r {
-                    SketchRef::Stage(s) => produced[&(s.clone(), "sketch".to_string())].clone(),
-                    SketchRef::Dir(d) if d.is_dir() => d.join("sketch.parquet"),
-                    SketchRef::Dir(d) => d.clone(),
-                };
-                read_sketch(&path, r).map(|(s, h)| (s, h, r.to_string()))
+
+    /// Runs a stage computed from sketches.
+    fn compute_from_sketches(
+        &self,
+        stage: &StageSpec,
+        refs: &[SketchRef],
+        produced: &Produced,
+    ) -> Result<StageTables> {
+        let Execution::Sketches(op) = stage.op.execution() else {
+            unreachable!("a stage reading sketches computes from sketches")
+        };
+        let read = |r: &SketchRef| {
+            let path = match r {
+                SketchRef::Stage(s) => produced[&(s.clone(), "sketch".to_string())].clone(),
+                SketchRef::Dir(d) if d.is_dir() => d.join("sketch.parquet"),
+                SketchRef::Dir(d) => d.clone(),
             };
-            let sketches = refs.iter().map(read).collect::<Result<Vec<_>>>();
-            let tables = sketches
-                .and_then(|mut sketches| match &stage.op {
-                    OpSpec::SketchMerge => {
-                        let (merged, header) = crate::operators::sketch_merge::merge(sketches)?;
-                        crate::operators::coordinated_sketch::output_tables(&merged, &header)
-                    }
-                    op => {
-                        let (rs, rh, rn) = sketches.pop().expect("two sketches");
-                        let (ls, lh, ln) = sketches.pop().expect("two sketches");
-                        let names = (ln.as_str(), rn.as_str());
-                        match op {
-                            OpSpec::SketchRegression(p) => {
-                                crate::operators::sketch_regression::regress(
-                                    p,
-                                    (ls, lh),
-                                    (rs, rh),
-                                    names,
-                                )
-                            }
-                            _ => {
-                                crate::operators::sketch_product::product((ls, lh), (rs, rh), names)
-                            }
-                        }
-                    }
-                })
-                .map_err(|e| e.context(stage_context(spec, stage)))?;
-            write_stage(
-                spec,
-                stage,
-                opts,
-                &output_dir,
-                &interrupt,
-                tables,
-                None,
-                0,
-                &mut produced,
-                &mut pending,
-            )
-            .await?;
-            continue;
-        }
-        let increment = group.stages.first().and_then(|s| increments.get(&s.name));
-        // With `--cluster`, a source's scan runs there (stages that were not run as cluster
-        // aggregates above still have their input decoded by the executors).
-        let cluster = match (&opts.cluster, &group.input, increment) {
+            read_sketch(&path, r).map(|(s, h)| (s, h, r.to_string()))
+        };
+        let tables = refs
+            .iter()
+            .map(read)
+            .collect::<Result<Vec<_>>>()
+            .and_then(|sketches| op.compute(sketches))
+            .map_err(|e| e.context(self.spec.stage_context(stage)))?;
+        Ok(StageTables::in_memory(tables, 0))
+    }
+
+    /// The scan of a group's input (with `--cluster`, a source's scan runs there); `None` for
+    /// an incremental stage with no new files.
+    async fn input_frame(
+        &self,
+        group: &Group<'_>,
+        produced: &Produced,
+    ) -> Result<(Option<DataFrame>, Option<&SessionContext>)> {
+        let increment = group
+            .stages
+            .first()
+            .and_then(|s| self.increments.get(&s.name));
+        let cluster = match (&self.opts.cluster, &group.input, increment) {
             (Some(c), Input::Source(name), None) => {
                 let stages: Vec<&str> = group.stages.iter().map(|s| s.name.as_str()).collect();
-                let how = match group.query {
-                    true => "scored and averaged by id on the cluster",
-                    false => "read on the cluster, streamed here",
+                let how = match group.stages[0].op.execution() {
+                    Execution::Query(q) => q.on_cluster(),
+                    _ => "read on the cluster, streamed here",
                 };
                 event(
-                    opts.progress,
+                    self.opts.progress,
                     "scan_on_cluster",
                     &format!("source `{name}`: {how} for stage(s) {}", stages.join(", ")),
                     &[("source", Value::from(name.as_str()))],
@@ -336,173 +404,102 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
         let frame = match &group.input {
             Input::Source(name) => match increment {
                 Some(inc) if inc.new.is_empty() => None,
-                Some(inc) => Some(files_frame(&ctx, spec, name, &inc.new).await?),
-                None => Some(source_frame(&ctx, spec, name).await?),
+                Some(inc) => Some(files_frame(&self.ctx, self.spec, name, &inc.new).await?),
+                None => Some(source_frame(&self.ctx, self.spec, name).await?),
             },
             Input::StageTable { stage, table } => {
                 let path = &produced[&(stage.clone(), table.clone())];
                 Some(
-                    ctx.read_parquet(
-                        path.to_string_lossy().as_ref(),
-                        ParquetReadOptions::default(),
-                    )
-                    .await?,
+                    self.ctx
+                        .read_parquet(
+                            path.to_string_lossy().as_ref(),
+                            ParquetReadOptions::default(),
+                        )
+                        .await?,
                 )
             }
-            Input::Sketches(_) => unreachable!("handled above"),
+            Input::Sketches(_) => unreachable!("read as sketches"),
         };
-        let mut group_ops: Vec<(&StageSpec, Box<dyn Operator>)>;
+        let Some(frame) = frame else {
+            return Ok((None, cluster));
+        };
+        let mut frame =
+            frame.select_columns(&group.columns.iter().map(String::as_str).collect::<Vec<_>>())?;
+        for stage in &group.stages {
+            frame = stage
+                .op
+                .prepare(frame)
+                .map_err(|e| e.context(self.spec.stage_context(stage)))?;
+        }
+        Ok((Some(frame), cluster))
+    }
+
+    /// Scans a group's input for its stages (one query, or the passes of every operator) and
+    /// returns each stage's tables.
+    async fn scan<'g>(
+        &self,
+        group: &Group<'g>,
+        ops: &mut BTreeMap<String, Box<dyn Operator>>,
+        produced: &Produced,
+    ) -> Result<Vec<(&'g StageSpec, StageTables)>> {
+        let (frame, cluster) = self.input_frame(group, produced).await?;
+        if let Execution::Query(query) = group.stages[0].op.execution() {
+            let stage = group.stages[0];
+            let frame = frame.expect("query stages are not incremental");
+            event(
+                self.opts.progress,
+                "stage_started",
+                &format!(
+                    "stage `{}`: {}",
+                    stage.name,
+                    query.describe(&self.spec.describe_input(&stage.input))
+                ),
+                &[("stage", Value::from(stage.name.as_str()))],
+            );
+            let ctx = self.stage_context(stage);
+            let work = query.run(cluster.unwrap_or(&self.ctx), &self.ctx, frame, &ctx);
+            let tables = interruptible(&self.interrupt, work)
+                .await
+                .map_err(|e| e.context(self.spec.stage_context(stage)))?;
+            return Ok(vec![(stage, tables)]);
+        }
+        let mut group_ops: Vec<(&StageSpec, Box<dyn Operator>)> = group
+            .stages
+            .iter()
+            .map(|s| (*s, ops.remove(&s.name).expect("built before the scans")))
+            .collect();
         if let Some(frame) = frame {
-            let frame = frame
-                .select_columns(&group.columns.iter().map(String::as_str).collect::<Vec<_>>())?;
-            let frame = match group.aggregate {
-                Some(agg) => aggregate_duplicates(frame, agg)?,
-                None => frame,
-            };
-            // Each key column of the group is checked once, however many sketch stages use it,
-            // during the group's first scan.
-            let mut key_checks: Vec<(&StageSpec, &str)> = Vec::new();
-            for stage in &group.stages {
-                if let OpSpec::CoordinatedSketch(p) = &stage.op {
-                    if p.duplicate_keys == DuplicateKeys::Error
-                        && !key_checks.iter().any(|(_, k)| *k == p.key)
-                    {
-                        key_checks.push((stage, &p.key));
-                    }
-                }
-            }
-            if group.query {
-                let stage = group.stages[0];
-                let OpSpec::PruneScores(p) = &stage.op else {
-                    unreachable!("the only query stage")
-                };
-                let stage_ctx = || stage_context(spec, stage);
-                event(
-                    opts.progress,
-                    "stage_started",
-                    &format!(
-                        "stage `{}`: scoring {} and averaging by id",
-                        stage.name,
-                        describe_input(spec, &stage.input)
-                    ),
-                    &[("stage", Value::from(stage.name.as_str()))],
-                );
-                let by_id = scratch[&stage.name].path().join(BY_ID);
-                let work = async {
-                    // On a cluster the scoring and the by-id group-by run there; the per-id
-                    // rows come back into the local scratch file.
-                    let on = cluster.unwrap_or(&ctx);
-                    let runs = prune_scores::runs::aggregate(on, frame, p, &by_id).await?;
-                    prune_scores::masks::finish(&ctx, &by_id, p, runs).await
-                };
-                let scores = interruptible(&interrupt, work)
-                    .await
-                    .map_err(|e| e.context(stage_ctx()))?;
-                let rows_read = scores.rows;
-                write_stage(
-                    spec,
-                    stage,
-                    opts,
-                    &output_dir,
-                    &interrupt,
-                    Vec::new(),
-                    Some(scores),
-                    rows_read,
-                    &mut produced,
-                    &mut pending,
-                )
-                .await?;
-                continue;
-            }
-            group_ops = group
-                .stages
-                .iter()
-                .map(|s| (*s, ops.remove(&s.name).expect("built in phase 1")))
-                .collect();
-            run_group(
-                &ctx,
+            let scan = GroupScan {
+                ctx: &self.ctx,
                 cluster,
-                spec,
+                spec: self.spec,
                 group,
-                frame,
-                &mut group_ops,
-                &key_checks,
-                opts.progress,
-                &interrupt,
-                &tmp_root,
-            )
-            .await?;
-        } else {
-            // An incremental stage with no new files: its previous state is the answer.
-            group_ops = group
-                .stages
-                .iter()
-                .map(|s| (*s, ops.remove(&s.name).expect("built in phase 1")))
-                .collect();
-        }
-
-        for (stage, op) in group_ops {
-            let rows_read = op.rows_read();
-            let stage_ctx = || stage_context(spec, stage);
-            let mut tables = op.finish().map_err(|e| e.context(stage_ctx()))?;
-            if let Some(inc) = increments.get(&stage.name) {
-                tables.push(OutputTable::new(incremental::MANIFEST, inc.manifest()?));
-            }
-            let scores = match &stage.op {
-                OpSpec::PruneScores(p) => {
-                    let by_id = scratch[&stage.name].path().join(BY_ID);
-                    let agg = prune_scores::runs::Aggregated {
-                        runs: p.proxy().map_or(1, |x| x.seeds as u64),
-                        spilled_bytes: 0,
-                    };
-                    let work = prune_scores::masks::finish(&ctx, &by_id, p, agg);
-                    Some(
-                        interruptible(&interrupt, work)
-                            .await
-                            .map_err(|e| e.context(stage_ctx()))?,
-                    )
-                }
-                _ => None,
+                mode: self.opts.progress,
+                interrupt: &self.interrupt,
+                tmp_root: &self.tmp_root,
             };
-            write_stage(
-                spec,
-                stage,
-                opts,
-                &output_dir,
-                &interrupt,
-                tables,
-                scores,
-                rows_read,
-                &mut produced,
-                &mut pending,
-            )
-            .await?;
+            scan.run(frame, &mut group_ops).await?;
         }
+        // Else an incremental stage with no new files: its previous state is the answer.
+        let mut out = Vec::with_capacity(group_ops.len());
+        for (stage, op) in group_ops {
+            let Execution::Passes(passes) = stage.op.execution() else {
+                unreachable!("an operator is built for stages made of passes")
+            };
+            let ctx = self.stage_context(stage);
+            let work = passes.finish(op, &self.ctx, &ctx);
+            let mut tables = interruptible(&self.interrupt, work)
+                .await
+                .map_err(|e| e.context(self.spec.stage_context(stage)))?;
+            if let Some(inc) = self.increments.get(&stage.name) {
+                tables
+                    .tables
+                    .push(OutputTable::new(incremental::MANIFEST, inc.manifest()?));
+            }
+            out.push((stage, tables));
+        }
+        Ok(out)
     }
-
-    // Phase 3: every stage succeeded; move the outputs into place.
-    let mut stages = Vec::with_capacity(pending.len());
-    for (output, summary) in pending {
-        output.commit()?;
-        event(
-            opts.progress,
-            "stage_written",
-            &format!(
-                "stage `{}`: wrote {} ({})",
-                summary.name,
-                summary.dir.display(),
-                summary.tables.join(", ")
-            ),
-            &[
-                ("stage", Value::from(summary.name.as_str())),
-                ("dir", Value::from(summary.dir.display().to_string())),
-                ("tables", Value::from(summary.tables.clone())),
-                ("rows_read", Value::from(summary.rows_read)),
-            ],
-        );
-        stages.push(summary);
-    }
-    Ok(RunSummary { output_dir, stages })
 }
 
 fn input_schema<'a>(
@@ -525,7 +522,6 @@ fn input_schema<'a>(
                     .expect("validated");
                 let producer_input = input_schema(ctx, spec, &producer.input).await?;
                 let decl = producer
-                    .op
                     .tables(&producer_input)?
                     .into_iter()
                     .find(|t| t.name == table)
@@ -546,7 +542,7 @@ fn check_columns(spec: &PipelineSpec, group: &Group<'_>, schema: &Schema) -> Res
                     spec.file.display(),
                     stage.name,
                     stage.op.column_key(column),
-                    describe_input(spec, &group.input),
+                    spec.describe_input(&group.input),
                     have.join(", ")
                 )));
             }
@@ -555,43 +551,7 @@ fn check_columns(spec: &PipelineSpec, group: &Group<'_>, schema: &Schema) -> Res
     Ok(())
 }
 
-/// The per-id scratch table of a `prune_scores` stage.
-const BY_ID: &str = "by_id.parquet";
-
-/// The operator of a scan stage; `previous` is the output an incremental stage resumes from.
-fn build_operator(
-    op: &OpSpec,
-    schema: &Schema,
-    by_id: Option<&Path>,
-    previous: Option<&Path>,
-) -> Result<Box<dyn Operator>> {
-    Ok(match op {
-        OpSpec::TopEigenvector(p) => {
-            let mut op = TopEigenvectorOp::new(p.clone(), schema)?;
-            if let Some(dir) = previous {
-                op.resume(dir)?;
-            }
-            Box::new(op)
-        }
-        OpSpec::PruneScores(p) => Box::new(ProxyScoresOp::new(
-            p.clone(),
-            schema,
-            by_id.expect("prune stages have scratch space"),
-        )?),
-        OpSpec::CoordinatedSketch(p) => {
-            let mut op = CoordinatedSketchOp::new(p.clone(), schema)?;
-            if let Some(dir) = previous {
-                op.resume(dir)?;
-            }
-            Box::new(op)
-        }
-        OpSpec::SketchProduct | OpSpec::SketchMerge | OpSpec::SketchRegression(_) => {
-            unreachable!("a query stage, not a scan operator")
-        }
-    })
-}
-
-/// Reads a sketch for `sketch_product`, naming where it came from on failure.
+/// Reads a sketch for a stage computed from sketches, naming where it came from on failure.
 fn read_sketch(path: &Path, from: &SketchRef) -> Result<(StoredSketch, Header)> {
     if !path.exists() {
         return Err(Error::Input(format!(
@@ -600,128 +560,104 @@ fn read_sketch(path: &Path, from: &SketchRef) -> Result<(StoredSketch, Header)> 
             path.display()
         )));
     }
-    crate::operators::coordinated_sketch::table::read(path)
+    table::read(path)
 }
 
-/// Adds up (or averages) the value columns of rows sharing a key: a DataFusion group-by,
-/// which spills under the memory limit.
-fn aggregate_duplicates(frame: DataFrame, p: &CoordinatedSketchParams) -> Result<DataFrame> {
-    use datafusion::functions_aggregate::expr_fn::{avg, sum};
-    use datafusion::prelude::col;
-    let aggr = p
-        .columns
-        .iter()
-        .map(|c| {
-            let e = col(datafusion::common::Column::from_name(c));
-            match p.duplicate_keys {
-                DuplicateKeys::Mean => avg(e),
-                _ => sum(e),
-            }
-            .alias(c)
+/// Writes finished stages' tables uncommitted, records where later stages find them, and
+/// commits them all at the end of a good run.
+struct StageWriter<'a> {
+    spec: &'a PipelineSpec,
+    opts: &'a RunOptions,
+    output_dir: &'a Path,
+    produced: Produced,
+    pending: Vec<(StageOutput, StageSummary)>,
+}
+
+impl StageWriter<'_> {
+    /// Writes a stage's tables (the streamed one first, then the in-memory ones); errors name
+    /// the stage. `started` is when the stage's scan or query began.
+    async fn write(
+        &mut self,
+        stage: &StageSpec,
+        tables: StageTables,
+        interrupt: &Interrupt,
+        started: Instant,
+    ) -> Result<()> {
+        let written = self
+            .write_tables(stage, tables, interrupt, started)
+            .await
+            .map_err(|e| e.context(self.spec.stage_context(stage)))?;
+        self.pending.push(written);
+        Ok(())
+    }
+
+    async fn write_tables(
+        &mut self,
+        stage: &StageSpec,
+        tables: StageTables,
+        interrupt: &Interrupt,
+        started: Instant,
+    ) -> Result<(StageOutput, StageSummary)> {
+        let (spec, opts) = (self.spec, self.opts);
+        let rows_read = tables.rows_read;
+        let output = StageOutput::create(self.output_dir, &stage.name, opts.run_date)?;
+        let mut names: Vec<String> = Vec::new();
+        if let Some((name, frame)) = tables.streamed {
+            let meta = metadata(spec, stage, name, rows_read, opts);
+            interruptible(interrupt, output.write_frame(name, frame, meta)).await?;
+            names.push(name.into());
+        }
+        for table in &tables.tables {
+            let mut meta = metadata(spec, stage, table.name, rows_read, opts);
+            meta.extend(table.metadata.iter().cloned());
+            output.write_table(table, meta)?;
+            names.push(table.name.to_string());
+        }
+        for name in &names {
+            self.produced.insert(
+                (stage.name.clone(), name.clone()),
+                output.tmp_table_path(name),
+            );
+        }
+        let summary = StageSummary {
+            name: stage.name.clone(),
+            dir: output.final_dir().to_path_buf(),
+            tables: names,
+            rows_read,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        Ok((output, summary))
+    }
+
+    /// Moves every stage's outputs into place.
+    fn commit(self) -> Result<RunSummary> {
+        let mut stages = Vec::with_capacity(self.pending.len());
+        for (output, summary) in self.pending {
+            output.commit()?;
+            event(
+                self.opts.progress,
+                "stage_written",
+                &format!(
+                    "stage `{}`: wrote {} ({}) in {:.1}s",
+                    summary.name,
+                    summary.dir.display(),
+                    summary.tables.join(", "),
+                    summary.seconds
+                ),
+                &[
+                    ("stage", Value::from(summary.name.as_str())),
+                    ("dir", Value::from(summary.dir.display().to_string())),
+                    ("tables", Value::from(summary.tables.clone())),
+                    ("rows_read", Value::from(summary.rows_read)),
+                    ("seconds", Value::from(summary.seconds)),
+                ],
+            );
+            stages.push(summary);
+        }
+        Ok(RunSummary {
+            output_dir: self.output_dir.to_path_buf(),
+            stages,
         })
-        .collect::<Vec<_>>();
-    frame
-        .aggregate(
-            vec![col(datafusion::common::Column::from_name(&p.key))],
-            aggr,
-        )
-        .map_err(|e| {
-            Error::Config(format!(
-                "duplicate_keys = \"sum\" or \"mean\" adds up numeric columns by key: {e}"
-            ))
-        })
-}
-
-/// Runs `work` unless Ctrl-C comes first.
-async fn interruptible<T>(
-    interrupt: &Interrupt,
-    work: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    tokio::select! {
-        r = work => r,
-        _ = interrupt.wait() => Err(Error::Interrupted),
-    }
-}
-
-/// Writes a finished stage's tables (in-memory ones, then a `prune_scores` stage's, the large
-/// `scores` streamed from its query) uncommitted, records where later stages find them, and
-/// queues the output for the commit; errors name the stage.
-#[allow(clippy::too_many_arguments)]
-async fn write_stage(
-    spec: &PipelineSpec,
-    stage: &StageSpec,
-    opts: &RunOptions,
-    output_dir: &Path,
-    interrupt: &Interrupt,
-    tables: Vec<OutputTable>,
-    scores: Option<ScoresOutput>,
-    rows_read: u64,
-    produced: &mut BTreeMap<(String, String), PathBuf>,
-    pending: &mut Vec<(StageOutput, StageSummary)>,
-) -> Result<()> {
-    let written = write_tables(
-        spec, stage, opts, output_dir, interrupt, tables, scores, rows_read, produced,
-    )
-    .await
-    .map_err(|e| e.context(stage_context(spec, stage)))?;
-    pending.push(written);
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn write_tables(
-    spec: &PipelineSpec,
-    stage: &StageSpec,
-    opts: &RunOptions,
-    output_dir: &Path,
-    interrupt: &Interrupt,
-    mut tables: Vec<OutputTable>,
-    scores: Option<ScoresOutput>,
-    rows_read: u64,
-    produced: &mut BTreeMap<(String, String), PathBuf>,
-) -> Result<(StageOutput, StageSummary)> {
-    let output = StageOutput::create(output_dir, &stage.name, opts.run_date)?;
-    let mut names: Vec<String> = Vec::new();
-    if let Some(s) = scores {
-        let meta = metadata(spec, stage, "scores", rows_read, opts);
-        interruptible(interrupt, output.write_frame("scores", s.scores, meta)).await?;
-        names.push("scores".into());
-        tables.insert(0, OutputTable::new("stats", s.stats));
-    }
-    for table in &tables {
-        let mut meta = metadata(spec, stage, table.name, rows_read, opts);
-        meta.extend(table.metadata.iter().cloned());
-        output.write_table(table, meta)?;
-        names.push(table.name.to_string());
-    }
-    for name in &names {
-        produced.insert(
-            (stage.name.clone(), name.clone()),
-            output.tmp_table_path(name),
-        );
-    }
-    let summary = StageSummary {
-        name: stage.name.clone(),
-        dir: output.final_dir().to_path_buf(),
-        tables: names,
-        rows_read,
-    };
-    Ok((output, summary))
-}
-
-/// "stage `NAME` (its input)", the prefix of a stage's errors.
-pub(super) fn stage_context(spec: &PipelineSpec, stage: &StageSpec) -> String {
-    format!(
-        "stage `{}` ({})",
-        stage.name,
-        describe_input(spec, &stage.input)
-    )
-}
-
-pub(super) fn describe_input(spec: &PipelineSpec, input: &Input) -> String {
-    match input {
-        Input::Source(name) => format!("source `{name}`: {}", spec.sources[name].describe()),
-        other => other.to_string(),
     }
 }
 
@@ -759,39 +695,4 @@ fn metadata(
         kv.push(("sketchpipe.run_date", d.to_string()));
     }
     kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-}
-
-/// Ctrl-C as a future the scan loop can select on. A signal that arrives between scans is
-/// remembered (`Notify` keeps one permit) and stops the next scan.
-pub(super) struct Interrupt {
-    notify: Arc<Notify>,
-    listener: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Interrupt {
-    fn new(enabled: bool) -> Self {
-        let notify = Arc::new(Notify::new());
-        let listener = enabled.then(|| {
-            let notify = Arc::clone(&notify);
-            tokio::spawn(async move {
-                // If signals cannot be installed, never fire (rather than cancel at once).
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    notify.notify_one();
-                }
-            })
-        });
-        Interrupt { notify, listener }
-    }
-
-    pub(super) async fn wait(&self) {
-        self.notify.notified().await
-    }
-}
-
-impl Drop for Interrupt {
-    fn drop(&mut self) {
-        if let Some(l) = &self.listener {
-            l.abort();
-        }
-    }
 }

@@ -1,4 +1,4 @@
-//! An exact, uniform, out-of-core shuffle with a memory budget (§1e of `ALGORITHMS.md`).
+//! An exact, uniform, out-of-core shuffle with a memory budget (§1e of `docs/algorithms.md`).
 //!
 //! The guarantees of `random-order` and `oja` (Kacham–Woodruff, arXiv:2412.11963; Price–Xun,
 //! arXiv:2408.10332) assume the rows arrive in a uniformly random order, and files on disk

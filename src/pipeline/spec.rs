@@ -7,34 +7,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use datafusion::arrow::datatypes::Schema;
 use toml::{Table, Value};
 
 use super::incremental::{manifest_schema, MANIFEST};
-use super::keys::Keys;
-use datafusion::arrow::datatypes::Schema;
-
-use crate::operators::coordinated_sketch::{CoordinatedSketchParams, DuplicateKeys};
-use crate::operators::prune_scores::{
-    self, KeepSize, Mask, MaskMode, MissingRuns, ProxyParams, PruneScoresParams, ScoreKind,
-    ScoresInput,
-};
-use crate::operators::sketch_regression::RegressionParams;
-use crate::operators::top_eigenvector::Frobenius;
-use crate::operators::{Algorithm, TableDecl, TopEigenvectorOp, TopEigenvectorParams};
-use crate::rows::OnInvalid;
-use crate::sketch::Method;
+use crate::keys::Keys;
+use crate::operators::op::{InputForm, Op};
+use crate::operators::{registry, TableDecl};
 use crate::{Error, Result};
 
-/// The ops this build implements.
-pub const OPS: [&str; 6] = [
-    "top_eigenvector",
-    "prune_scores",
-    "coordinated_sketch",
-    "sketch_product",
-    "sketch_merge",
-    "sketch_regression",
-];
 /// Memory DataFusion may use for a run's group-bys and sorts before spilling to disk.
 pub const DEFAULT_MEMORY: u64 = 4 << 30;
 /// Names that would clash with DataFusion's own schemas in `sketchpipe sql`.
@@ -176,133 +159,32 @@ impl std::fmt::Display for Input {
 pub struct StageSpec {
     pub name: String,
     pub input: Input,
-    pub op: OpSpec,
+    /// The op, with its validated parameters.
+    pub op: Arc<dyn Op>,
     /// The stage's keys as written (after `--set`), recorded in output metadata.
     pub params: Table,
 }
 
-/// The op of a stage, with its validated parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub enum OpSpec {
-    TopEigenvector(TopEigenvectorParams),
-    PruneScores(PruneScoresParams),
-    CoordinatedSketch(CoordinatedSketchParams),
-    SketchProduct,
-    SketchMerge,
-    SketchRegression(RegressionParams),
-}
-
-impl OpSpec {
-    /// The op's name as written in the pipeline file.
-    pub fn name(&self) -> &'static str {
-        match self {
-            OpSpec::TopEigenvector(_) => "top_eigenvector",
-            OpSpec::PruneScores(_) => "prune_scores",
-            OpSpec::CoordinatedSketch(_) => "coordinated_sketch",
-            OpSpec::SketchProduct => "sketch_product",
-            OpSpec::SketchMerge => "sketch_merge",
-            OpSpec::SketchRegression(_) => "sketch_regression",
-        }
-    }
-
-    /// The names of the tables the op writes.
+impl StageSpec {
+    /// The names of the tables the stage writes (the incremental manifest included).
     pub fn table_names(&self) -> Vec<&'static str> {
-        match self {
-            OpSpec::TopEigenvector(p) => TopEigenvectorOp::tables(p.incremental)
-                .iter()
-                .map(|t| t.name)
-                .chain(p.incremental.then_some(MANIFEST))
-                .collect(),
-            OpSpec::PruneScores(p) => prune_scores::table_names(p),
-            OpSpec::CoordinatedSketch(p) if p.incremental => vec!["sketch", "stats", MANIFEST],
-            OpSpec::CoordinatedSketch(_) => vec!["sketch", "stats"],
-            OpSpec::SketchProduct => vec!["product", "stats"],
-            OpSpec::SketchMerge => vec!["sketch", "stats"],
-            OpSpec::SketchRegression(_) => vec!["coefficients", "stats"],
+        let mut names = self.op.table_names();
+        if self.op.incremental() {
+            names.push(MANIFEST);
         }
+        names
     }
 
-    /// The tables the op writes, with their schemas, for an input of schema `input`.
+    /// The tables the stage writes, with their schemas, for an input of schema `input`.
     pub fn tables(&self, input: &Schema) -> Result<Vec<TableDecl>> {
-        let mut tables =
-            match self {
-                OpSpec::TopEigenvector(p) => TopEigenvectorOp::tables(p.incremental),
-                OpSpec::PruneScores(p) => p.tables(input)?,
-                OpSpec::CoordinatedSketch(p) => p.tables(input)?,
-                OpSpec::SketchProduct => crate::operators::sketch_product::tables(),
-                OpSpec::SketchRegression(_) => crate::operators::sketch_regression::tables(),
-                OpSpec::SketchMerge => return Err(Error::Config(
-                    "a sketch_merge output is read as a sketch (sketch_product's left/right, or \
-                     another sketch_merge's inputs), not as a `source`"
-                        .into(),
-                )),
-            };
-        if self.incremental() {
+        let mut tables = self.op.tables(input)?;
+        if self.op.incremental() {
             tables.push(TableDecl {
                 name: MANIFEST,
                 schema: manifest_schema(),
             });
         }
         Ok(tables)
-    }
-
-    /// The input columns the op reads (the scan projects only these).
-    pub fn columns(&self) -> &[String] {
-        match self {
-            OpSpec::TopEigenvector(p) => &p.columns,
-            OpSpec::PruneScores(p) => p.columns(),
-            OpSpec::CoordinatedSketch(p) => p.read_columns(),
-            OpSpec::SketchProduct | OpSpec::SketchMerge | OpSpec::SketchRegression(_) => &[],
-        }
-    }
-
-    /// The pipeline-file key that names input column `column` (for error messages).
-    pub fn column_key(&self, column: &str) -> &'static str {
-        match self {
-            OpSpec::TopEigenvector(_) => "columns",
-            OpSpec::PruneScores(p) => p.key_of(column),
-            OpSpec::CoordinatedSketch(p) if *column == p.key => "key",
-            OpSpec::CoordinatedSketch(_) => "columns",
-            OpSpec::SketchProduct | OpSpec::SketchRegression(_) => "left",
-            OpSpec::SketchMerge => "inputs",
-        }
-    }
-
-    /// Whether the stage resumes from its previous output and reads only new files.
-    pub fn incremental(&self) -> bool {
-        match self {
-            OpSpec::TopEigenvector(p) => p.incremental,
-            OpSpec::CoordinatedSketch(p) => p.incremental,
-            _ => false,
-        }
-    }
-
-    /// The seed recorded in output metadata.
-    pub fn seed(&self) -> Option<u64> {
-        match self {
-            OpSpec::TopEigenvector(p) => Some(p.seed),
-            OpSpec::PruneScores(p) => Some(p.seed),
-            OpSpec::CoordinatedSketch(p) => Some(p.seed),
-            OpSpec::SketchProduct | OpSpec::SketchMerge | OpSpec::SketchRegression(_) => None,
-        }
-    }
-
-    /// `(seed, memory budget)` when the stage reads its input through the shuffle.
-    pub fn shuffle(&self) -> Option<(u64, u64)> {
-        match self {
-            OpSpec::TopEigenvector(p) => p.shuffle.then_some((p.seed, p.shuffle_memory)),
-            _ => None,
-        }
-    }
-
-    /// Whether the stage is one DataFusion query over its input rather than operator passes
-    /// over a shared scan (`prune_scores` over logged outputs: a spilling group-by).
-    pub fn is_query(&self) -> bool {
-        matches!(self, OpSpec::PruneScores(p) if p.proxy().is_none())
-            || matches!(
-                self,
-                OpSpec::SketchProduct | OpSpec::SketchMerge | OpSpec::SketchRegression(_)
-            )
     }
 }
 
@@ -389,6 +271,25 @@ impl PipelineSpec {
             shuffled_sources,
             stages,
         })
+    }
+}
+
+impl PipelineSpec {
+    /// "stage `NAME` (its input)", the prefix of a stage's errors.
+    pub fn stage_context(&self, stage: &StageSpec) -> String {
+        format!(
+            "stage `{}` ({})",
+            stage.name,
+            self.describe_input(&stage.input)
+        )
+    }
+
+    /// An input as messages name it: a source with its path or query, a table, sketches.
+    pub fn describe_input(&self, input: &Input) -> String {
+        match input {
+            Input::Source(name) => format!("source `{name}`: {}", self.sources[name].describe()),
+            other => other.to_string(),
+        }
     }
 }
 
@@ -542,77 +443,20 @@ fn parse_stage(
     table: &Table,
 ) -> Result<StageSpec> {
     let mut keys = Keys::new(file, section, table);
-    let op = keys.required_string("op")?;
-    let op = match op.as_str() {
-        "top_eigenvector" => OpSpec::TopEigenvector(parse_top_eigenvector(&mut keys)?),
-        "prune_scores" => OpSpec::PruneScores(parse_prune_scores(file, section, &mut keys)?),
-        "coordinated_sketch" => OpSpec::CoordinatedSketch(parse_coordinated_sketch(&mut keys)?),
-        "sketch_product" => OpSpec::SketchProduct,
-        "sketch_merge" => OpSpec::SketchMerge,
-        "sketch_regression" => {
-            let target = keys.string("target")?;
-            let lambda = keys.float("lambda")?.unwrap_or(0.0);
-            if !(lambda >= 0.0 && lambda.is_finite()) {
-                return Err(keys.error("lambda", format!("must be ≥ 0, got {lambda}")));
-            }
-            OpSpec::SketchRegression(RegressionParams { target, lambda })
-        }
-        other => {
-            return Err(keys.error(
-                "op",
-                format!("unknown op `{other}` (available: {})", OPS.join(", ")),
-            ))
-        }
-    };
-    let mut op = op;
+    let op_name = keys.required_string("op")?;
+    let kind = registry::find(&op_name).ok_or_else(|| {
+        keys.error(
+            "op",
+            format!(
+                "unknown op `{op_name}` (available: {})",
+                registry::names().join(", ")
+            ),
+        )
+    })?;
+    let mut op = (kind.parse)(&mut keys)?;
     if keys.boolean("incremental")?.unwrap_or(false) {
-        let refuse = |why: &str| keys.error("incremental", why.to_string());
-        match &mut op {
-            OpSpec::TopEigenvector(p) => {
-                if !matches!(
-                    p.algorithm,
-                    Algorithm::Exact | Algorithm::FrequentDirections
-                ) {
-                    return Err(refuse(
-                        "needs a mergeable algorithm: \"exact\" or \"frequent-directions\" \
-                         (random-order and oja make one ordered pass over all the rows)",
-                    ));
-                }
-                if p.verify {
-                    return Err(refuse(
-                        "cannot be combined with verify = true (it needs a pass over every file)",
-                    ));
-                }
-                if p.shuffle {
-                    return Err(refuse(
-                        "cannot be combined with shuffle = true (exact and frequent-directions do \
-                         not depend on the row order)",
-                    ));
-                }
-                p.incremental = true;
-            }
-            OpSpec::CoordinatedSketch(p) => {
-                if p.method == Method::Threshold {
-                    return Err(refuse(
-                        "threshold sketches do not merge; use method = \"priority\"",
-                    ));
-                }
-                if p.duplicate_keys != DuplicateKeys::Error {
-                    return Err(refuse(
-                        "cannot be combined with duplicate_keys = \"sum\" or \"mean\" (a key's \
-                         rows in earlier files are no longer read)",
-                    ));
-                }
-                p.incremental = true;
-            }
-            _ => {
-                return Err(refuse(
-                    "only mergeable stages can be incremental: top_eigenvector (exact, \
-                     frequent-directions) and coordinated_sketch (priority, exact, jl, \
-                     countsketch)",
-                ))
-            }
-        }
+        op.make_incremental()
+            .map_err(|why| keys.error("incremental", why))?;
     }
     let sketch_ref = |v: String| {
         if v.contains('/') || v.contains('\\') || v.starts_with('.') {
@@ -621,365 +465,37 @@ fn parse_stage(
             SketchRef::Stage(v)
         }
     };
-    let input = if matches!(op, OpSpec::SketchProduct | OpSpec::SketchRegression(_)) {
-        let left = sketch_ref(keys.required_string("left")?);
-        let right = sketch_ref(keys.required_string("right")?);
-        keys.finish()?;
-        Input::Sketches(vec![left, right])
-    } else if op == OpSpec::SketchMerge {
-        let inputs = keys.string_list("inputs")?;
-        if inputs.len() < 2 {
-            return Err(keys.error("inputs", "name at least two sketches to merge"));
+    let input = match op.input_form() {
+        InputForm::SketchPair => {
+            let left = sketch_ref(keys.required_string("left")?);
+            let right = sketch_ref(keys.required_string("right")?);
+            Input::Sketches(vec![left, right])
         }
-        keys.finish()?;
-        Input::Sketches(inputs.into_iter().map(sketch_ref).collect())
-    } else {
-        let source = keys.required_string("source")?;
-        keys.finish()?;
-        match source.split_once('.') {
-            Some((stage, table)) => Input::StageTable {
-                stage: stage.to_string(),
-                table: table.to_string(),
-            },
-            None => Input::Source(source),
+        InputForm::SketchList => {
+            let inputs = keys.string_list("inputs")?;
+            if inputs.len() < 2 {
+                return Err(keys.error("inputs", "name at least two sketches to merge"));
+            }
+            Input::Sketches(inputs.into_iter().map(sketch_ref).collect())
+        }
+        InputForm::Rows => {
+            let source = keys.required_string("source")?;
+            match source.split_once('.') {
+                Some((stage, table)) => Input::StageTable {
+                    stage: stage.to_string(),
+                    table: table.to_string(),
+                },
+                None => Input::Source(source),
+            }
         }
     };
+    keys.finish()?;
     Ok(StageSpec {
         name: name.to_string(),
         input,
-        op,
+        op: Arc::from(op),
         params: table.clone(),
     })
-}
-
-fn parse_top_eigenvector(keys: &mut Keys<'_>) -> Result<TopEigenvectorParams> {
-    let columns = keys.string_list("columns")?;
-    let algorithm = keys
-        .choice("algorithm", &Algorithm::NAMES)?
-        .map(|s| Algorithm::parse(&s).expect("choice checked"))
-        .unwrap_or(Algorithm::RandomOrder);
-    let mut p = TopEigenvectorParams::new(columns, algorithm);
-    let only_for = |keys: &Keys<'_>, key: &str, what: &str| {
-        keys.error(key, format!("only applies to algorithm = {what}"))
-    };
-    if let Some(seed) = keys.unsigned("seed")? {
-        p.seed = seed;
-    }
-    p.shuffle = keys.boolean("shuffle")?.unwrap_or(false);
-    if let Some(m) = keys.bytes("shuffle_memory")? {
-        if !p.shuffle {
-            return Err(keys.error("shuffle_memory", "only applies with shuffle = true"));
-        }
-        if m < 1 << 20 {
-            return Err(keys.error("shuffle_memory", "must be at least 1MiB"));
-        }
-        p.shuffle_memory = m;
-    }
-    p.verify = keys.boolean("verify")?.unwrap_or(false);
-    if let Some(ell) = keys.unsigned("ell")? {
-        if algorithm != Algorithm::FrequentDirections {
-            return Err(only_for(keys, "ell", "\"frequent-directions\""));
-        }
-        if ell < 2 {
-            return Err(keys.error("ell", format!("must be at least 2, got {ell}")));
-        }
-        p.ell = ell as usize;
-    }
-    let stream_order = "\"random-order\" or \"oja\"";
-    if let Some(f) = keys.choice("frobenius", &["prefix", "exact"])? {
-        if !algorithm.is_order_sensitive() {
-            return Err(only_for(keys, "frobenius", stream_order));
-        }
-        p.frobenius = if f == "exact" {
-            Frobenius::Exact
-        } else {
-            Frobenius::Prefix
-        };
-    }
-    if let Some(m) = keys.unsigned("prefix_rows")? {
-        if !algorithm.is_order_sensitive() || p.frobenius != Frobenius::Prefix {
-            return Err(keys.error(
-                "prefix_rows",
-                format!("only applies to algorithm = {stream_order} with frobenius = \"prefix\""),
-            ));
-        }
-        if m == 0 {
-            return Err(keys.error("prefix_rows", "must be at least 1"));
-        }
-        p.prefix_rows = m;
-    }
-    let ro = "\"random-order\"";
-    if let Some(f) = keys.float("heavy_factor")? {
-        if algorithm != Algorithm::RandomOrder {
-            return Err(only_for(keys, "heavy_factor", ro));
-        }
-        if f <= 0.0 {
-            return Err(keys.error("heavy_factor", format!("must be positive, got {f}")));
-        }
-        p.random_order.heavy_factor = f;
-    }
-    if let Some(steps) = keys.unsigned("power_steps")? {
-        if algorithm != Algorithm::RandomOrder {
-            return Err(only_for(keys, "power_steps", ro));
-        }
-        if steps == 0 {
-            return Err(keys.error("power_steps", "must be at least 1"));
-        }
-        p.random_order.power_steps = Some(steps as usize);
-    }
-    if let Some(k) = keys.unsigned("block_width")? {
-        if algorithm != Algorithm::RandomOrder {
-            return Err(only_for(keys, "block_width", ro));
-        }
-        if k == 0 {
-            return Err(keys.error("block_width", "must be at least 1"));
-        }
-        p.random_order.block_width = k as usize;
-    }
-    if let Some(m) = keys.bytes("heavy_memory")? {
-        if algorithm != Algorithm::RandomOrder {
-            return Err(only_for(keys, "heavy_memory", ro));
-        }
-        p.random_order.heavy_memory = m;
-    }
-    if let Some(s) = keys.choice("on_invalid", &["error", "skip"])? {
-        p.on_invalid = OnInvalid::parse(&s).expect("choice checked");
-    }
-    Ok(p)
-}
-
-fn parse_coordinated_sketch(keys: &mut Keys<'_>) -> Result<CoordinatedSketchParams> {
-    let key = keys.required_string("key")?;
-    let columns = keys.string_list("columns")?;
-    if columns.contains(&key) {
-        return Err(keys.error(
-            "columns",
-            format!("`{key}` is the key; it cannot also be a value"),
-        ));
-    }
-    let method = keys
-        .choice("method", &Method::NAMES)?
-        .map(|m| Method::parse(&m).expect("choice checked"))
-        .unwrap_or(Method::Priority);
-    let mut p = CoordinatedSketchParams::new(key, columns, method);
-    if let Some(size) = keys.unsigned("size")? {
-        if method == Method::Exact {
-            return Err(keys.error(
-                "size",
-                "does not apply to method = \"exact\" (it keeps every row)",
-            ));
-        }
-        if size == 0 {
-            return Err(keys.error("size", "must be at least 1"));
-        }
-        p.size = size as usize;
-    }
-    if let Some(seed) = keys.unsigned("seed")? {
-        p.seed = seed;
-    }
-    if let Some(dim) = keys.unsigned("dim")? {
-        if dim == 0 {
-            return Err(keys.error("dim", "must be at least 1"));
-        }
-        p.dim = Some(dim as usize);
-    }
-    if let Some(d) = keys.choice("duplicate_keys", &["error", "sum", "mean"])? {
-        p.duplicate_keys = match d.as_str() {
-            "sum" => DuplicateKeys::Sum,
-            "mean" => DuplicateKeys::Mean,
-            _ => DuplicateKeys::Error,
-        };
-    }
-    Ok(p)
-}
-
-fn parse_prune_scores(
-    file: &Path,
-    section: &str,
-    keys: &mut Keys<'_>,
-) -> Result<PruneScoresParams> {
-    let id = keys.required_string("id")?;
-    let label = keys.string("label")?.unwrap_or_else(|| "label".into());
-    let logits = keys.string("logits")?;
-    let probs = keys.string("probs")?;
-    let features = match keys.table_value("features") {
-        Some(_) => Some(keys.string_list("features")?),
-        None => None,
-    };
-    let proxy_section = format!("{}.proxy]", section.trim_end_matches(']'));
-    let proxy = match keys.table_value("proxy") {
-        None => None,
-        Some(Value::Table(t)) => Some(parse_proxy(file, &proxy_section, t)?),
-        Some(v) => {
-            return Err(keys.error(
-                "proxy",
-                format!("expected a table ({proxy_section}), got {}", v.type_str()),
-            ))
-        }
-    };
-    let run = keys.string("run")?;
-    let embedding = keys.string("embedding")?;
-    let given = [
-        ("logits", logits.is_some()),
-        ("probs", probs.is_some()),
-        ("features", features.is_some()),
-    ];
-    let named: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
-    let has_proxy = proxy.is_some();
-    let input = match (logits, probs, features) {
-        (Some(c), None, None) => ScoresInput::Logits(c),
-        (None, Some(c), None) => ScoresInput::Probs(c),
-        (None, None, Some(columns)) => ScoresInput::Features {
-            columns,
-            proxy: proxy.unwrap_or_default(),
-        },
-        _ => {
-            return Err(keys.error(
-                if named.is_empty() { "logits" } else { named[1] },
-                format!(
-                    "give exactly one of `logits`, `probs` (logged model outputs) or \
-                     `features` (train a proxy model){}",
-                    if named.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; got {}", named.join(" and "))
-                    }
-                ),
-            ))
-        }
-    };
-    let proxy_mode = matches!(input, ScoresInput::Features { .. });
-    if has_proxy && !proxy_mode {
-        return Err(keys.error(
-            "proxy",
-            "a proxy model needs `features = [...]` to train on",
-        ));
-    }
-    if proxy_mode {
-        if run.is_some() {
-            return Err(keys.error(
-                "run",
-                "proxy mode makes its own runs (the proxy's `seeds`); `run` is for logged outputs",
-            ));
-        }
-        if embedding.is_some() {
-            return Err(keys.error(
-                "embedding",
-                "proxy mode computes exact GraNd from its own model; `embedding` is for logged outputs",
-            ));
-        }
-    }
-    let mut p = PruneScoresParams::new(id, label, input, run, embedding);
-    if let Some(m) = keys.choice("missing_runs", &["error", "average-available"])? {
-        p.missing_runs = if m == "error" {
-            MissingRuns::Error
-        } else {
-            MissingRuns::AverageAvailable
-        };
-    }
-    if let Some(score) = keys.choice("score", &["el2n", "grand"])? {
-        p.score = if score == "grand" {
-            ScoreKind::Grand
-        } else {
-            ScoreKind::El2n
-        };
-        if p.score == ScoreKind::Grand && !proxy_mode && p.embedding.is_none() {
-            return Err(keys.error(
-                "score",
-                "\"grand\" needs `embedding` (the penultimate features) or proxy mode",
-            ));
-        }
-    }
-    if let Some(k) = keys.unsigned("classes")? {
-        if k < 2 {
-            return Err(keys.error("classes", format!("must be at least 2, got {k}")));
-        }
-        p.classes = Some(k as usize);
-    }
-    if let Some(seed) = keys.unsigned("seed")? {
-        p.seed = seed;
-    }
-    let fraction = keys.float("keep_fraction")?;
-    let count = keys.unsigned("keep_count")?;
-    let mode = keys.choice("mode", &MaskMode::NAMES)?;
-    let mode_given = mode.is_some();
-    let offset = keys.unsigned("offset")?;
-    let size = match (fraction, count) {
-        (Some(_), Some(_)) => {
-            return Err(keys.error(
-                "keep_count",
-                "give `keep_fraction` or `keep_count`, not both",
-            ))
-        }
-        (Some(f), None) if !(f > 0.0 && f <= 1.0) => {
-            return Err(keys.error("keep_fraction", format!("must be in (0, 1], got {f}")))
-        }
-        (Some(f), None) => Some(KeepSize::Fraction(f)),
-        (None, Some(0)) => return Err(keys.error("keep_count", "must be at least 1")),
-        (None, Some(k)) => Some(KeepSize::Count(k)),
-        (None, None) => None,
-    };
-    let mode = match (mode.as_deref(), offset) {
-        (Some("offset"), Some(o)) => MaskMode::Offset(o),
-        (Some("offset"), None) => {
-            return Err(keys.error(
-                "offset",
-                "mode = \"offset\" needs `offset` (how many of the highest scores to skip)",
-            ))
-        }
-        (_, Some(_)) => return Err(keys.error("offset", "only applies with mode = \"offset\"")),
-        (Some("class_balanced"), None) => MaskMode::ClassBalanced,
-        (Some("random"), None) => MaskMode::Random,
-        (Some(_) | None, None) => MaskMode::KeepMax,
-    };
-    match size {
-        Some(size) => p.mask = Some(Mask { size, mode }),
-        None if mode_given => {
-            return Err(keys.error("mode", "a mask needs `keep_fraction` or `keep_count`"))
-        }
-        None => {}
-    }
-    Ok(p)
-}
-
-fn parse_proxy(file: &Path, section: &str, table: &Table) -> Result<ProxyParams> {
-    let mut keys = Keys::new(file, section, table);
-    let mut p = ProxyParams::default();
-    if let Some(h) = keys.unsigned("hidden")? {
-        if h == 0 {
-            return Err(keys.error(
-                "hidden",
-                "must be at least 1 (omit it for logistic regression)",
-            ));
-        }
-        p.hidden = Some(h as usize);
-    }
-    let positive = |keys: &mut Keys<'_>, key: &'static str| -> Result<Option<u64>> {
-        match keys.unsigned(key)? {
-            Some(0) => Err(keys.error(key, "must be at least 1")),
-            v => Ok(v),
-        }
-    };
-    if let Some(e) = keys.unsigned("epochs")? {
-        p.epochs = e as u32;
-    }
-    if let Some(s) = positive(&mut keys, "seeds")? {
-        p.seeds = s as u32;
-    }
-    if let Some(b) = positive(&mut keys, "batch_size")? {
-        p.batch_size = b as usize;
-    }
-    if let Some(b) = positive(&mut keys, "shuffle_buffer")? {
-        p.shuffle_buffer = b as usize;
-    }
-    if let Some(lr) = keys.float("learning_rate")? {
-        if !(lr > 0.0 && lr.is_finite()) {
-            return Err(keys.error("learning_rate", format!("must be positive, got {lr}")));
-        }
-        p.learning_rate = lr;
-    }
-    keys.finish()?;
-    Ok(p)
 }
 
 /// Applies `--set STAGE.KEY=VALUE`: VALUE is read as a TOML value (`7`, `true`, `"x"`,
@@ -1044,19 +560,19 @@ fn resolve_order(
                 table,
             } => by_name
                 .get(other.as_str())
-                .is_some_and(|o| o.op.table_names().contains(&table.as_str())),
-            Input::Sketches(_) => stage.input.stages().iter().all(|s| {
-                by_name.get(s).is_some_and(|o| {
-                    matches!(o.op, OpSpec::CoordinatedSketch(_) | OpSpec::SketchMerge)
-                })
-            }),
+                .is_some_and(|o| o.table_names().contains(&table.as_str())),
+            Input::Sketches(_) => stage
+                .input
+                .stages()
+                .iter()
+                .all(|s| by_name.get(s).is_some_and(|o| o.op.writes_sketch())),
         };
         if !ok {
             let mut known: Vec<String> = sources.keys().map(|s| format!("`{s}`")).collect();
             for s in &stages {
                 if s.name != stage.name {
                     known.extend(
-                        s.op.table_names()
+                        s.table_names()
                             .iter()
                             .map(|t| format!("`{}.{}`", s.name, t)),
                     );
@@ -1068,11 +584,7 @@ fn resolve_order(
                     format!("no stage `{stage}` writing a table `{table}`")
                 }
                 Input::Sketches(_) => {
-                    let key = if stage.op == OpSpec::SketchMerge {
-                        "inputs"
-                    } else {
-                        "left"
-                    };
+                    let key = stage.op.input_form().key();
                     return Err(keys_error(
                         file,
                         &format!("[stages.{}]", stage.name),

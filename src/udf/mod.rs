@@ -70,8 +70,8 @@ pub fn aggregate_functions() -> Vec<AggregateUDF> {
 
 /// A sketchpipe error inside DataFusion (its exit code survives the trip: see
 /// [`crate::Error::exit_kind`]).
-fn df_err(e: crate::Error) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
+fn df_err(e: impl Into<crate::Error>) -> DataFusionError {
+    DataFusionError::External(Box::new(e.into()))
 }
 
 /// Argument `i` of an aggregate call, which must be a constant (`None` when not given).

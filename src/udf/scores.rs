@@ -176,7 +176,7 @@ impl ScalarUDFImpl for Score {
                 return exec_err!("{}: row {row}: the model output holds a null", self.name());
             }
             outputs.row_into(row, &mut z);
-            let fail = |e: crate::Error| {
+            let fail = |e: sketchpipe_core::Error| {
                 datafusion::error::DataFusionError::Execution(format!(
                     "{}: row {row}: {e}",
                     self.name()

@@ -37,11 +37,10 @@ use datafusion::logical_expr::{
 };
 
 use super::{df_err, literal};
-use crate::operators::coordinated_sketch::{
-    table, CoordinatedSketchOp, CoordinatedSketchParams, Header, StoredSketch,
-};
-use crate::operators::{sketch_merge, sketch_product, Operator, PassInfo};
+use crate::operators::coordinated_sketch::{table, CoordinatedSketchOp, CoordinatedSketchParams};
+use crate::operators::{Operator, PassInfo};
 use crate::rows::{is_number_list, is_sparse_list, is_string};
+use crate::sketch::stored::{self, Header, StoredSketch};
 use crate::sketch::Method;
 
 /// A sketch and its header.
@@ -56,7 +55,7 @@ fn merge_two(a: Option<Sketch>, b: Sketch, what: &str) -> DfResult<Sketch> {
                 (a.0, a.1, format!("{what} (one part)")),
                 (b.0, b.1, format!("{what} (another part)")),
             ];
-            sketch_merge::merge(inputs).map_err(df_err)
+            stored::merge(inputs).map_err(df_err)
         }
     }
 }
@@ -483,8 +482,8 @@ impl ScalarUDFImpl for SketchProduct {
             let b = table::from_bytes(right.value(i), "sketch_product's right sketch")
                 .map_err(df_err)?;
             let names = ("the first argument", "the second argument");
-            let e = sketch_product::estimate((&a.0, &a.1), (&b.0, &b.1), names)
-                .map_err(|e| df_err(e.context("sketch_product")))?;
+            let e = stored::estimate((&a.0, &a.1, names.0), (&b.0, &b.1, names.1))
+                .map_err(|e| df_err(crate::Error::from(e).context("sketch_product")))?;
             let m = e.w.cols();
             for row in e.w.outer_iterator() {
                 dense.clear();

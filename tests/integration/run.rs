@@ -437,7 +437,13 @@ fn stages_sharing_a_source_share_one_scan() {
     let out = sketchpipe(&["run", file.to_str().unwrap()]);
     assert_ok(&out);
     let log = stderr(&out);
-    assert_eq!(log.matches("source `src`: started").count(), 1, "{log}");
+    // One scan, labelled with both stages it feeds.
+    assert_eq!(
+        log.matches("source `src` (`ids`, `top`): started").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(log.matches(": started").count(), 1, "{log}");
     assert_eq!(
         stat_u64(&tmp.path().join("out/ids"), "rows"),
         known.n() as u64

@@ -1,5 +1,5 @@
 //! The four top-eigenvector algorithms against exact answers on the test families of
-//! `ALGORITHMS.md` §1f, sign-free (`⟨v, v₁⟩²`), seeds fixed.
+//! `docs/algorithms.md` §1f, sign-free (`⟨v, v₁⟩²`), seeds fixed.
 
 use std::path::Path;
 

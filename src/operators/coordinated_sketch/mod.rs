@@ -11,8 +11,11 @@
 //! * `stats` — `method`, `rows`, `dim`, `size`, `stored_words` (64-bit words, §2), `kept`,
 //!   `frobenius_sq`, `level` (`τ` or `λ`), `seed`, `hash`.
 
+mod stage;
 pub mod table;
 pub mod unique;
+
+pub use stage::{parse, KIND};
 
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
@@ -32,7 +35,7 @@ use crate::sketch::threshold::ThresholdSketch;
 use crate::sketch::{ExactSketch, Method, RowRef};
 use crate::{Error, Result};
 
-pub use table::{Header, KeyType, StoredSketch};
+pub use crate::sketch::stored::{Header, KeyType, StoredSketch};
 
 /// What to do when a key appears on more than one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +149,7 @@ pub fn stats_schema() -> SchemaRef {
 fn key_column(schema: &Schema, key: &str) -> Result<(usize, KeyType)> {
     let index = schema.index_of(key)?;
     let t = schema.field(index).data_type();
-    let key_type = KeyType::of(t).ok_or_else(|| {
+    let key_type = table::key_type_of(t).ok_or_else(|| {
         Error::Config(format!(
             "key `key`: column `{key}` is {t}; keys must be integers or strings"
         ))
@@ -270,7 +273,7 @@ impl CoordinatedSketchOp {
             Core::Exact(s) => StoredSketch::Sample(s.finish()),
             Core::Linear(s) => StoredSketch::Linear(s),
         };
-        let header = table::Header {
+        let header = Header {
             key_type: self.key_type,
             columns: self.p.columns.clone(),
         };
@@ -278,7 +281,7 @@ impl CoordinatedSketchOp {
     }
 
     /// Continues from the sketch of a previous incremental run in `dir`: the rows read now
-    /// are merged into it ([`super::sketch_merge::merge`]: as one pass for priority).
+    /// are merged into it ([`crate::sketch::stored::merge`]: as one pass for priority).
     pub fn resume(&mut self, dir: &Path) -> Result<()> {
         let path = dir.join("sketch.parquet");
         let (sketch, header) = table::read(&path)?;
@@ -299,7 +302,7 @@ impl CoordinatedSketchOp {
         let previous = self.previous.take();
         let current = self.into_sketch();
         Ok(match (previous, current) {
-            (Some((p, ph)), Some((c, ch))) => Some(super::sketch_merge::merge(vec![
+            (Some((p, ph)), Some((c, ch))) => Some(crate::sketch::stored::merge(vec![
                 (p, ph, "the previous run's sketch".into()),
                 (c, ch, "the new files' sketch".into()),
             ])?),

@@ -33,6 +33,7 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::hash::HASH_VERSION;
 use crate::rows::is_string;
 use crate::sketch::linear::LinearSketch;
+use crate::sketch::stored::{Header, KeyType, StoredSketch};
 use crate::sketch::{KeyValue, Method, Sample, SampledRow, SparseRow};
 use crate::{Error, Result};
 
@@ -40,52 +41,25 @@ use crate::{Error, Result};
 pub const FORMAT: &str = "1";
 const PREFIX: &str = "sketchpipe.sketch.";
 
-/// How keys were typed; sketches combine only with the same key type (an `Int64` 7 and a
-/// string "7" are different keys).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyType {
-    Int,
-    UInt,
-    Str,
+/// The key type of an input column type, if it can be a key.
+pub fn key_type_of(t: &DataType) -> Option<KeyType> {
+    if t.is_signed_integer() {
+        Some(KeyType::Int)
+    } else if t.is_unsigned_integer() {
+        Some(KeyType::UInt)
+    } else if is_string(t) {
+        Some(KeyType::Str)
+    } else {
+        None
+    }
 }
 
-impl KeyType {
-    /// The key type of an input column type, if it can be a key.
-    pub fn of(t: &DataType) -> Option<Self> {
-        if t.is_signed_integer() {
-            Some(KeyType::Int)
-        } else if t.is_unsigned_integer() {
-            Some(KeyType::UInt)
-        } else if is_string(t) {
-            Some(KeyType::Str)
-        } else {
-            None
-        }
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            KeyType::Int => "int",
-            KeyType::UInt => "uint",
-            KeyType::Str => "string",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "int" => Some(KeyType::Int),
-            "uint" => Some(KeyType::UInt),
-            "string" => Some(KeyType::Str),
-            _ => None,
-        }
-    }
-
-    fn data_type(&self) -> DataType {
-        match self {
-            KeyType::Int => DataType::Int64,
-            KeyType::UInt => DataType::UInt64,
-            KeyType::Str => DataType::Utf8,
-        }
+/// The Arrow type keys of `key` are stored as.
+fn key_data_type(key: KeyType) -> DataType {
+    match key {
+        KeyType::Int => DataType::Int64,
+        KeyType::UInt => DataType::UInt64,
+        KeyType::Str => DataType::Utf8,
     }
 }
 
@@ -93,51 +67,13 @@ impl KeyType {
 pub fn sketch_schema(key: KeyType) -> SchemaRef {
     let item = |t: DataType| DataType::List(Arc::new(Field::new("item", t, false)));
     Arc::new(Schema::new(vec![
-        Field::new("key", key.data_type(), true),
+        Field::new("key", key_data_type(key), true),
         Field::new("u", DataType::Float64, true),
         Field::new("weight", DataType::Float64, true),
         Field::new("row", DataType::UInt32, true),
         Field::new("indices", item(DataType::UInt32), true),
         Field::new("values", item(DataType::Float64), false),
     ]))
-}
-
-/// A sketch as stored: a sample of rows, or a linear sketch.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StoredSketch {
-    Sample(Sample),
-    Linear(LinearSketch),
-}
-
-impl StoredSketch {
-    pub fn method(&self) -> Method {
-        match self {
-            StoredSketch::Sample(s) => s.method,
-            StoredSketch::Linear(s) => s.method,
-        }
-    }
-
-    pub fn seed(&self) -> u64 {
-        match self {
-            StoredSketch::Sample(s) => s.seed,
-            StoredSketch::Linear(s) => s.seed,
-        }
-    }
-
-    pub fn dim(&self) -> usize {
-        match self {
-            StoredSketch::Sample(s) => s.dim,
-            StoredSketch::Linear(s) => s.dim,
-        }
-    }
-}
-
-/// What the sketch's rows are keyed by and made of.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Header {
-    pub key_type: KeyType,
-    /// The value columns, in order: the names of the product's rows or columns.
-    pub columns: Vec<String>,
 }
 
 fn list(lengths: Vec<usize>, values: ArrayRef) -> ArrayRef {
@@ -208,7 +144,7 @@ pub fn write(s: &StoredSketch, h: &Header) -> Result<(RecordBatch, Vec<(String, 
             let t = s.t;
             (
                 vec![
-                    datafusion::arrow::array::new_null_array(&h.key_type.data_type(), t),
+                    datafusion::arrow::array::new_null_array(&key_data_type(h.key_type), t),
                     Arc::new(Float64Array::new_null(t)),
                     Arc::new(Float64Array::new_null(t)),
                     Arc::new(UInt32Array::from_iter_values(0..t as u32)),

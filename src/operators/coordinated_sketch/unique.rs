@@ -23,10 +23,36 @@ use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::Schema;
+use datafusion::dataframe::DataFrame;
 use twox_hash::XxHash64;
 
 use super::{key_column, KeyType, Keys};
 use crate::{Error, Result};
+
+/// Fails, naming a key, when a key appears on more than one row (a spilling group-by over the
+/// key column alone).
+pub async fn check_unique_keys(frame: &DataFrame, key: &str) -> Result<()> {
+    use datafusion::functions_aggregate::expr_fn::count;
+    use datafusion::prelude::{col, lit};
+    let k = col(datafusion::common::Column::from_name(key));
+    let dup = frame
+        .clone()
+        .select(vec![k.clone()])?
+        .aggregate(vec![k], vec![count(lit(1)).alias("n")])?
+        .filter(col("n").gt(lit(1)))?
+        .limit(0, Some(1))?
+        .collect()
+        .await?;
+    if let Some(b) = dup.iter().find(|b| b.num_rows() > 0) {
+        let key_value = datafusion::arrow::util::display::array_value_to_string(b.column(0), 0)?;
+        let n = datafusion::arrow::util::display::array_value_to_string(b.column(1), 0)?;
+        return Err(Error::Input(format!(
+            "key `{key}` = {key_value} appears on {n} rows; a sketch's key identifies one row. \
+             Set duplicate_keys = \"sum\" or \"mean\" to combine the rows of a key first"
+        )));
+    }
+    Ok(())
+}
 
 /// Buckets by the hash's top byte.
 const BUCKETS: usize = 256;
@@ -122,6 +148,15 @@ impl KeyHashes {
     /// Bytes of key hashes written to disk so far (0 while they fit in the budget).
     pub fn spilled_bytes(&self) -> u64 {
         self.spilled_bytes
+    }
+
+    /// Ends the check of the rows of `frame`: a repeated hash (a repeated key, or rarely a
+    /// string collision) runs the exact group-by [`check_unique_keys`], which names the key.
+    pub async fn finish(self, frame: &DataFrame, key: &str) -> Result<()> {
+        if self.repeats()? {
+            check_unique_keys(frame, key).await?;
+        }
+        Ok(())
     }
 
     /// Whether some hash appeared twice (see the module docs for what that means); removes

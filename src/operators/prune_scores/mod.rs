@@ -22,6 +22,9 @@
 pub mod masks;
 pub mod proxy;
 pub mod runs;
+mod stage;
+
+pub use stage::{parse, KIND};
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! Proxy mode: train a small classifier in the pipeline and score every row with it — for
 //! tables that have features and labels but no model (Paul et al., arXiv:2107.07075, score
-//! examples with networks trained a few epochs; §3 of `ALGORITHMS.md`).
+//! examples with networks trained a few epochs; §3 of `docs/algorithms.md`).
 //!
 //! Passes over the input, each streamed (the table is never held in memory):
 //! 1. **prepare** — the number of classes (`max label + 1` unless `classes = K`), the features'

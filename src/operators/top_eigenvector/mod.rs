@@ -1,6 +1,6 @@
 //! `op = "top_eigenvector"`: the top eigenvector of `AᵀA` for the rows of one input.
 //!
-//! Output tables (the contract of PRODUCT.md):
+//! Output tables (the contract in `docs/reference.md`):
 //! * `vector` — `component UInt32`, `value Float64`: the unit-norm eigenvector;
 //! * `stats` — one row: algorithm, rows, dim, eigenvalue (estimate of `σ_1²`), heavy_rows,
 //!   state_bytes, seed, plus second_eigenvalue, frobenius_sq, error_bound (a guaranteed bound
@@ -17,6 +17,10 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+mod stage;
+
+pub use stage::{parse, KIND};
 
 use super::eigen_state::{self, MergeableEigen};
 use super::{Operator, OutputTable, PassInfo, PassKind, TableDecl};
@@ -65,6 +69,12 @@ impl Algorithm {
     /// Whether the answer depends on the row order (and the guarantee needs a random one).
     pub fn is_order_sensitive(&self) -> bool {
         matches!(self, Algorithm::RandomOrder | Algorithm::Oja)
+    }
+
+    /// Whether partial states of disjoint row sets merge into the state of all of them
+    /// (partition-parallel, incremental, on a cluster).
+    pub fn is_mergeable(&self) -> bool {
+        matches!(self, Algorithm::Exact | Algorithm::FrequentDirections)
     }
 }
 

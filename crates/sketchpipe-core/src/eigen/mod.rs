@@ -60,7 +60,7 @@ pub(crate) fn has_avx2() -> bool {
 /// `⟨a, b⟩` with four partial sums, so the additions of consecutive terms do not wait on each
 /// other and the loop vectorises (a single running sum cannot be reordered by the compiler).
 #[inline(always)]
-pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0.0f64; 4];
     let (a4, a_rest) = a.split_at(a.len() - a.len() % 4);
     let (b4, b_rest) = b.split_at(a4.len());

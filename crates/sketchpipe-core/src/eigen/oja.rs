@@ -2,7 +2,7 @@
 //! E. Price, Z. Xun, *Spectral Guarantees for Adversarial Streaming PCA*, FOCS 2024,
 //! arXiv:2408.10332, run over a grid of learning rates as analysed by P. Kacham,
 //! D. P. Woodruff, *Approximating the Top Eigenvector in Random Order Streams*, NeurIPS 2024,
-//! arXiv:2412.11963 (§1b of `ALGORITHMS.md`).
+//! arXiv:2412.11963 (§1b of `docs/algorithms.md`).
 //!
 //! Each copy keeps a unit vector `v` and applies, for every row `a`, exactly the Oja step
 //! `v ← (I + η a aᵀ) v`, then renormalises: `s = ‖v‖`, `v ← v / s`, `log_scale += ln s`.

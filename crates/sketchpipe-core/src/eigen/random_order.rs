@@ -1,7 +1,7 @@
 //! The random-order-stream top eigenvector of P. Kacham, D. P. Woodruff, *Approximating the
 //! Top Eigenvector in Random Order Streams*, NeurIPS 2024, arXiv:2412.11963: heavy rows are
 //! stored exactly, the light rows drive a block power method, and the two are combined at the
-//! end without forming a `d × d` matrix (§1c of `ALGORITHMS.md`, a reconstruction).
+//! end without forming a `d × d` matrix (§1c of `docs/algorithms.md`, a reconstruction).
 //!
 //! With `n` rows and `F = ‖A‖_F²` known in advance (`n` from Parquet footers; `F` exact from a
 //! first pass or estimated from a prefix, see [`StreamScale`]):

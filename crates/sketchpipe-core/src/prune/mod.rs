@@ -1,6 +1,6 @@
 //! Cores for data-pruning scores: EL2N and GraNd of
 //! M. Paul, S. Ganguli, G. K. Dziugaite, *Deep Learning on a Data Diet: Finding Important
-//! Examples Early in Training*, NeurIPS 2021, arXiv:2107.07075 (§3 of `ALGORITHMS.md`).
+//! Examples Early in Training*, NeurIPS 2021, arXiv:2107.07075 (§3 of `docs/algorithms.md`).
 //!
 //! For an example with logits `z` (`K` classes), `p = softmax(z)` and target `y` (one-hot `e_y`,
 //! or a soft label distribution):

@@ -1,4 +1,4 @@
-//! The proxy model of proxy mode (§3 of `ALGORITHMS.md`): for tables that have features and
+//! The proxy model of proxy mode (§3 of `docs/algorithms.md`): for tables that have features and
 //! labels but no model, a small classifier trained in the pipeline whose per-example scores
 //! stand in for a network's — multinomial logistic regression, or one hidden ReLU layer.
 //!

@@ -1,4 +1,4 @@
-//! The linear baselines of §2 of `ALGORITHMS.md`, coordinated through the same key hash so two
+//! The linear baselines of §2 of `docs/algorithms.md`, coordinated through the same key hash so two
 //! tables sketched apart combine: both estimate `AᵀB` as `(ΠA)ᵀ(ΠB)` for a random `t × n`
 //! matrix `Π` whose column for a row is a function of the row's key and the seed.
 //!

@@ -1,6 +1,6 @@
 //! Coordinated sampling sketches for `AᵀB` — M. Daliri, J. Freire, D. Li, C. Musco,
 //! *Matrix Product Sketching via Coordinated Sampling*, ICLR 2025, arXiv:2501.17836 (§2 of
-//! `ALGORITHMS.md`); threshold and priority sampling for vectors from Daliri, Freire, Musco,
+//! `docs/algorithms.md`); threshold and priority sampling for vectors from Daliri, Freire, Musco,
 //! Santos, Zhang, *Sampling Methods for Inner Product Sketching*, VLDB 2024.
 //!
 //! Two tables `A` (`n × d`) and `B` (`n × m`) that share a row key are sketched apart; the only
@@ -15,6 +15,7 @@
 
 pub mod linear;
 pub mod priority;
+pub mod stored;
 pub mod threshold;
 
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
 //! Priority sampling (fixed size `k`, one pass, mergeable) — Daliri, Freire, Li, Musco,
-//! arXiv:2501.17836, and §2 of `ALGORITHMS.md`:
+//! arXiv:2501.17836, and §2 of `docs/algorithms.md`:
 //!
 //! ```text
 //! w_i = ‖a_i‖²,  r_i = u(key_i) / w_i      (rows with w_i = 0 are never sampled)

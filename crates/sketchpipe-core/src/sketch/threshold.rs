@@ -1,5 +1,5 @@
 //! Threshold sampling (expected size `k`, two passes) — Daliri, Freire, Musco, Santos, Zhang,
-//! VLDB 2024, as used for matrices in arXiv:2501.17836; §2 of `ALGORITHMS.md`:
+//! VLDB 2024, as used for matrices in arXiv:2501.17836; §2 of `docs/algorithms.md`:
 //! `p_i = min(1, λ w_i)` with `w_i = ‖a_i‖²`, keep row `i` iff `u(key_i) ≤ p_i`.
 //!
 //! `λ = k / ‖A‖_F²` unless some `p_i` would exceed 1; then **water-filling**: the `c` heaviest

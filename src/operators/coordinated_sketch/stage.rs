@@ -1,0 +1,222 @@
+//! The `coordinated_sketch` op: its keys, its tables, how it runs (operator passes with the
+//! duplicate-key check riding on the first, or one aggregate on a cluster for the methods
+//! that merge).
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::Schema;
+use datafusion::common::Column;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::{lit, Expr};
+use datafusion::prelude::{col, SessionContext};
+
+use super::{output_tables, table, CoordinatedSketchOp, CoordinatedSketchParams, DuplicateKeys};
+use crate::keys::Keys;
+use crate::operators::op::{
+    check_folded, ClusterAggregate, Execution, Op, OpKind, Passes, StageContext,
+};
+use crate::operators::{rows_expr, Operator, OutputTable, PassInfo, TableDecl};
+use crate::sketch::Method;
+use crate::{Error, Result};
+
+/// The registry's entry.
+pub const KIND: OpKind = OpKind {
+    name: "coordinated_sketch",
+    parse: |keys| Ok(Box::new(parse(keys)?)),
+};
+
+impl Op for CoordinatedSketchParams {
+    fn name(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn table_names(&self) -> Vec<&'static str> {
+        vec!["sketch", "stats"]
+    }
+
+    fn tables(&self, input: &Schema) -> Result<Vec<TableDecl>> {
+        CoordinatedSketchParams::tables(self, input)
+    }
+
+    fn columns(&self) -> &[String] {
+        self.read_columns()
+    }
+
+    fn column_key(&self, column: &str) -> &'static str {
+        if column == self.key {
+            "key"
+        } else {
+            "columns"
+        }
+    }
+
+    fn check_schema(&self, input: &Schema) -> Result<()> {
+        CoordinatedSketchParams::check_schema(self, input)
+    }
+
+    fn seed(&self) -> Option<u64> {
+        Some(self.seed)
+    }
+
+    fn incremental(&self) -> bool {
+        self.incremental
+    }
+
+    fn make_incremental(&mut self) -> std::result::Result<(), String> {
+        if self.method == Method::Threshold {
+            return Err("threshold sketches do not merge; use method = \"priority\"".into());
+        }
+        if self.duplicate_keys != DuplicateKeys::Error {
+            return Err(
+                "cannot be combined with duplicate_keys = \"sum\" or \"mean\" (a key's rows \
+                 in earlier files are no longer read)"
+                    .into(),
+            );
+        }
+        self.incremental = true;
+        Ok(())
+    }
+
+    fn writes_sketch(&self) -> bool {
+        true
+    }
+
+    fn unique_key(&self) -> Option<&str> {
+        (self.duplicate_keys == DuplicateKeys::Error).then_some(self.key.as_str())
+    }
+
+    fn rewrites_input(&self) -> bool {
+        self.duplicate_keys != DuplicateKeys::Error
+    }
+
+    /// Adds up (or averages) the value columns of rows sharing a key: a DataFusion group-by,
+    /// which spills under the memory limit.
+    fn prepare(&self, frame: DataFrame) -> Result<DataFrame> {
+        use datafusion::functions_aggregate::expr_fn::{avg, sum};
+        if self.duplicate_keys == DuplicateKeys::Error {
+            return Ok(frame);
+        }
+        let aggr = self
+            .columns
+            .iter()
+            .map(|c| {
+                let e = col(Column::from_name(c));
+                match self.duplicate_keys {
+                    DuplicateKeys::Mean => avg(e),
+                    _ => sum(e),
+                }
+                .alias(c)
+            })
+            .collect::<Vec<_>>();
+        frame
+            .aggregate(vec![col(Column::from_name(&self.key))], aggr)
+            .map_err(|e| {
+                Error::Config(format!(
+                    "duplicate_keys = \"sum\" or \"mean\" adds up numeric columns by key: {e}"
+                ))
+            })
+    }
+
+    fn execution(&self) -> Execution<'_> {
+        Execution::Passes(self)
+    }
+
+    fn cluster(&self) -> Option<&dyn ClusterAggregate> {
+        let eligible = self.method != Method::Threshold
+            && !self.incremental
+            && self.duplicate_keys == DuplicateKeys::Error;
+        eligible.then_some(self as &dyn ClusterAggregate)
+    }
+}
+
+impl Passes for CoordinatedSketchParams {
+    fn operator(&self, ctx: &StageContext<'_>) -> Result<Box<dyn Operator>> {
+        let mut op = CoordinatedSketchOp::new(self.clone(), ctx.schema)?;
+        if let Some(dir) = ctx.previous {
+            op.resume(dir)?;
+        }
+        Ok(Box::new(op))
+    }
+}
+
+impl ClusterAggregate for CoordinatedSketchParams {
+    fn aggregate(&self, session: &SessionContext) -> Result<Expr> {
+        let mut args = vec![
+            col(Column::from_name(&self.key)),
+            rows_expr(&self.columns),
+            lit(self.method.as_str()),
+            lit(self.size as u64),
+            lit(self.seed),
+        ];
+        if let Some(d) = self.dim {
+            args.push(lit(d as u64));
+        }
+        Ok(session.udaf("coordinated_sketch")?.call(args))
+    }
+
+    fn finish(
+        &self,
+        state: &ArrayRef,
+        rows: u64,
+        _schema: &Schema,
+        _info: PassInfo,
+    ) -> Result<Vec<OutputTable>> {
+        let bytes = state.as_binary::<i32>();
+        if bytes.is_null(0) {
+            return Err(Error::Input(
+                "the input has no rows: nothing to sketch".into(),
+            ));
+        }
+        let (stored, mut header) = table::from_bytes(bytes.value(0), "the cluster's sketch")?;
+        check_folded(stored.rows_seen(), rows, &self.columns)?;
+        // Named by the stage's columns, as locally (SQL names the expression).
+        header.columns = self.columns.clone();
+        output_tables(&stored, &header)
+    }
+}
+
+/// Reads a `coordinated_sketch` stage's keys.
+pub fn parse(keys: &mut Keys<'_>) -> Result<CoordinatedSketchParams> {
+    let key = keys.required_string("key")?;
+    let columns = keys.string_list("columns")?;
+    if columns.contains(&key) {
+        return Err(keys.error(
+            "columns",
+            format!("`{key}` is the key; it cannot also be a value"),
+        ));
+    }
+    let method = keys
+        .choice("method", &Method::NAMES)?
+        .map(|m| Method::parse(&m).expect("choice checked"))
+        .unwrap_or(Method::Priority);
+    let mut p = CoordinatedSketchParams::new(key, columns, method);
+    if let Some(size) = keys.unsigned("size")? {
+        if method == Method::Exact {
+            return Err(keys.error(
+                "size",
+                "does not apply to method = \"exact\" (it keeps every row)",
+            ));
+        }
+        if size == 0 {
+            return Err(keys.error("size", "must be at least 1"));
+        }
+        p.size = size as usize;
+    }
+    if let Some(seed) = keys.unsigned("seed")? {
+        p.seed = seed;
+    }
+    if let Some(dim) = keys.unsigned("dim")? {
+        if dim == 0 {
+            return Err(keys.error("dim", "must be at least 1"));
+        }
+        p.dim = Some(dim as usize);
+    }
+    if let Some(d) = keys.choice("duplicate_keys", &["error", "sum", "mean"])? {
+        p.duplicate_keys = match d.as_str() {
+            "sum" => DuplicateKeys::Sum,
+            "mean" => DuplicateKeys::Mean,
+            _ => DuplicateKeys::Error,
+        };
+    }
+    Ok(p)
+}
