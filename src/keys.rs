@@ -1,12 +1,59 @@
-//! Reading one TOML table key by key, so that every error names the file, the section and
-//! the key, and unknown keys are caught (the keys a section accepts are exactly the ones its
-//! parser asked for).
+//! Reading one TOML table key by key, so that every error names the file, the line, the
+//! section and the key, and unknown keys are caught (the keys a section accepts are exactly
+//! the ones its parser asked for).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use toml::de::{DeTable, DeValue};
 use toml::{Table, Value};
 
 use crate::{Error, Result};
+
+/// The line of every key of a TOML document, by dotted path (`stages.top.algorithm`); a
+/// key given with `--set` has none.
+#[derive(Debug, Clone, Default)]
+pub struct KeyLines(BTreeMap<String, usize>);
+
+impl KeyLines {
+    /// The lines of `text`'s keys (none when it does not parse: the caller reports that).
+    pub fn parse(text: &str) -> Self {
+        fn walk(text: &str, prefix: &str, table: &DeTable<'_>, out: &mut BTreeMap<String, usize>) {
+            for (key, value) in table {
+                let path = match prefix {
+                    "" => key.get_ref().to_string(),
+                    p => format!("{p}.{}", key.get_ref()),
+                };
+                let line = 1 + text[..key.span().start.min(text.len())]
+                    .bytes()
+                    .filter(|b| *b == b'\n')
+                    .count();
+                if let DeValue::Table(t) = value.get_ref() {
+                    walk(text, &path, t, out);
+                }
+                out.entry(path).or_insert(line);
+            }
+        }
+        let mut lines = BTreeMap::new();
+        if let Ok(doc) = DeTable::parse(text) {
+            walk(text, "", doc.get_ref(), &mut lines);
+        }
+        KeyLines(lines)
+    }
+
+    /// The 1-based line of the key at dotted `path`.
+    pub fn line(&self, path: &str) -> Option<usize> {
+        self.0.get(path).copied()
+    }
+
+    /// `file:LINE` for the key at `path`, or `file` when its line is not known.
+    pub fn locate(&self, file: &Path, path: &str) -> String {
+        match self.line(path) {
+            Some(line) => format!("{}:{line}", file.display()),
+            None => file.display().to_string(),
+        }
+    }
+}
 
 /// A TOML table being validated; see the module docs.
 pub struct Keys<'a> {
@@ -14,26 +61,46 @@ pub struct Keys<'a> {
     section: String,
     table: &'a Table,
     known: Vec<&'static str>,
+    lines: Option<&'a KeyLines>,
 }
 
 impl<'a> Keys<'a> {
-    /// `section` is how the table is spelled in the file, e.g. `[stages.top]`.
+    /// `section` is how the table is spelled in the file, e.g. `[stages.top]`, or `top level`.
     pub fn new(file: &'a Path, section: impl Into<String>, table: &'a Table) -> Self {
         Keys {
             file,
             section: section.into(),
             table,
             known: Vec::new(),
+            lines: None,
         }
     }
 
-    /// A configuration error about `key` in this section.
+    /// Errors name the line of the key (looked up in `lines`).
+    pub fn with_lines(mut self, lines: &'a KeyLines) -> Self {
+        self.lines = Some(lines);
+        self
+    }
+
+    /// The dotted path of `key` in the document: the section without brackets, then the key.
+    fn path(&self, key: &str) -> String {
+        match self
+            .section
+            .strip_prefix('[')
+            .and_then(|s| s.strip_suffix(']'))
+        {
+            Some(section) => format!("{section}.{key}"),
+            None => key.to_string(),
+        }
+    }
+
+    /// A configuration error about `key` in this section: `FILE:LINE: [section] key `k`: …`.
     pub fn error(&self, key: &str, msg: impl std::fmt::Display) -> Error {
-        Error::Config(format!(
-            "{}: {} key `{key}`: {msg}",
-            self.file.display(),
-            self.section
-        ))
+        let at = match self.lines {
+            Some(lines) => lines.locate(self.file, &self.path(key)),
+            None => self.file.display().to_string(),
+        };
+        Error::Config(format!("{at}: {} key `{key}`: {msg}", self.section))
     }
 
     fn get(&mut self, key: &'static str) -> Option<&'a Value> {
@@ -165,7 +232,13 @@ impl<'a> Keys<'a> {
         let section = format!("{}.{key}]", self.section.trim_end_matches(']'));
         match self.get(key) {
             None => Ok(None),
-            Some(Value::Table(t)) => Ok(Some(Keys::new(self.file, section, t))),
+            Some(Value::Table(t)) => {
+                let keys = Keys::new(self.file, section, t);
+                Ok(Some(match self.lines {
+                    Some(lines) => keys.with_lines(lines),
+                    None => keys,
+                }))
+            }
             Some(v) => Err(self.error(
                 key,
                 format!("expected a table ({section}), got {}", v.type_str()),
@@ -205,7 +278,36 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{parse_bytes, KeyLines, Keys};
+
+    /// Errors name the line of the key they are about, in top-level sections, stage sections
+    /// and sub-tables alike.
+    #[test]
+    fn errors_name_the_line_of_the_key() {
+        let text = "[pipeline]\nname = \"p\"\n\n[stages.top]\nop = \"x\"\nalgo = 1\n\
+                    [stages.top.proxy]\nhidden = 0\n";
+        let lines = KeyLines::parse(text);
+        assert_eq!(lines.line("pipeline.name"), Some(2));
+        assert_eq!(lines.line("stages.top.algo"), Some(6));
+        assert_eq!(lines.line("stages.top.proxy.hidden"), Some(8));
+        let doc: toml::Table = text.parse().unwrap();
+        let file = std::path::Path::new("p.toml");
+        let stage = doc["stages"]["top"].as_table().unwrap();
+        let mut keys = Keys::new(file, "[stages.top]", stage).with_lines(&lines);
+        keys.string("op").unwrap();
+        let mut proxy = keys.table("proxy").unwrap().unwrap();
+        let e = proxy.unsigned("hidden").unwrap();
+        assert_eq!(e, Some(0));
+        assert_eq!(
+            proxy.error("hidden", "must be at least 1").to_string(),
+            "p.toml:8: [stages.top.proxy] key `hidden`: must be at least 1"
+        );
+        let e = keys.finish().unwrap_err().to_string();
+        assert!(
+            e.starts_with("p.toml:6: [stages.top] key `algo`: unknown key"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn sizes_parse_in_binary_and_decimal_units() {

@@ -195,7 +195,11 @@ async fn check_stages(
         )?;
         for stage in &group.stages {
             stage.op.check_schema(&projected).map_err(|e| {
-                e.context(format!("{}: [stages.{}]", spec.file.display(), stage.name))
+                e.context(format!(
+                    "{}: [stages.{}]",
+                    spec.locate(&format!("stages.{}", stage.name)),
+                    stage.name
+                ))
             })?;
             schemas.insert(stage.name.clone(), projected.clone());
         }
@@ -317,7 +321,7 @@ impl Runner<'_> {
                 let op = p.operator(&self.stage_context(stage)).map_err(|e| {
                     e.context(format!(
                         "{}: [stages.{}]",
-                        self.spec.file.display(),
+                        self.spec.locate(&format!("stages.{}", stage.name)),
                         stage.name
                     ))
                 })?;
@@ -537,11 +541,11 @@ fn check_columns(spec: &PipelineSpec, group: &Group<'_>, schema: &Schema) -> Res
         for column in stage.op.columns() {
             if schema.index_of(column).is_err() {
                 let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                let key = stage.op.column_key(column);
                 return Err(Error::Config(format!(
-                    "{}: [stages.{}] key `{}`: unknown column `{column}` in {} (it has: {})",
-                    spec.file.display(),
+                    "{}: [stages.{}] key `{key}`: unknown column `{column}` in {} (it has: {})",
+                    spec.locate(&format!("stages.{}.{key}", stage.name)),
                     stage.name,
-                    stage.op.column_key(column),
                     spec.describe_input(&group.input),
                     have.join(", ")
                 )));

@@ -45,7 +45,12 @@ pub async fn register_sources(ctx: &SessionContext, spec: &PipelineSpec) -> Resu
             has_header,
         } = source
         {
-            let context = || format!("{}: [sources.{name}]", spec.file.display());
+            let context = || {
+                format!(
+                    "{}: [sources.{name}]",
+                    spec.locate(&format!("sources.{name}"))
+                )
+            };
             if !glob && !path.exists() {
                 return Err(Error::io(
                     format!(
@@ -173,7 +178,10 @@ pub async fn files_frame(
             ctx.read_csv(paths, options).await
         }
     };
-    frame.map_err(|e| Error::Input(format!("{}: [sources.{name}]: {e}", spec.file.display())))
+    frame.map_err(|e| {
+        let at = spec.locate(&format!("sources.{name}"));
+        Error::Input(format!("{at}: [sources.{name}]: {e}"))
+    })
 }
 
 /// The data frame of a source (registered by [`register_sources`]).
@@ -186,5 +194,8 @@ pub async fn source_frame(
         SourceSpec::Path { .. } => ctx.table(name).await,
         SourceSpec::Sql { query } => ctx.sql(query).await,
     };
-    frame.map_err(|e| Error::Input(format!("{}: [sources.{name}]: {e}", spec.file.display())))
+    frame.map_err(|e| {
+        let at = spec.locate(&format!("sources.{name}"));
+        Error::Input(format!("{at}: [sources.{name}]: {e}"))
+    })
 }

@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::Schema;
 use toml::{Table, Value};
 
 use super::incremental::{manifest_schema, MANIFEST};
-use crate::keys::Keys;
+use crate::keys::{KeyLines, Keys};
 use crate::operators::op::{InputForm, Op};
 use crate::operators::{registry, TableDecl};
 use crate::{Error, Result};
@@ -39,6 +39,8 @@ pub struct PipelineSpec {
     pub shuffled_sources: BTreeSet<String>,
     /// Stages in an order where every stage comes after the stage it reads from.
     pub stages: Vec<StageSpec>,
+    /// The line of every key of the file, for messages.
+    pub lines: KeyLines,
 }
 
 /// A named input.
@@ -208,13 +210,14 @@ impl PipelineSpec {
         apply_overrides(&mut doc, file, overrides)?;
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
 
-        let mut top = Keys::new(file, "top level", &doc);
+        let lines = KeyLines::parse(text);
+        let mut top = Keys::new(file, "top level", &doc).with_lines(&lines);
         let pipeline = section(&mut top, "pipeline")?;
         let sources_table = section(&mut top, "sources")?;
         let stages_table = section(&mut top, "stages")?;
         top.finish()?;
 
-        let mut keys = Keys::new(file, "[pipeline]", &pipeline);
+        let mut keys = Keys::new(file, "[pipeline]", &pipeline).with_lines(&lines);
         let default_name = file
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -238,9 +241,10 @@ impl PipelineSpec {
         let mut shuffled_sources = BTreeSet::new();
         for (sname, value) in &sources_table {
             let section = format!("[sources.{sname}]");
-            let table = as_table(file, &section, value)?;
-            check_name(file, &section, sname)?;
-            let (source, shuffled) = parse_source(file, &section, table, &base)?;
+            let at = lines.locate(file, &format!("sources.{sname}"));
+            let table = as_table(&at, &section, value)?;
+            check_name(&at, &section, sname)?;
+            let (source, shuffled) = parse_source(file, &lines, &section, table, &base)?;
             sources.insert(sname.clone(), source);
             if shuffled {
                 shuffled_sources.insert(sname.clone());
@@ -256,11 +260,12 @@ impl PipelineSpec {
         let mut stages = Vec::new();
         for (name, value) in &stages_table {
             let section = format!("[stages.{name}]");
-            let table = as_table(file, &section, value)?;
-            check_name(file, &section, name)?;
-            stages.push(parse_stage(file, &base, &section, name, table)?);
+            let at = lines.locate(file, &format!("stages.{name}"));
+            let table = as_table(&at, &section, value)?;
+            check_name(&at, &section, name)?;
+            stages.push(parse_stage(file, &lines, &base, &section, name, table)?);
         }
-        let stages = resolve_order(file, &sources, stages)?;
+        let stages = resolve_order(file, &lines, &sources, stages)?;
 
         Ok(PipelineSpec {
             file: file.to_path_buf(),
@@ -270,11 +275,17 @@ impl PipelineSpec {
             sources,
             shuffled_sources,
             stages,
+            lines,
         })
     }
 }
 
 impl PipelineSpec {
+    /// `FILE:LINE` of the key at dotted `path` (`stages.top.columns`), or `FILE`.
+    pub fn locate(&self, path: &str) -> String {
+        self.lines.locate(&self.file, path)
+    }
+
     /// "stage `NAME` (its input)", the prefix of a stage's errors.
     pub fn stage_context(&self, stage: &StageSpec) -> String {
         format!(
@@ -301,17 +312,18 @@ fn section(keys: &mut Keys<'_>, name: &'static str) -> Result<Table> {
     }
 }
 
-fn as_table<'a>(file: &Path, section: &str, value: &'a Value) -> Result<&'a Table> {
+/// `at` is `FILE:LINE` of the section.
+fn as_table<'a>(at: &str, section: &str, value: &'a Value) -> Result<&'a Table> {
     value.as_table().ok_or_else(|| {
         Error::Config(format!(
-            "{}: {section}: expected a table of keys, got {}",
-            file.display(),
+            "{at}: {section}: expected a table of keys, got {}",
             value.type_str()
         ))
     })
 }
 
-fn check_name(file: &Path, section: &str, name: &str) -> Result<()> {
+/// `at` is `FILE:LINE` of the section.
+fn check_name(at: &str, section: &str, name: &str) -> Result<()> {
     let mut chars = name.chars();
     let ok = chars
         .next()
@@ -319,15 +331,13 @@ fn check_name(file: &Path, section: &str, name: &str) -> Result<()> {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !ok {
         return Err(Error::Config(format!(
-            "{}: {section}: the name `{name}` must be lower-case letters, digits and `_`, starting \
-             with a letter (it becomes an SQL identifier)",
-            file.display()
+            "{at}: {section}: the name `{name}` must be lower-case letters, digits and `_`, \
+             starting with a letter (it becomes an SQL identifier)"
         )));
     }
     if RESERVED_NAMES.contains(&name) {
         return Err(Error::Config(format!(
-            "{}: {section}: `{name}` is reserved by the SQL engine; choose another name",
-            file.display()
+            "{at}: {section}: `{name}` is reserved by the SQL engine; choose another name"
         )));
     }
     Ok(())
@@ -336,48 +346,29 @@ fn check_name(file: &Path, section: &str, name: &str) -> Result<()> {
 /// A source and whether it is declared `shuffled = true`.
 fn parse_source(
     file: &Path,
+    lines: &KeyLines,
     section: &str,
     table: &Table,
     base: &Path,
 ) -> Result<(SourceSpec, bool)> {
-    let mut keys = Keys::new(file, section, table);
+    let mut keys = Keys::new(file, section, table).with_lines(lines);
     let shuffled = keys.boolean("shuffled")?.unwrap_or(false);
-    let source = parse_source_kind(file, section, &mut keys, base)?;
+    let source = parse_source_kind(&mut keys, base)?;
     keys.finish()?;
     Ok((source, shuffled))
 }
 
-fn parse_source_kind(
-    file: &Path,
-    section: &str,
-    keys: &mut Keys<'_>,
-    base: &Path,
-) -> Result<SourceSpec> {
+fn parse_source_kind(keys: &mut Keys<'_>, base: &Path) -> Result<SourceSpec> {
     let path = keys.string("path")?;
     let sql = keys.string("sql")?;
     let format = keys.choice("format", &["parquet", "csv"])?;
     let has_header = keys.boolean("has_header")?;
     match (path, sql) {
-        (Some(_), Some(_)) => Err(keys_error(
-            file,
-            section,
-            "sql",
-            "give either `path` or `sql`, not both",
-        )),
-        (None, None) => Err(keys_error(
-            file,
-            section,
-            "path",
-            "is required (or give `sql`)",
-        )),
+        (Some(_), Some(_)) => Err(keys.error("sql", "give either `path` or `sql`, not both")),
+        (None, None) => Err(keys.error("path", "is required (or give `sql`)")),
         (None, Some(query)) => {
             if format.is_some() || has_header.is_some() {
-                return Err(keys_error(
-                    file,
-                    section,
-                    "format",
-                    "only applies to `path` sources",
-                ));
+                return Err(keys.error("format", "only applies to `path` sources"));
             }
             Ok(SourceSpec::Sql { query })
         }
@@ -388,9 +379,7 @@ fn parse_source_kind(
                 Some("parquet") => FileFormat::Parquet,
                 Some("csv") => FileFormat::Csv,
                 _ => detect_format(&path, glob).ok_or_else(|| {
-                    keys_error(
-                        file,
-                        section,
+                    keys.error(
                         "path",
                         format!(
                             "cannot tell the format of `{p}` from its name; add format = \
@@ -400,12 +389,7 @@ fn parse_source_kind(
                 })?,
             };
             if has_header.is_some() && format != FileFormat::Csv {
-                return Err(keys_error(
-                    file,
-                    section,
-                    "has_header",
-                    "only applies to CSV sources",
-                ));
+                return Err(keys.error("has_header", "only applies to CSV sources"));
             }
             Ok(SourceSpec::Path {
                 path,
@@ -417,8 +401,22 @@ fn parse_source_kind(
     }
 }
 
-fn keys_error(file: &Path, section: &str, key: &str, msg: impl std::fmt::Display) -> Error {
-    Error::Config(format!("{}: {section} key `{key}`: {msg}", file.display()))
+/// An error about `key` of a `[stages.NAME]` section, for checks made after its keys were read.
+fn keys_error(
+    file: &Path,
+    lines: &KeyLines,
+    section: &str,
+    key: &str,
+    msg: impl std::fmt::Display,
+) -> Error {
+    let path = format!(
+        "{}.{key}",
+        section.trim_start_matches('[').trim_end_matches(']')
+    );
+    Error::Config(format!(
+        "{}: {section} key `{key}`: {msg}",
+        lines.locate(file, &path)
+    ))
 }
 
 /// The format of a file or glob from its extension; of a directory, from the first file in it
@@ -437,12 +435,13 @@ fn detect_format(path: &Path, glob: bool) -> Option<FileFormat> {
 
 fn parse_stage(
     file: &Path,
+    lines: &KeyLines,
     base: &Path,
     section: &str,
     name: &str,
     table: &Table,
 ) -> Result<StageSpec> {
-    let mut keys = Keys::new(file, section, table);
+    let mut keys = Keys::new(file, section, table).with_lines(lines);
     let op_name = keys.required_string("op")?;
     let kind = registry::find(&op_name).ok_or_else(|| {
         keys.error(
@@ -530,6 +529,7 @@ fn apply_overrides(doc: &mut Table, file: &Path, overrides: &[String]) -> Result
 /// a dependency cycle is an error that spells the cycle out.
 fn resolve_order(
     file: &Path,
+    lines: &KeyLines,
     sources: &BTreeMap<String, SourceSpec>,
     stages: Vec<StageSpec>,
 ) -> Result<Vec<StageSpec>> {
@@ -540,6 +540,7 @@ fn resolve_order(
         {
             return Err(keys_error(
                 file,
+                lines,
                 &format!("[stages.{}]", stage.name),
                 "incremental",
                 format!(
@@ -587,6 +588,7 @@ fn resolve_order(
                     let key = stage.op.input_form().key();
                     return Err(keys_error(
                         file,
+                        lines,
                         &format!("[stages.{}]", stage.name),
                         key,
                         format!(
@@ -600,6 +602,7 @@ fn resolve_order(
             };
             return Err(keys_error(
                 file,
+                lines,
                 &format!("[stages.{}]", stage.name),
                 "source",
                 format!("{what} (known: {})", known.join(", ")),
@@ -644,6 +647,7 @@ fn resolve_order(
         .map_err(|cycle| {
             keys_error(
                 file,
+                lines,
                 &format!("[stages.{}]", cycle[0]),
                 "source",
                 format!("dependency cycle: {}", cycle.join(" → ")),
