@@ -21,7 +21,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
-use super::runs::{ident, Aggregated, Registered};
+use super::runs::Aggregated;
+use super::sql::Registered;
 use super::{KeepSize, Mask, MaskMode, MissingRuns, PruneScoresParams, ScoresInput};
 use crate::{Error, Result};
 
@@ -46,17 +47,6 @@ static STATS: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// The `stats` table.
 pub fn stats_schema() -> SchemaRef {
     Arc::clone(&STATS)
-}
-
-/// The first column of the first row of `query`, as a `u64` (null → `None`).
-pub(super) async fn scalar_u64(ctx: &SessionContext, query: &str) -> Result<Option<u64>> {
-    let batches = ctx.sql(query).await?.collect().await?;
-    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
-        return Ok(None);
-    };
-    let col = cast(b.column(0), &DataType::UInt64)?;
-    let col = col.as_primitive::<UInt64Type>();
-    Ok((!col.is_null(0)).then(|| col.value(0)))
 }
 
 /// The outputs of a `prune_scores` stage, ready to be written.
@@ -84,7 +74,7 @@ pub async fn finish(
         )
         .await?;
     let table = Registered::new(ctx, "prune_by_id", frame)?;
-    let t = ident(&table.name);
+    let t = table.name.clone();
     let summary = ctx
         .sql(&format!(
             "SELECT count(*) AS ids, sum(rows) AS rows, min(k_min) AS k_lo, max(k_max) AS k_hi, \

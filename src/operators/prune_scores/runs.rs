@@ -11,41 +11,16 @@ use std::path::Path;
 
 use std::sync::Arc;
 
+use datafusion::common::Column;
 use datafusion::dataframe::DataFrame;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{col, SessionContext};
 
+use super::sql::{scalar_u64, Registered};
 use super::{PruneScoresParams, ScoresInput};
 use crate::operators::write_stream;
 use crate::{Error, Result};
-
-/// Quotes a column name for SQL.
-pub(super) fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A table registered for the duration of one stage's queries under a private name.
-pub(super) struct Registered<'a> {
-    ctx: &'a SessionContext,
-    pub name: String,
-}
-
-impl<'a> Registered<'a> {
-    pub(super) fn new(ctx: &'a SessionContext, what: &str, frame: DataFrame) -> Result<Self> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("__sketchpipe_{what}_{}_{n}", std::process::id());
-        ctx.register_table(name.as_str(), frame.into_view())?;
-        Ok(Registered { ctx, name })
-    }
-}
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        let _ = self.ctx.deregister_table(self.name.as_str());
-    }
-}
 
 /// What the by-id aggregation found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,24 +40,33 @@ pub async fn aggregate(
     by_id: &Path,
 ) -> Result<Aggregated> {
     let (output, e_fn, g_fn) = match &p.input {
-        ScoresInput::Logits(c) => (ident(c), "el2n", "grand"),
-        ScoresInput::Probs(c) => (ident(c), "el2n_probs", "grand_probs"),
+        ScoresInput::Logits(c) => (c, "el2n", "grand"),
+        ScoresInput::Probs(c) => (c, "el2n_probs", "grand_probs"),
         ScoresInput::Features { .. } => unreachable!("proxy mode scores in its operator"),
     };
-    let table = Registered::new(ctx, "prune_input", input)?;
-    let t = ident(&table.name);
-    let (id, label) = (ident(&p.id), ident(&p.label));
+    // The user's columns under fixed names (DataFrame API), so the SQL below names only
+    // columns and a table of ours and needs no quoting.
+    let column = |name: &String, alias: &str| col(Column::from_name(name)).alias(alias);
+    let mut columns = vec![
+        column(&p.id, "id"),
+        column(&p.label, "label"),
+        column(output, "output"),
+    ];
+    columns.extend(p.embedding.iter().map(|h| column(h, "embedding")));
+    columns.extend(p.run.iter().map(|r| column(r, "run")));
+    let table = Registered::new(ctx, "prune_input", input.select(columns)?)?;
+    let t = &table.name;
     let grand = match &p.embedding {
-        Some(h) => format!("{g_fn}({output}, {label}, {})", ident(h)),
+        Some(_) => format!("{g_fn}(output, label, embedding)"),
         None => "CAST(NULL AS DOUBLE)".to_string(),
     };
     let (run_col, runs_expr) = match &p.run {
-        Some(r) => (format!(", {} AS run", ident(r)), "count(DISTINCT run)"),
-        None => (String::new(), "1"),
+        Some(_) => (", run", "count(DISTINCT run)"),
+        None => ("", "1"),
     };
     let rows = format!(
-        "SELECT {id} AS id, {label} AS label, {e_fn}({output}, {label}) AS e, {grand} AS g, \
-         array_length({output}) AS k{run_col} FROM {t}"
+        "SELECT id, label, {e_fn}(output, label) AS e, {grand} AS g, \
+         array_length(output) AS k{run_col} FROM {t}"
     );
     let grouped = format!(
         "SELECT id, min(label) AS label, max(label) AS label_max, \
@@ -109,9 +93,9 @@ pub async fn aggregate(
     writer.close()?;
     let spilled = spilled_bytes(plan.as_ref());
     let runs = match &p.run {
-        Some(r) => {
-            let q = format!("SELECT count(DISTINCT {}) AS n FROM {t}", ident(r));
-            super::masks::scalar_u64(ctx, &q).await?.unwrap_or(0)
+        Some(_) => {
+            let q = format!("SELECT count(DISTINCT run) AS n FROM {t}");
+            scalar_u64(ctx, &q).await?.unwrap_or(0)
         }
         None => 1,
     };

@@ -1,0 +1,45 @@
+//! What the stage's SQL queries share: tables registered for one stage, and reading a single
+//! number back.
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, UInt64Type};
+use datafusion::dataframe::DataFrame;
+use datafusion::prelude::SessionContext;
+
+use crate::Result;
+
+/// A table registered for the duration of one stage's queries under a private name made of
+/// lower-case letters, digits and `_` (a plain SQL identifier: no quoting needed), its
+/// columns the stage's own fixed names.
+pub(super) struct Registered<'a> {
+    ctx: &'a SessionContext,
+    pub name: String,
+}
+
+impl<'a> Registered<'a> {
+    pub(super) fn new(ctx: &'a SessionContext, what: &str, frame: DataFrame) -> Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("__sketchpipe_{what}_{}_{n}", std::process::id());
+        ctx.register_table(name.as_str(), frame.into_view())?;
+        Ok(Registered { ctx, name })
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let _ = self.ctx.deregister_table(self.name.as_str());
+    }
+}
+
+/// The first column of the first row of `query`, as a `u64` (null → `None`).
+pub(super) async fn scalar_u64(ctx: &SessionContext, query: &str) -> Result<Option<u64>> {
+    let batches = ctx.sql(query).await?.collect().await?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let col = cast(b.column(0), &DataType::UInt64)?;
+    let col = col.as_primitive::<UInt64Type>();
+    Ok((!col.is_null(0)).then(|| col.value(0)))
+}
