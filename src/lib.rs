@@ -7,7 +7,8 @@
 //! 1. **cores** — pure algorithms on slices ([`eigen`], [`sketch`], [`prune`], [`hash`]): the
 //!    `sketchpipe-core` crate, re-exported here; no Arrow, no I/O, no async.
 //! 2. **rows** — the bridge from Arrow record batches to contiguous dense rows ([`rows`]).
-//! 3. **operators** — a core + its rows adapter + its output tables ([`operators`]); SQL
+//! 3. **operators** — one module per op behind one trait, listed in one registry: a core + its
+//!    rows adapter + its keys ([`keys`]) + its output tables ([`operators`]); SQL
 //!    functions over the same cores ([`udf`]).
 //! 4. **pipeline** — TOML spec → validated plan → run with tokio ([`pipeline`]).
 //! 5. **front ends** — the CLI (`src/main.rs`), the SQL command ([`query`]) and the data

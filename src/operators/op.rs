@@ -11,7 +11,7 @@ use std::path::Path;
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::dataframe::DataFrame;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{AggregateUDF, Expr, ScalarUDF};
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 
@@ -20,12 +20,22 @@ use crate::keys::Keys;
 use crate::sketch::stored::{Header, StoredSketch};
 use crate::Result;
 
-/// One op of the registry: its name in pipeline files and how to read a stage's keys.
+/// One op of the registry: its name in pipeline files, how to read a stage's keys, and the SQL
+/// functions over the same cores.
 pub struct OpKind {
     pub name: &'static str,
     /// Reads the op's own keys (the runner reads `op`, the input keys and `incremental`);
     /// every key the parser asks for is accepted, any other is refused by the caller.
     pub parse: fn(&mut Keys<'_>) -> Result<Box<dyn Op>>,
+    /// The op's SQL functions, registered in every session sketchpipe makes.
+    pub functions: fn() -> Functions,
+}
+
+/// SQL functions an op brings.
+#[derive(Debug, Default)]
+pub struct Functions {
+    pub scalar: Vec<ScalarUDF>,
+    pub aggregate: Vec<AggregateUDF>,
 }
 
 /// What a stage reads, as the pipeline file spells it.

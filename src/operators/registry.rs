@@ -5,9 +5,9 @@ use super::op::OpKind;
 
 /// The ops, in the order `--help` and error messages list them.
 pub const OPS: &[OpKind] = &[
-    super::top_eigenvector::KIND,
-    super::prune_scores::KIND,
-    super::coordinated_sketch::KIND,
+    super::top_eigenvector::stage::KIND,
+    super::prune_scores::stage::KIND,
+    super::coordinated_sketch::stage::KIND,
     super::sketch_product::KIND,
     super::sketch_merge::KIND,
     super::sketch_regression::KIND,

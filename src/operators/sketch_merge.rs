@@ -15,6 +15,7 @@ use crate::{Error, Result};
 pub const KIND: OpKind = OpKind {
     name: "sketch_merge",
     parse: |_| Ok(Box::new(SketchMerge)),
+    functions: crate::udf::sketches::merge_functions,
 };
 
 /// `op = "sketch_merge"`.

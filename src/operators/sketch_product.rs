@@ -29,6 +29,7 @@ use crate::Result;
 pub const KIND: OpKind = OpKind {
     name: "sketch_product",
     parse: |_| Ok(Box::new(SketchProduct)),
+    functions: crate::udf::sketches::product_functions,
 };
 
 /// `op = "sketch_product"`.

@@ -26,7 +26,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use faer::prelude::Solve;
 use faer::Mat;
 
-use super::op::{Execution, FromSketches, InputForm, Op, OpKind};
+use super::op::{Execution, FromSketches, Functions, InputForm, Op, OpKind};
 use super::{OutputTable, TableDecl};
 use crate::keys::Keys;
 use crate::sketch::stored::{self, Header, StoredSketch};
@@ -37,6 +37,7 @@ use crate::{Error, Result};
 pub const KIND: OpKind = OpKind {
     name: "sketch_regression",
     parse: |keys| Ok(Box::new(parse(keys)?)),
+    functions: Functions::default,
 };
 
 /// Reads a `sketch_regression` stage's keys.

@@ -13,10 +13,14 @@
 //! row-major `Vec<f64>`; nothing is allocated per row. A valid `Float64` list batch is not
 //! copied at all: its child buffer is already the row-major view.
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, OffsetSizeTrait, RecordBatch};
+mod lists;
+
+pub use lists::{Floats, ListView};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type, Schema};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Schema};
 
 use crate::{Error, Result};
 
@@ -227,87 +231,31 @@ impl DenseRowReader {
     }
 
     fn read_list<'a>(&mut self, array: &'a ArrayRef, name: &str) -> Result<Rows<'a>> {
-        match array.data_type() {
-            DataType::List(_) => self.read_var_list::<i32>(array, name),
-            DataType::LargeList(_) => self.read_var_list::<i64>(array, name),
-            DataType::FixedSizeList(_, size) => {
-                let list = array.as_fixed_size_list();
-                let size = *size as usize;
-                let offset = list.offset();
-                let values = list.values();
-                let ranges = |i: usize| ((offset + i) * size, (offset + i + 1) * size);
-                self.fill_from_list(name, list.len(), list.nulls(), values, ranges)
-            }
-            other => Err(Error::Input(format!(
-                "column `{name}` changed type mid-stream to {other}"
-            ))),
-        }
-    }
-
-    fn read_var_list<'a, O: OffsetSizeTrait>(
-        &mut self,
-        array: &'a ArrayRef,
-        name: &str,
-    ) -> Result<Rows<'a>> {
-        let list = array.as_list::<O>();
-        let offsets = list.value_offsets();
-        let ranges = |i: usize| (offsets[i].as_usize(), offsets[i + 1].as_usize());
-        self.fill_from_list(name, list.len(), list.nulls(), list.values(), ranges)
-    }
-
-    fn fill_from_list<'a>(
-        &mut self,
-        name: &str,
-        n: usize,
-        nulls: Option<&NullBuffer>,
-        values: &'a ArrayRef,
-        ranges: impl Fn(usize) -> (usize, usize),
-    ) -> Result<Rows<'a>> {
-        match values.data_type() {
-            DataType::Float32 => {
-                let v = values.as_primitive::<Float32Type>();
-                self.fill_rows(name, n, nulls, v.values(), v.nulls(), ranges)
-                    .map(Rows::Copied)
-            }
-            DataType::Float64 => {
-                let v = values.as_primitive::<Float64Type>();
-                if let Some(rows) = self.borrow_rows(n, nulls, v.values(), v.nulls(), &ranges) {
+        let Some(view) = ListView::of(array.as_ref()) else {
+            return Err(Error::Input(format!(
+                "column `{name}` changed type mid-stream to {}; expected a list of Float32 or \
+                 Float64",
+                array.data_type()
+            )));
+        };
+        match view.values() {
+            Floats::F32(values) => self.fill_rows(name, &view, values).map(Rows::Copied),
+            Floats::F64(values) => {
+                if let Some(rows) = self.borrow_rows(&view) {
                     return Ok(Rows::Borrowed(rows));
                 }
-                self.fill_rows(name, n, nulls, v.values(), v.nulls(), ranges)
-                    .map(Rows::Copied)
+                self.fill_rows(name, &view, values).map(Rows::Copied)
             }
-            other => Err(Error::Input(format!(
-                "column `{name}` holds {other} values; expected Float32 or Float64"
-            ))),
         }
     }
 
     /// The batch's rows as one slice of the child buffer, when every row is valid: none null,
     /// all of the one width (learning it from the first row if need be), every value finite.
     /// `None` sends the batch down the copying path, which names the first bad row.
-    fn borrow_rows<'a>(
-        &mut self,
-        n: usize,
-        row_nulls: Option<&NullBuffer>,
-        values: &'a [f64],
-        value_nulls: Option<&NullBuffer>,
-        ranges: &impl Fn(usize) -> (usize, usize),
-    ) -> Option<&'a [f64]> {
-        if n == 0
-            || row_nulls.is_some_and(|nb| nb.null_count() > 0)
-            || value_nulls.is_some_and(|nb| nb.null_count() > 0)
-        {
+    fn borrow_rows<'a>(&mut self, view: &ListView<'a>) -> Option<&'a [f64]> {
+        let (Floats::F64(rows), d) = view.uniform(self.dim)? else {
             return None;
-        }
-        let (first, first_end) = ranges(0);
-        let d = self.dim.unwrap_or(first_end - first);
-        // List rows are contiguous (row i ends where row i + 1 starts), so equal widths
-        // everywhere is the same as every row starting where the width says it should.
-        if d == 0 || (1..=n).any(|i| ranges(i - 1).1 != first + i * d) {
-            return None;
-        }
-        let rows = &values[first..first + n * d];
+        };
         let finite = rows
             .chunks(4096)
             .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()));
@@ -323,22 +271,19 @@ impl DenseRowReader {
     fn fill_rows<T: Copy + Into<f64>>(
         &mut self,
         name: &str,
-        n: usize,
-        row_nulls: Option<&NullBuffer>,
+        view: &ListView<'_>,
         values: &[T],
-        value_nulls: Option<&NullBuffer>,
-        ranges: impl Fn(usize) -> (usize, usize),
     ) -> Result<usize> {
-        let value_nulls = value_nulls.filter(|nb| nb.null_count() > 0);
+        let n = view.len();
         self.buf.reserve(n * self.dim.unwrap_or(0));
         let mut valid = 0;
         for i in 0..n {
-            if row_nulls.is_some_and(|nb| nb.is_null(i)) {
+            if view.is_null(i) {
                 self.invalid(name, i, "the list is null".into())?;
                 continue;
             }
-            let (start, end) = ranges(i);
-            let len = end - start;
+            let range = view.range(i);
+            let len = range.len();
             match self.dim {
                 None if len == 0 => {
                     self.invalid(name, i, "the list is empty".into())?;
@@ -358,15 +303,13 @@ impl DenseRowReader {
                 }
                 Some(_) => {}
             }
-            if let Some(nb) = value_nulls {
-                if let Some(k) = (start..end).find(|&k| nb.is_null(k)) {
-                    self.invalid(name, i, format!("null value at position {}", k - start))?;
-                    continue;
-                }
+            if let Some(k) = view.null_value(i) {
+                self.invalid(name, i, format!("null value at position {k}"))?;
+                continue;
             }
             let mark = self.buf.len();
             self.buf
-                .extend(values[start..end].iter().map(|&x| Into::<f64>::into(x)));
+                .extend(values[range].iter().map(|&x| Into::<f64>::into(x)));
             if let Some(k) = self.buf[mark..].iter().position(|v| !v.is_finite()) {
                 let bad = self.buf[mark + k];
                 self.buf.truncate(mark);
@@ -636,7 +579,7 @@ mod tests {
     use datafusion::arrow::array::{
         FixedSizeListArray, Float32Array, Float64Array, Int32Array, ListArray, StringArray,
     };
-    use datafusion::arrow::datatypes::Field;
+    use datafusion::arrow::datatypes::{Field, Float32Type};
     use std::sync::Arc;
 
     fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {

@@ -21,14 +21,29 @@ use datafusion::arrow::compute::is_not_null;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+};
 
-use super::{df_err, literal};
+use super::args::{df_err, literal};
 use crate::eigen::{FrequentDirections, Gram};
 use crate::operators::eigen_state::{self, MergeableEigen};
+use crate::operators::op::Functions;
 use crate::operators::top_eigenvector::DEFAULT_ELL;
 use crate::operators::Algorithm;
 use crate::rows::{DenseRowReader, OnInvalid};
+
+/// The `top_eigenvector` op's SQL functions: `top_eigenvector`, `top_eigenvector_stats` and
+/// `top_eigenvector_state`.
+pub fn functions() -> Functions {
+    Functions {
+        scalar: Vec::new(),
+        aggregate: [Output::Vector, Output::Stats, Output::State]
+            .into_iter()
+            .map(|o| AggregateUDF::from(TopEigenvector::new(o)))
+            .collect(),
+    }
+}
 
 /// What a top-eigenvector aggregate returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

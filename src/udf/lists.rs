@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, Float64Array};
+use datafusion::arrow::array::Float64Array;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{plan_err, Result as DfResult};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::FloatLists;
+use super::args::FloatLists;
 use crate::prune::mean_std;
 use crate::rows::is_number_list;
 
@@ -63,7 +63,7 @@ impl ScalarUDFImpl for ListStat {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let lists = FloatLists::new(&arrays[0])?;
-        let nulls = lists.list.values().nulls().cloned();
+        let nulls = lists.item_nulls().cloned();
         let mut buf = Vec::new();
         let out: Float64Array = (0..lists.len())
             .map(|row| {

@@ -19,12 +19,28 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{exec_err, plan_err, Result as DfResult};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{DenseValues, FloatLists};
+use super::args::FloatLists;
+use crate::operators::op::Functions;
 use crate::prune::{check_probabilities, el2n, el2n_rows, grand_last_layer, softmax_into, Target};
 use crate::rows::is_number_list;
+use crate::rows::Floats;
+
+/// The `prune_scores` op's SQL functions: `el2n`, `el2n_probs`, `grand`, `grand_probs`.
+pub fn functions() -> Functions {
+    let mut scalar = Vec::new();
+    for kind in [Kind::El2n, Kind::Grand] {
+        for probs in [false, true] {
+            scalar.push(ScalarUDF::from(Score::new(kind, probs)));
+        }
+    }
+    Functions {
+        scalar,
+        aggregate: Vec::new(),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Kind {
@@ -91,8 +107,8 @@ impl Score {
         }
         SCRATCH.with_borrow_mut(|e| {
             let done = match z {
-                DenseValues::F32(z) => el2n_rows(z, k, classes.values(), e, &mut scores),
-                DenseValues::F64(z) => el2n_rows(z, k, classes.values(), e, &mut scores),
+                Floats::F32(z) => el2n_rows(z, k, classes.values(), e, &mut scores),
+                Floats::F64(z) => el2n_rows(z, k, classes.values(), e, &mut scores),
             };
             if e.capacity() > KEEP {
                 *e = Vec::new();

@@ -32,12 +32,13 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef}
 use datafusion::common::{exec_err, plan_err, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    TypeSignature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 
-use super::{df_err, literal};
+use super::args::{df_err, literal};
 use crate::operators::coordinated_sketch::{table, CoordinatedSketchOp, CoordinatedSketchParams};
+use crate::operators::op::Functions;
 use crate::operators::{Operator, PassInfo};
 use crate::rows::{is_number_list, is_sparse_list, is_string};
 use crate::sketch::stored::{self, Header, StoredSketch};
@@ -88,6 +89,34 @@ fn binary_state(args: &StateFieldsArgs) -> Vec<FieldRef> {
         DataType::Binary,
         true,
     ))]
+}
+
+/// The `coordinated_sketch` op's SQL functions: the aggregates `priority_sketch` and
+/// `coordinated_sketch`.
+pub fn sketch_functions() -> Functions {
+    Functions {
+        scalar: Vec::new(),
+        aggregate: vec![
+            AggregateUDF::from(SketchUdaf::priority()),
+            AggregateUDF::from(SketchUdaf::general()),
+        ],
+    }
+}
+
+/// The `sketch_merge` op's SQL function: the aggregate `sketch_merge`.
+pub fn merge_functions() -> Functions {
+    Functions {
+        scalar: Vec::new(),
+        aggregate: vec![AggregateUDF::from(SketchMergeUdaf::new())],
+    }
+}
+
+/// The `sketch_product` op's SQL function: the scalar `sketch_product`.
+pub fn product_functions() -> Functions {
+    Functions {
+        scalar: vec![ScalarUDF::from(SketchProduct::new())],
+        aggregate: Vec::new(),
+    }
 }
 
 /// `priority_sketch` (priority only, four arguments) or `coordinated_sketch` (any method that

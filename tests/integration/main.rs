@@ -15,6 +15,7 @@ mod cluster_stages;
 mod coordinated_sketches;
 mod generate;
 mod incremental;
+mod layout;
 mod prune_scores;
 mod readme_sql;
 mod run;

@@ -11,11 +11,9 @@
 //! * `stats` — `method`, `rows`, `dim`, `size`, `stored_words` (64-bit words, §2), `kept`,
 //!   `frobenius_sq`, `level` (`τ` or `λ`), `seed`, `hash`.
 
-mod stage;
+pub mod stage;
 pub mod table;
 pub mod unique;
-
-pub use stage::{parse, KIND};
 
 use std::path::Path;
 use std::sync::{Arc, LazyLock};

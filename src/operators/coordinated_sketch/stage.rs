@@ -23,6 +23,7 @@ use crate::{Error, Result};
 pub const KIND: OpKind = OpKind {
     name: "coordinated_sketch",
     parse: |keys| Ok(Box::new(parse(keys)?)),
+    functions: crate::udf::sketches::sketch_functions,
 };
 
 impl Op for CoordinatedSketchParams {

@@ -22,9 +22,8 @@
 pub mod masks;
 pub mod proxy;
 pub mod runs;
-mod stage;
-
-pub use stage::{parse, KIND};
+mod sql;
+pub mod stage;
 
 use std::sync::Arc;
 

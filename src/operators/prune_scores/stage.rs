@@ -22,6 +22,7 @@ use crate::Result;
 pub const KIND: OpKind = OpKind {
     name: "prune_scores",
     parse: |keys| Ok(Box::new(parse(keys)?)),
+    functions: crate::udf::scores::functions,
 };
 
 /// The per-id scratch table of a stage, in its scratch directory.

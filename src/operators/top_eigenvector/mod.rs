@@ -18,9 +18,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-mod stage;
-
-pub use stage::{parse, KIND};
+pub mod stage;
 
 use super::eigen_state::{self, MergeableEigen};
 use super::{Operator, OutputTable, PassInfo, PassKind, TableDecl};

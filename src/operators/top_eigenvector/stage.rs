@@ -21,6 +21,7 @@ use crate::{Error, Result};
 pub const KIND: OpKind = OpKind {
     name: "top_eigenvector",
     parse: |keys| Ok(Box::new(parse(keys)?)),
+    functions: crate::udf::eigen::functions,
 };
 
 impl Op for TopEigenvectorParams {
