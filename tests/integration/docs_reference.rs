@@ -657,6 +657,94 @@ async fn the_reference_lists_every_sql_function_the_binary_registers() {
 }
 
 // ---------------------------------------------------------------------------------------
+// JSON log records
+
+/// The records of `--log-format json` output on stderr.
+fn json_records(out: &Output) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    stderr(out)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("not a JSON record ({e}): {l}"))
+                .as_object()
+                .cloned()
+                .unwrap_or_else(|| panic!("not a JSON object: {l}"))
+        })
+        .collect()
+}
+
+#[test]
+fn every_json_log_record_a_command_prints_is_in_the_reference_with_its_fields() {
+    let all = sections(&reference());
+    let table = chapter(&all, "JSON log records")[0];
+    // event → its added fields
+    let documented: BTreeMap<String, BTreeSet<String>> = table
+        .rows
+        .iter()
+        .map(|r| (row_key(r), set(backticked(&r[2]))))
+        .collect();
+
+    let tmp = TempDir::new().unwrap();
+    let json = ["--log-format", "json"];
+    let demo = root().join("pipelines/demo.toml");
+    let extra = tmp.path().join("extra");
+    let extra_file = extra_pipeline(&extra);
+    let generated = tmp.path().join("generated.parquet");
+    let bad = write_pipeline(tmp.path(), "[stages.s]\nop = \"sketch_merge\"\n");
+    let out_dir = tmp.path().join("demo");
+    let commands: [Vec<&str>; 4] = [
+        vec![
+            "run",
+            demo.to_str().unwrap(),
+            "--output-dir",
+            out_dir.to_str().unwrap(),
+        ],
+        vec!["run", extra_file.to_str().unwrap()],
+        vec![
+            "generate",
+            "low-rank",
+            "--out",
+            generated.to_str().unwrap(),
+            "--rows",
+            "100",
+        ],
+        vec!["run", bad.to_str().unwrap()],
+    ];
+    let mut seen = BTreeSet::new();
+    for mut args in commands {
+        args.extend(json);
+        let out = sketchpipe(&args);
+        for record in json_records(&out) {
+            let event = record["event"].as_str().expect("an event").to_string();
+            let fields: BTreeSet<String> = record
+                .keys()
+                .filter(|k| !matches!(k.as_str(), "time" | "level" | "event" | "message"))
+                .cloned()
+                .collect();
+            let doc = documented.get(&event).unwrap_or_else(|| {
+                panic!("`sketchpipe {args:?}` printed event `{event}`, which docs/reference.md does not list")
+            });
+            assert_same(&format!("fields of JSON event `{event}`"), doc, &fields);
+            seen.insert(event);
+        }
+    }
+    for event in [
+        "scan_started",
+        "scan_done",
+        "stage_written",
+        "incremental",
+        "run_done",
+        "file_written",
+        "error",
+    ] {
+        assert!(
+            seen.contains(event),
+            "no command printed `{event}`: {seen:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Exit codes
 
 #[test]
