@@ -13,6 +13,7 @@ mod bad_inputs;
 mod ballista;
 mod cluster_stages;
 mod coordinated_sketches;
+mod docs_reference;
 mod generate;
 mod incremental;
 mod layout;

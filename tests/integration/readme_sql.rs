@@ -1,7 +1,8 @@
-//! Every `cargo run --release -- sql …` command in the README's `sh` blocks runs, on the
-//! shipped data, and prints what its comments say: a number written `0.2797…` in a comment
-//! line next to the command must start a number of its output. A `--pipeline P.toml` command
-//! gets that pipeline's outputs, written to a temporary directory first.
+//! Every `cargo run --release -- sql …` command in the `sh` blocks of the README and of
+//! `docs/guide.md` runs, on the shipped data, and prints what its comments say: a number
+//! written `0.2797…` in a comment line next to the command must start a number of its output.
+//! A `--pipeline P.toml` command gets that pipeline's outputs, written to a temporary
+//! directory first.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,23 +13,27 @@ use tempfile::TempDir;
 
 const PREFIX: &str = "cargo run --release -- sql";
 
-/// A README command and the comment lines around it.
+/// The files whose examples run.
+const FILES: [&str; 2] = ["README.md", "docs/guide.md"];
+
+/// A command of one of [`FILES`] and the comment lines around it.
 struct Example {
-    line: usize,
+    /// `FILE:LINE`, for messages.
+    line: String,
     command: String,
     comments: Vec<String>,
 }
 
-fn examples(readme: &str) -> Vec<Example> {
+fn examples_of(file: &str, text: &str) -> Vec<Example> {
     let mut out = Vec::new();
     let mut in_sh = false;
     // Logical lines of the current block: (first line number, text).
     let mut lines: Vec<(usize, String)> = Vec::new();
     let mut pending = String::new();
-    for (i, raw) in readme.lines().enumerate() {
+    for (i, raw) in text.lines().enumerate() {
         if raw.trim_start().starts_with("```") {
             if in_sh {
-                out.extend(in_block(&lines));
+                out.extend(in_block(file, &lines));
                 lines.clear();
             }
             in_sh = !in_sh && raw.trim() == "```sh";
@@ -49,7 +54,7 @@ fn examples(readme: &str) -> Vec<Example> {
     out
 }
 
-fn in_block(lines: &[(usize, String)]) -> Vec<Example> {
+fn in_block(file: &str, lines: &[(usize, String)]) -> Vec<Example> {
     let is_comment = |s: &str| s.trim_start().starts_with('#');
     let mut out = Vec::new();
     for (k, (line, text)) in lines.iter().enumerate() {
@@ -75,7 +80,7 @@ fn in_block(lines: &[(usize, String)]) -> Vec<Example> {
             comments.extend(after.into_iter().cloned());
         }
         out.push(Example {
-            line: *line,
+            line: format!("{file}:{line}"),
             command: text.clone(),
             comments,
         });
@@ -83,7 +88,7 @@ fn in_block(lines: &[(usize, String)]) -> Vec<Example> {
     out
 }
 
-/// Shell words: blanks separate, double quotes group (the README's commands need no more).
+/// Shell words: blanks separate, double quotes group (the documented commands need no more).
 fn words(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     let (mut cur, mut quoted, mut any) = (String::new(), false, false);
@@ -127,10 +132,15 @@ fn promised_numbers(comment: &str) -> Vec<String> {
 }
 
 #[test]
-fn every_sql_example_in_the_readme_runs_and_prints_what_it_says() {
+fn every_sql_example_in_the_readme_and_the_guide_runs_and_prints_what_it_says() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let examples = examples(&readme);
+    let mut examples = Vec::new();
+    for file in FILES {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let found = examples_of(file, &text);
+        assert!(!found.is_empty(), "{file} has no `sql` examples");
+        examples.extend(found);
+    }
     assert!(
         examples.len() >= 10,
         "found only {} examples",
@@ -165,7 +175,7 @@ fn every_sql_example_in_the_readme_runs_and_prints_what_it_says() {
             .unwrap();
         assert!(
             out.status.success(),
-            "README line {}: {}\n{}",
+            "{}: {}\n{}",
             ex.line,
             ex.command,
             stderr(&out)
@@ -173,14 +183,14 @@ fn every_sql_example_in_the_readme_runs_and_prints_what_it_says() {
         let printed = stdout(&out);
         assert!(
             printed.lines().count() >= 5,
-            "README line {}: no rows?\n{printed}",
+            "{}: no rows?\n{printed}",
             ex.line
         );
         for comment in &ex.comments {
             for num in promised_numbers(comment) {
                 assert!(
                     printed.contains(&num),
-                    "README line {}: the comment promises {num}…, the output is\n{printed}",
+                    "{}: the comment promises {num}…, the output is\n{printed}",
                     ex.line
                 );
             }
@@ -202,7 +212,7 @@ fn every_sql_example_in_the_readme_runs_and_prints_what_it_says() {
         "sketch_merge(",
         "sketch_product(",
     ] {
-        assert!(all.contains(f), "no README example runs {f}…)");
+        assert!(all.contains(f), "no example in {FILES:?} runs {f}…)");
     }
 }
 
