@@ -1,7 +1,7 @@
 //! Correlation `⟨v, v₁⟩²` against the gap `R = σ₁²/σ₂²` for the four top-eigenvector
 //! algorithms, on the `low-rank` and `heavy-row` families of `docs/algorithms.md` §1f.
 //!
-//! `cargo bench --bench gap_table` prints the Markdown table of the README. Each algorithm
+//! `cargo bench --bench gap_table` prints the Markdown table of `docs/performance.md`. Each algorithm
 //! runs through the real operator with its default parameters (`random-order`: prefix
 //! estimate of `‖A‖_F²`, `k = 4`, `p = ⌈2 ln d⌉`; `oja`: the `2^k/‖A‖_F²` grid with the
 //! held-out pick; `frequent-directions`: `ℓ = 32`), on data generated in random order with a

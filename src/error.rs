@@ -43,7 +43,7 @@ pub enum Error {
     Parquet(#[from] ParquetError),
 }
 
-/// The process exit codes of the `sketchpipe` command, documented in the README for
+/// The process exit codes of the `sketchpipe` command, documented in `docs/reference.md` for
 /// schedulers: retry on [`ExitKind::Busy`], alert a human on the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitKind {

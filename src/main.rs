@@ -50,7 +50,7 @@ enum Command {
     /// Raw files are tables too, quoted: FROM 'data/x.parquet', 'runs/', 'runs/*.parquet' —
     /// alone or joined with stage outputs in one statement.
     ///
-    /// sketchpipe's functions (README "SQL functions" has each with a runnable example):
+    /// sketchpipe's functions (`docs/reference.md` "SQL functions" has each):
     /// el2n, grand, el2n_probs, grand_probs (pruning scores per row); uniform_hash (the
     /// shared key hash); list_mean, list_stddev; aggregates top_eigenvector,
     /// top_eigenvector_stats, top_eigenvector_state, priority_sketch, coordinated_sketch,

@@ -127,7 +127,7 @@ async fn el2n_and_grand_match_their_definitions() {
         let h_sq: f64 = data.h[i].iter().map(|v| v * v).sum();
         assert!((grand[i].unwrap() - e * (h_sq + 1.0).sqrt()).abs() < 1e-12);
     }
-    // The README's aggregate example shape: GROUP BY over the score.
+    // The docs' aggregate example shape: GROUP BY over the score.
     let by_label = column(&format!(
         "SELECT avg(el2n(logits, label)) {from} GROUP BY label ORDER BY label"
     ))
@@ -176,7 +176,7 @@ async fn bad_arguments_fail_with_the_reason_and_nulls_stay_null() {
 
 #[test]
 fn the_readme_example_gives_the_numbers_it_shows() {
-    // The same statement as the README's SQL-functions example, through the real binary and
+    // The same statement as the README's SQL example, through the real binary and
     // without a pipeline: `sql` needs no outputs for functions and quoted files.
     let out = sketchpipe(&[
         "sql",

@@ -22,7 +22,7 @@
 //!    matrix is formed unless `H` already holds more than `d` rows.
 //!
 //! Deviations from the pseudo-code of §1c, each an improvement measured by the tests and the
-//! gap table in the README:
+//! gap table of `docs/performance.md`:
 //! * **A block of `k` vectors** (subspace iteration, `block_width`, default 4) instead of one:
 //!   it converges at rate `σ_{k+1}²/σ_1²` rather than `σ_2²/σ_1²` and represents a light part
 //!   whose top directions are close in value.
