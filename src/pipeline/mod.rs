@@ -5,7 +5,8 @@
 //! * [`run`](mod@run) checks every stage against its input schema, has
 //! * `group` scan each input once for all the stages reading it, pass by pass, and hands the
 //!   results to
-//! * [`sink`], which writes each stage's tables atomically;
+//! * `writer`, which writes each stage's tables uncommitted and commits them all at the end
+//!   through [`sink`], atomically;
 //! * [`shuffle`] gives stages that ask for it an exactly uniform row order, out of core.
 
 mod group;
@@ -20,6 +21,7 @@ pub mod shuffle;
 pub mod sink;
 pub mod source;
 pub mod spec;
+mod writer;
 
 pub use run::{run, RunOptions, RunSummary, StageSummary};
 pub use spec::{FileFormat, Input, PipelineSpec, SourceSpec, StageSpec};

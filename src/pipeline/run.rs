@@ -26,11 +26,13 @@ use super::incremental::{self, Increment};
 use super::interrupt::{interruptible, Interrupt};
 use super::lock::OutputLock;
 use super::remote;
-use super::sink::{ScratchDir, StageOutput};
+use super::sink::ScratchDir;
 use super::source::{
     files_frame, register_sources, session_with_memory, source_files, source_frame,
 };
 use super::spec::{Input, PipelineSpec, SketchRef, StageSpec};
+use super::writer::{Produced, StageWriter};
+pub use super::writer::{RunSummary, StageSummary};
 use crate::operators::coordinated_sketch::table;
 use crate::operators::op::{Execution, StageContext, StageTables};
 use crate::operators::{Operator, OutputTable};
@@ -64,27 +66,6 @@ impl std::fmt::Debug for RunOptions {
             .field("cluster", &self.cluster.as_ref().map(|c| c.session_id()))
             .finish()
     }
-}
-
-/// What a run wrote.
-#[derive(Debug, Clone)]
-pub struct RunSummary {
-    pub output_dir: PathBuf,
-    pub stages: Vec<StageSummary>,
-}
-
-/// One stage of a finished run.
-#[derive(Debug, Clone)]
-pub struct StageSummary {
-    pub name: String,
-    /// The committed output directory.
-    pub dir: PathBuf,
-    pub tables: Vec<String>,
-    /// Input rows read (valid or not).
-    pub rows_read: u64,
-    /// Seconds from the start of the stage's scan (or query) to its tables being written;
-    /// stages sharing a scan share its time.
-    pub seconds: f64,
 }
 
 /// Runs `spec`; see the module docs.
@@ -135,7 +116,8 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
     // Phase 2: outputs written uncommitted, in dependency order.
     let mut writer = StageWriter {
         spec,
-        opts,
+        progress: opts.progress,
+        run_date: opts.run_date,
         output_dir: &output_dir,
         produced: BTreeMap::new(),
         pending: Vec::new(),
@@ -296,9 +278,6 @@ struct Runner<'a> {
     scratch: BTreeMap<String, ScratchDir>,
     increments: BTreeMap<String, Increment>,
 }
-
-/// Where finished stages' tables are, by `(stage, table)`, for the stages reading them.
-type Produced = BTreeMap<(String, String), PathBuf>;
 
 impl Runner<'_> {
     /// What a stage's operator, query or finish step is handed.
@@ -565,138 +544,4 @@ fn read_sketch(path: &Path, from: &SketchRef) -> Result<(StoredSketch, Header)> 
         )));
     }
     table::read(path)
-}
-
-/// Writes finished stages' tables uncommitted, records where later stages find them, and
-/// commits them all at the end of a good run.
-struct StageWriter<'a> {
-    spec: &'a PipelineSpec,
-    opts: &'a RunOptions,
-    output_dir: &'a Path,
-    produced: Produced,
-    pending: Vec<(StageOutput, StageSummary)>,
-}
-
-impl StageWriter<'_> {
-    /// Writes a stage's tables (the streamed one first, then the in-memory ones); errors name
-    /// the stage. `started` is when the stage's scan or query began.
-    async fn write(
-        &mut self,
-        stage: &StageSpec,
-        tables: StageTables,
-        interrupt: &Interrupt,
-        started: Instant,
-    ) -> Result<()> {
-        let written = self
-            .write_tables(stage, tables, interrupt, started)
-            .await
-            .map_err(|e| e.context(self.spec.stage_context(stage)))?;
-        self.pending.push(written);
-        Ok(())
-    }
-
-    async fn write_tables(
-        &mut self,
-        stage: &StageSpec,
-        tables: StageTables,
-        interrupt: &Interrupt,
-        started: Instant,
-    ) -> Result<(StageOutput, StageSummary)> {
-        let (spec, opts) = (self.spec, self.opts);
-        let rows_read = tables.rows_read;
-        let output = StageOutput::create(self.output_dir, &stage.name, opts.run_date)?;
-        let mut names: Vec<String> = Vec::new();
-        if let Some((name, frame)) = tables.streamed {
-            let meta = metadata(spec, stage, name, rows_read, opts);
-            interruptible(interrupt, output.write_frame(name, frame, meta)).await?;
-            names.push(name.into());
-        }
-        for table in &tables.tables {
-            let mut meta = metadata(spec, stage, table.name, rows_read, opts);
-            meta.extend(table.metadata.iter().cloned());
-            output.write_table(table, meta)?;
-            names.push(table.name.to_string());
-        }
-        for name in &names {
-            self.produced.insert(
-                (stage.name.clone(), name.clone()),
-                output.tmp_table_path(name),
-            );
-        }
-        let summary = StageSummary {
-            name: stage.name.clone(),
-            dir: output.final_dir().to_path_buf(),
-            tables: names,
-            rows_read,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        Ok((output, summary))
-    }
-
-    /// Moves every stage's outputs into place.
-    fn commit(self) -> Result<RunSummary> {
-        let mut stages = Vec::with_capacity(self.pending.len());
-        for (output, summary) in self.pending {
-            output.commit()?;
-            event(
-                self.opts.progress,
-                "stage_written",
-                &format!(
-                    "stage `{}`: wrote {} ({}) in {:.1}s",
-                    summary.name,
-                    summary.dir.display(),
-                    summary.tables.join(", "),
-                    summary.seconds
-                ),
-                &[
-                    ("stage", Value::from(summary.name.as_str())),
-                    ("dir", Value::from(summary.dir.display().to_string())),
-                    ("tables", Value::from(summary.tables.clone())),
-                    ("rows_read", Value::from(summary.rows_read)),
-                    ("seconds", Value::from(summary.seconds)),
-                ],
-            );
-            stages.push(summary);
-        }
-        Ok(RunSummary {
-            output_dir: self.output_dir.to_path_buf(),
-            stages,
-        })
-    }
-}
-
-/// The key-value metadata of every output table: what made it, from what, with which seed.
-fn metadata(
-    spec: &PipelineSpec,
-    stage: &StageSpec,
-    table: &str,
-    rows_read: u64,
-    opts: &RunOptions,
-) -> Vec<(String, String)> {
-    let input_path = match &stage.input {
-        Input::Source(name) => spec.sources[name].describe(),
-        Input::StageTable { stage, table } => format!("{stage}.{table}"),
-        sketches @ Input::Sketches(_) => sketches.to_string(),
-    };
-    let mut kv = vec![
-        ("sketchpipe.version", crate::VERSION.to_string()),
-        ("sketchpipe.pipeline", spec.name.clone()),
-        ("sketchpipe.pipeline_file", spec.file.display().to_string()),
-        ("sketchpipe.stage", stage.name.clone()),
-        ("sketchpipe.table", table.to_string()),
-        ("sketchpipe.op", stage.op.name().to_string()),
-        (
-            "sketchpipe.params",
-            toml::to_string(&stage.params).unwrap_or_default(),
-        ),
-        ("sketchpipe.input.path", input_path),
-        ("sketchpipe.input.rows", rows_read.to_string()),
-    ];
-    if let Some(seed) = stage.op.seed() {
-        kv.push(("sketchpipe.seed", seed.to_string()));
-    }
-    if let Some(d) = opts.run_date {
-        kv.push(("sketchpipe.run_date", d.to_string()));
-    }
-    kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }

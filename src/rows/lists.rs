@@ -108,6 +108,22 @@ impl<'a> ListView<'a> {
         r.into_iter().find(|&k| nulls.is_null(k)).map(|k| k - start)
     }
 
+    /// Row `row`'s values as `f64` into `out` (meaningful where [`ListView::null_value`] is
+    /// `None`).
+    pub fn row_into(&self, row: usize, out: &mut Vec<f64>) {
+        out.clear();
+        let range = self.range(row);
+        match self.values {
+            Floats::F32(v) => out.extend(v[range].iter().map(|x| *x as f64)),
+            Floats::F64(v) => out.extend_from_slice(&v[range]),
+        }
+    }
+
+    /// Whether value `k` of the child buffer (an index from [`ListView::range`]) is present.
+    pub fn is_valid_value(&self, k: usize) -> bool {
+        self.value_nulls.is_none_or(|nb| nb.is_valid(k))
+    }
+
     /// Whether no row and no value is null.
     pub fn no_nulls(&self) -> bool {
         self.row_nulls.is_none() && self.value_nulls.is_none()

@@ -2,7 +2,6 @@
 //! list-of-numbers arguments read in place.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray};
-use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
@@ -11,7 +10,7 @@ use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::physical_expr::expressions::Literal;
 use std::sync::Arc;
 
-use crate::rows::{Floats, ListView};
+use crate::rows::ListView;
 
 /// A sketchpipe error inside DataFusion (its exit code survives the trip: see
 /// [`crate::Error::exit_kind`]).
@@ -40,9 +39,10 @@ pub(super) fn as_f64_list(array: &ArrayRef) -> DfResult<ListArray> {
     Ok(cast(array, &target)?.as_list::<i32>().clone())
 }
 
-/// A list-of-numbers argument read as row slices straight from the buffers (no per-row array
-/// object), through the rows adapter's [`ListView`]. `List<Float32>` and `List<Float64>` are
-/// read as they are; other layouts are cast to `List<Float64>` first.
+/// A list-of-numbers argument, read as row slices straight from the buffers (no per-row array
+/// object) through the rows adapter's [`ListView`] — taken once per batch, not per row.
+/// `List<Float32>` and `List<Float64>` are read as they are; other layouts are cast to
+/// `List<Float64>` first.
 pub(super) struct FloatLists {
     list: ListArray,
 }
@@ -58,52 +58,8 @@ impl FloatLists {
         Ok(FloatLists { list })
     }
 
-    fn view(&self) -> ListView<'_> {
+    /// The rows, in place.
+    pub(super) fn view(&self) -> ListView<'_> {
         ListView::of(&self.list).expect("a list of Float32 or Float64")
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    pub(super) fn is_null(&self, row: usize) -> bool {
-        self.list.is_null(row)
-    }
-
-    /// The row's values into `out` (meaningful only where [`Self::has_null_item`] is false).
-    pub(super) fn row_into(&self, row: usize, out: &mut Vec<f64>) {
-        out.clear();
-        let view = self.view();
-        let range = view.range(row);
-        match view.values() {
-            Floats::F32(v) => out.extend(v[range].iter().map(|x| *x as f64)),
-            Floats::F64(v) => out.extend_from_slice(&v[range]),
-        }
-    }
-
-    /// Every row's values, row-major (a slice of the child buffer), and the common width —
-    /// or `None` when a list or item is null or the widths differ (then go row by row).
-    pub(super) fn dense(&self) -> Option<(Floats<'_>, usize)> {
-        self.view().uniform(None)
-    }
-
-    /// Where the row's values are in the child buffer.
-    pub(super) fn range(&self, row: usize) -> std::ops::Range<usize> {
-        self.view().range(row)
-    }
-
-    /// The child buffer's nulls (items), if any.
-    pub(super) fn item_nulls(&self) -> Option<&NullBuffer> {
-        self.list.values().nulls()
-    }
-
-    /// Whether no list and no item is null.
-    pub(super) fn no_nulls(&self) -> bool {
-        self.view().no_nulls()
-    }
-
-    /// Whether an item of the row is null.
-    pub(super) fn has_null_item(&self, row: usize) -> bool {
-        self.view().null_value(row).is_some()
     }
 }

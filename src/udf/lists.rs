@@ -62,8 +62,8 @@ impl ScalarUDFImpl for ListStat {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let lists = FloatLists::new(&arrays[0])?;
-        let nulls = lists.item_nulls().cloned();
+        let owned = FloatLists::new(&arrays[0])?;
+        let lists = owned.view();
         let mut buf = Vec::new();
         let out: Float64Array = (0..lists.len())
             .map(|row| {
@@ -71,12 +71,11 @@ impl ScalarUDFImpl for ListStat {
                     return None;
                 }
                 lists.row_into(row, &mut buf);
-                if let Some(n) = &nulls {
-                    let range = lists.range(row);
-                    let mut j = range.start;
+                if lists.null_value(row).is_some() {
+                    let mut j = lists.range(row).start;
                     buf.retain(|_| {
                         j += 1;
-                        n.is_valid(j - 1)
+                        lists.is_valid_value(j - 1)
                     });
                 }
                 let (mean, std) = mean_std(&mut buf);

@@ -26,7 +26,7 @@ use super::args::FloatLists;
 use crate::operators::op::Functions;
 use crate::prune::{check_probabilities, el2n, el2n_rows, grand_last_layer, softmax_into, Target};
 use crate::rows::is_number_list;
-use crate::rows::Floats;
+use crate::rows::{Floats, ListView};
 
 /// The `prune_scores` op's SQL functions: `el2n`, `el2n_probs`, `grand`, `grand_probs`.
 pub fn functions() -> Functions {
@@ -88,15 +88,15 @@ impl Score {
     /// leaves the batch to the row-by-row path (which also names any bad row).
     fn whole_batch(
         &self,
-        outputs: &FloatLists,
+        outputs: &ListView<'_>,
         classes: Option<&PrimitiveArray<Int64Type>>,
-        embedding: Option<&FloatLists>,
+        embedding: Option<&ListView<'_>>,
     ) -> Option<Vec<f64>> {
         let classes = classes.filter(|c| c.null_count() == 0)?;
         if self.probs || embedding.is_some_and(|e| !e.no_nulls()) {
             return None;
         }
-        let (z, k) = outputs.dense()?;
+        let (z, k) = outputs.uniform(None)?;
         let mut scores = Vec::with_capacity(outputs.len());
         // The exponentials' scratch is kept per thread: a batch's (8192 rows × k) is past the
         // allocator's mmap threshold, fresh zeroed pages on every call. Past 8 MiB (k in the
@@ -126,7 +126,7 @@ impl Score {
 }
 
 /// GraNd of row `row` from its EL2N and its embedding `h` (read into the scratch `h`).
-fn grand_of_row(el2n: f64, embedding: &FloatLists, row: usize, h: &mut Vec<f64>) -> f64 {
+fn grand_of_row(el2n: f64, embedding: &ListView<'_>, row: usize, h: &mut Vec<f64>) -> f64 {
     embedding.row_into(row, h);
     let h_sq: f64 = h.iter().map(|v| v * v).sum();
     grand_last_layer(el2n, h_sq, true)
@@ -166,14 +166,17 @@ impl ScalarUDFImpl for Score {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let outputs = FloatLists::new(&arrays[0])?;
+        let outputs = outputs.view();
         let label = &arrays[1];
         let (classes, soft) = if label.data_type().is_integer() {
             (Some(cast(label, &DataType::Int64)?), None)
         } else {
             (None, Some(FloatLists::new(label)?))
         };
+        let soft = soft.as_ref().map(FloatLists::view);
         let classes = classes.as_ref().map(|c| c.as_primitive::<Int64Type>());
         let embedding = arrays.get(2).map(FloatLists::new).transpose()?;
+        let embedding = embedding.as_ref().map(FloatLists::view);
         let n = outputs.len();
         if let Some(scores) = self.whole_batch(&outputs, classes, embedding.as_ref()) {
             return Ok(ColumnarValue::Array(Arc::new(Float64Array::from(scores))));
@@ -188,7 +191,7 @@ impl ScalarUDFImpl for Score {
                 out.push(None);
                 continue;
             }
-            if outputs.has_null_item(row) {
+            if outputs.null_value(row).is_some() {
                 return exec_err!("{}: row {row}: the model output holds a null", self.name());
             }
             outputs.row_into(row, &mut z);
