@@ -53,7 +53,27 @@ impl KeyLines {
             None => file.display().to_string(),
         }
     }
+
+    /// A configuration error about `key` of `section` (as spelled in the file, `[stages.top]`,
+    /// or `top level`): `FILE:LINE: [stages.top] key `k`: MSG`.
+    pub fn key_error(
+        &self,
+        file: &Path,
+        section: &str,
+        key: &str,
+        msg: impl std::fmt::Display,
+    ) -> Error {
+        let path = match section.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            Some(section) => format!("{section}.{key}"),
+            None => key.to_string(),
+        };
+        let at = self.locate(file, &path);
+        Error::Config(format!("{at}: {section} key `{key}`: {msg}"))
+    }
 }
+
+/// The lines of no document: keys read without a file's text.
+static NO_LINES: KeyLines = KeyLines(BTreeMap::new());
 
 /// A TOML table being validated; see the module docs.
 pub struct Keys<'a> {
@@ -61,7 +81,7 @@ pub struct Keys<'a> {
     section: String,
     table: &'a Table,
     known: Vec<&'static str>,
-    lines: Option<&'a KeyLines>,
+    lines: &'a KeyLines,
 }
 
 impl<'a> Keys<'a> {
@@ -72,35 +92,19 @@ impl<'a> Keys<'a> {
             section: section.into(),
             table,
             known: Vec::new(),
-            lines: None,
+            lines: &NO_LINES,
         }
     }
 
     /// Errors name the line of the key (looked up in `lines`).
     pub fn with_lines(mut self, lines: &'a KeyLines) -> Self {
-        self.lines = Some(lines);
+        self.lines = lines;
         self
-    }
-
-    /// The dotted path of `key` in the document: the section without brackets, then the key.
-    fn path(&self, key: &str) -> String {
-        match self
-            .section
-            .strip_prefix('[')
-            .and_then(|s| s.strip_suffix(']'))
-        {
-            Some(section) => format!("{section}.{key}"),
-            None => key.to_string(),
-        }
     }
 
     /// A configuration error about `key` in this section: `FILE:LINE: [section] key `k`: …`.
     pub fn error(&self, key: &str, msg: impl std::fmt::Display) -> Error {
-        let at = match self.lines {
-            Some(lines) => lines.locate(self.file, &self.path(key)),
-            None => self.file.display().to_string(),
-        };
-        Error::Config(format!("{at}: {} key `{key}`: {msg}", self.section))
+        self.lines.key_error(self.file, &self.section, key, msg)
     }
 
     fn get(&mut self, key: &'static str) -> Option<&'a Value> {
@@ -232,13 +236,9 @@ impl<'a> Keys<'a> {
         let section = format!("{}.{key}]", self.section.trim_end_matches(']'));
         match self.get(key) {
             None => Ok(None),
-            Some(Value::Table(t)) => {
-                let keys = Keys::new(self.file, section, t);
-                Ok(Some(match self.lines {
-                    Some(lines) => keys.with_lines(lines),
-                    None => keys,
-                }))
-            }
+            Some(Value::Table(t)) => Ok(Some(
+                Keys::new(self.file, section, t).with_lines(self.lines),
+            )),
             Some(v) => Err(self.error(
                 key,
                 format!("expected a table ({section}), got {}", v.type_str()),
@@ -288,6 +288,11 @@ mod tests {
                     [stages.top.proxy]\nhidden = 0\n";
         let lines = KeyLines::parse(text);
         assert_eq!(lines.line("pipeline.name"), Some(2));
+        assert_eq!(
+            lines.line("stages.top"),
+            Some(4),
+            "a section's line is its header's"
+        );
         assert_eq!(lines.line("stages.top.algo"), Some(6));
         assert_eq!(lines.line("stages.top.proxy.hidden"), Some(8));
         let doc: toml::Table = text.parse().unwrap();

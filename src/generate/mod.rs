@@ -587,7 +587,8 @@ fn write_atomically(
 static CANCELLED: AtomicBool = AtomicBool::new(false);
 
 /// Asks the running generator to stop (Ctrl-C): it returns [`Error::Interrupted`] at its next
-/// batch, and its temporary file is removed.
+/// batch, and its temporary file is removed. The request is final for the process: every
+/// generator started after it stops at its first batch too (the CLI exits on Ctrl-C).
 pub fn cancel() {
     CANCELLED.store(true, Ordering::Relaxed);
 }

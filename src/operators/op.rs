@@ -15,7 +15,7 @@ use datafusion::logical_expr::{AggregateUDF, Expr, ScalarUDF};
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 
-use super::{Operator, OutputTable, PassInfo, TableDecl};
+use super::{Operator, OutputTable, TableDecl};
 use crate::keys::Keys;
 use crate::sketch::stored::{Header, StoredSketch};
 use crate::Result;
@@ -225,6 +225,19 @@ pub trait FromSketches: Sync {
     fn compute(&self, sketches: Vec<(StoredSketch, Header, String)>) -> Result<Vec<OutputTable>>;
 }
 
+/// The two sketches of an [`InputForm::SketchPair`] stage, named `left (…)` and `right (…)`
+/// for messages.
+pub fn sketch_pair(
+    sketches: Vec<(StoredSketch, Header, String)>,
+) -> [(StoredSketch, Header, String); 2] {
+    let [(ls, lh, ln), (rs, rh, rn)]: [_; 2] =
+        sketches.try_into().expect("a sketch pair is two sketches");
+    [
+        (ls, lh, format!("left ({ln})")),
+        (rs, rh, format!("right ({rn})")),
+    ]
+}
+
 /// A stage as one SQL aggregate over its source (`run --cluster`): the executors build
 /// partial states, the scheduler merges them, and [`ClusterAggregate::finish`] turns the merged
 /// state into the tables a local run writes.
@@ -232,13 +245,14 @@ pub trait ClusterAggregate: Sync {
     /// The aggregate expression over the source's columns; `session` resolves the function.
     fn aggregate(&self, session: &SessionContext) -> Result<Expr>;
     /// The stage's tables from the merged state and the input's row count `rows`; `schema`
-    /// is the input's projected schema.
+    /// is the input's projected schema, `order_randomised` whether its source is declared
+    /// `shuffled`.
     fn finish(
         &self,
         state: &ArrayRef,
         rows: u64,
         schema: &Schema,
-        info: PassInfo,
+        order_randomised: bool,
     ) -> Result<Vec<OutputTable>>;
 }
 

@@ -20,9 +20,9 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use super::op::{Execution, FromSketches, InputForm, Op, OpKind};
+use super::op::{sketch_pair, Execution, FromSketches, InputForm, Op, OpKind};
 use super::{OutputTable, TableDecl};
-use crate::sketch::stored::{self, Header, StoredSketch};
+use crate::sketch::stored::{self, Header, Named, StoredSketch};
 use crate::Result;
 
 /// The registry's entry (the op has no keys but its input's).
@@ -60,9 +60,8 @@ impl Op for SketchProduct {
 
 impl FromSketches for SketchProduct {
     fn compute(&self, sketches: Vec<(StoredSketch, Header, String)>) -> Result<Vec<OutputTable>> {
-        let [(ls, lh, ln), (rs, rh, rn)]: [_; 2] =
-            sketches.try_into().expect("a sketch pair is two sketches");
-        product((ls, lh), (rs, rh), (&ln, &rn))
+        let [(a, ha, na), (b, hb, nb)] = sketch_pair(sketches);
+        product((&a, &ha, &na), (&b, &hb, &nb))
     }
 }
 
@@ -104,19 +103,10 @@ pub fn tables() -> Vec<TableDecl> {
     ]
 }
 
-/// The `product` and `stats` tables of two stored sketches; `names` describe the sides in
-/// errors.
-pub fn product(
-    left: (StoredSketch, Header),
-    right: (StoredSketch, Header),
-    names: (&str, &str),
-) -> Result<Vec<OutputTable>> {
-    let ((a, ha), (b, hb)) = (left, right);
-    let (ln, rn) = (
-        format!("left ({})", names.0),
-        format!("right ({})", names.1),
-    );
-    let e = stored::estimate((&a, &ha, &ln), (&b, &hb, &rn))?;
+/// The `product` and `stats` tables of two stored sketches, each named for messages.
+pub fn product(left: Named<'_>, right: Named<'_>) -> Result<Vec<OutputTable>> {
+    let e = stored::estimate(left, right)?;
+    let ((a, ha, _), (b, hb, _)) = (left, right);
     let (d, m) = (a.dim(), b.dim());
     // Written row by row; entries that summed to exactly zero are left out.
     let csr = &e.w;

@@ -26,10 +26,10 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use faer::prelude::Solve;
 use faer::Mat;
 
-use super::op::{Execution, FromSketches, Functions, InputForm, Op, OpKind};
+use super::op::{sketch_pair, Execution, FromSketches, Functions, InputForm, Op, OpKind};
 use super::{OutputTable, TableDecl};
 use crate::keys::Keys;
-use crate::sketch::stored::{self, Header, StoredSketch};
+use crate::sketch::stored::{self, Header, Named, StoredSketch};
 use crate::sketch::{estimate_join_gram, for_each_joined, Sample};
 use crate::{Error, Result};
 
@@ -74,9 +74,8 @@ impl Op for RegressionParams {
 
 impl FromSketches for RegressionParams {
     fn compute(&self, sketches: Vec<(StoredSketch, Header, String)>) -> Result<Vec<OutputTable>> {
-        let [(ls, lh, ln), (rs, rh, rn)]: [_; 2] =
-            sketches.try_into().expect("a sketch pair is two sketches");
-        regress(self, (ls, lh), (rs, rh), (&ln, &rn))
+        let [(a, ha, na), (b, hb, nb)] = sketch_pair(sketches);
+        regress(self, (&a, &ha, &na), (&b, &hb, &nb))
     }
 }
 
@@ -133,19 +132,15 @@ fn sample<'a>(s: &'a StoredSketch, name: &str) -> Result<&'a Sample> {
     }
 }
 
-/// Fits the regression; `names` describe the sides in errors.
+/// Fits the regression of two stored sketches, each named for messages.
 pub fn regress(
     p: &RegressionParams,
-    left: (StoredSketch, Header),
-    right: (StoredSketch, Header),
-    names: (&str, &str),
+    left: Named<'_>,
+    right: Named<'_>,
 ) -> Result<Vec<OutputTable>> {
-    let (ln, rn) = (
-        format!("left ({})", names.0),
-        format!("right ({})", names.1),
-    );
-    stored::check_compatible((&left.0, &left.1, &ln), (&right.0, &right.1, &rn))?;
-    let (a, b) = (sample(&left.0, names.0)?, sample(&right.0, names.1)?);
+    stored::check_compatible(left, right)?;
+    let names = (left.2, right.2);
+    let (a, b) = (sample(left.0, names.0)?, sample(right.0, names.1)?);
     let target = match (&p.target, right.1.columns.as_slice()) {
         (Some(t), cols) => cols.iter().position(|c| c == t).ok_or_else(|| {
             Error::Config(format!(

@@ -294,22 +294,35 @@ impl GroupScan<'_> {
     /// rows it saw.
     async fn drive(
         &self,
-        stream: BoxStream<'_, Result<RecordBatch>>,
+        mut stream: BoxStream<'_, Result<RecordBatch>>,
         total: Option<u64>,
         label: &str,
         what: &str,
-        on_batch: impl FnMut(&RecordBatch) -> Result<()>,
+        mut on_batch: impl FnMut(&RecordBatch) -> Result<()>,
     ) -> Result<u64> {
-        drive(
-            stream,
-            total,
-            label,
-            self.mode,
-            self.interrupt,
-            what,
-            on_batch,
-        )
-        .await
+        let mut rows = 0u64;
+        let mut progress = Progress::new(label.to_string(), total, self.mode);
+        loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                _ = self.interrupt.wait() => return Err(Error::Interrupted),
+            };
+            let Some(batch) = next else { break };
+            let batch = batch.map_err(|e| match e {
+                Error::DataFusion(_) | Error::Arrow(_) => {
+                    Error::Input(format!("reading {what}: {e}"))
+                }
+                other => other,
+            })?;
+            on_batch(&batch)?;
+            rows += batch.num_rows() as u64;
+            progress.inc(
+                batch.num_rows() as u64,
+                batch.get_array_memory_size() as u64,
+            );
+        }
+        progress.finish();
+        Ok(rows)
     }
 }
 
@@ -374,38 +387,4 @@ fn each(
         f(op.as_mut()).map_err(|e| e.context(format!("stage `{}` ({what})", stage.name)))?;
     }
     Ok(())
-}
-
-/// Streams one pass through `on_batch`, with progress and Ctrl-C handling; returns the rows
-/// it saw.
-async fn drive(
-    mut stream: BoxStream<'_, Result<RecordBatch>>,
-    total: Option<u64>,
-    label: &str,
-    mode: ProgressMode,
-    interrupt: &Interrupt,
-    what: &str,
-    mut on_batch: impl FnMut(&RecordBatch) -> Result<()>,
-) -> Result<u64> {
-    let mut rows = 0u64;
-    let mut progress = Progress::new(label.to_string(), total, mode);
-    loop {
-        let next = tokio::select! {
-            next = stream.next() => next,
-            _ = interrupt.wait() => return Err(Error::Interrupted),
-        };
-        let Some(batch) = next else { break };
-        let batch = batch.map_err(|e| match e {
-            Error::DataFusion(_) | Error::Arrow(_) => Error::Input(format!("reading {what}: {e}")),
-            other => other,
-        })?;
-        on_batch(&batch)?;
-        rows += batch.num_rows() as u64;
-        progress.inc(
-            batch.num_rows() as u64,
-            batch.get_array_memory_size() as u64,
-        );
-    }
-    progress.finish();
-    Ok(rows)
 }

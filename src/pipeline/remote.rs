@@ -22,7 +22,7 @@ use super::source::source_frame;
 use super::spec::{Input, PipelineSpec, StageSpec};
 use crate::operators::coordinated_sketch::unique::check_unique_keys;
 use crate::operators::op::ClusterAggregate;
-use crate::operators::{OutputTable, PassInfo};
+use crate::operators::OutputTable;
 use crate::{Error, Result};
 
 /// Whether `stage` runs as an aggregate on the cluster (see the module docs).
@@ -58,10 +58,6 @@ pub async fn run_stage(
         .find(|b| b.num_rows() > 0)
         .ok_or_else(|| Error::Input("the cluster returned no result".into()))?;
     let rows = batch.column(1).as_primitive::<Int64Type>().value(0) as u64;
-    let info = PassInfo {
-        rows: Some(rows),
-        order_randomised: spec.shuffled_sources.contains(source),
-        scan: 1,
-    };
-    agg.finish(batch.column(0), rows, schema, info)
+    let shuffled = spec.shuffled_sources.contains(source);
+    agg.finish(batch.column(0), rows, schema, shuffled)
 }

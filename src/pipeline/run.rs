@@ -83,7 +83,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
     let _lock = lock_output(spec, opts, &output_dir)?;
     let tmp_root = output_dir.join(super::sink::TMP_DIR);
     let increments = plan_increments(&ctx, spec, opts, &output_dir).await?;
-    let runner = Runner {
+    let mut runner = Runner {
         ctx,
         spec,
         opts,
@@ -93,7 +93,6 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
         scratch: BTreeMap::new(),
         increments,
     };
-    let mut runner = runner;
     // Stages that run on the cluster (they read sources only) go first; every other stage
     // has its scratch space and operator made before any scan, so a bad stage fails early.
     let on_cluster: Vec<&StageSpec> = match &opts.cluster {
@@ -176,13 +175,10 @@ async fn check_stages(
                 .collect::<Vec<_>>(),
         )?;
         for stage in &group.stages {
-            stage.op.check_schema(&projected).map_err(|e| {
-                e.context(format!(
-                    "{}: [stages.{}]",
-                    spec.locate(&format!("stages.{}", stage.name)),
-                    stage.name
-                ))
-            })?;
+            stage
+                .op
+                .check_schema(&projected)
+                .map_err(|e| e.context(spec.section(&format!("stages.{}", stage.name))))?;
             schemas.insert(stage.name.clone(), projected.clone());
         }
     }
@@ -297,13 +293,9 @@ impl Runner<'_> {
         let mut ops = BTreeMap::new();
         for stage in groups.iter().flat_map(|g| &g.stages) {
             if let Execution::Passes(p) = stage.op.execution() {
-                let op = p.operator(&self.stage_context(stage)).map_err(|e| {
-                    e.context(format!(
-                        "{}: [stages.{}]",
-                        self.spec.locate(&format!("stages.{}", stage.name)),
-                        stage.name
-                    ))
-                })?;
+                let op = p
+                    .operator(&self.stage_context(stage))
+                    .map_err(|e| e.context(self.spec.section(&format!("stages.{}", stage.name))))?;
                 ops.insert(stage.name.clone(), op);
             }
         }
@@ -520,14 +512,16 @@ fn check_columns(spec: &PipelineSpec, group: &Group<'_>, schema: &Schema) -> Res
         for column in stage.op.columns() {
             if schema.index_of(column).is_err() {
                 let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                let key = stage.op.column_key(column);
-                return Err(Error::Config(format!(
-                    "{}: [stages.{}] key `{key}`: unknown column `{column}` in {} (it has: {})",
-                    spec.locate(&format!("stages.{}.{key}", stage.name)),
-                    stage.name,
-                    spec.describe_input(&group.input),
-                    have.join(", ")
-                )));
+                return Err(spec.lines.key_error(
+                    &spec.file,
+                    &format!("[stages.{}]", stage.name),
+                    stage.op.column_key(column),
+                    format!(
+                        "unknown column `{column}` in {} (it has: {})",
+                        spec.describe_input(&group.input),
+                        have.join(", ")
+                    ),
+                ));
             }
         }
     }

@@ -45,12 +45,7 @@ pub async fn register_sources(ctx: &SessionContext, spec: &PipelineSpec) -> Resu
             has_header,
         } = source
         {
-            let context = || {
-                format!(
-                    "{}: [sources.{name}]",
-                    spec.locate(&format!("sources.{name}"))
-                )
-            };
+            let context = || spec.section(&format!("sources.{name}"));
             if !glob && !path.exists() {
                 return Err(Error::io(
                     format!(
@@ -178,10 +173,7 @@ pub async fn files_frame(
             ctx.read_csv(paths, options).await
         }
     };
-    frame.map_err(|e| {
-        let at = spec.locate(&format!("sources.{name}"));
-        Error::Input(format!("{at}: [sources.{name}]: {e}"))
-    })
+    frame.map_err(|e| Error::Input(format!("{}: {e}", spec.section(&format!("sources.{name}")))))
 }
 
 /// The data frame of a source (registered by [`register_sources`]).
@@ -194,8 +186,5 @@ pub async fn source_frame(
         SourceSpec::Path { .. } => ctx.table(name).await,
         SourceSpec::Sql { query } => ctx.sql(query).await,
     };
-    frame.map_err(|e| {
-        let at = spec.locate(&format!("sources.{name}"));
-        Error::Input(format!("{at}: [sources.{name}]: {e}"))
-    })
+    frame.map_err(|e| Error::Input(format!("{}: {e}", spec.section(&format!("sources.{name}")))))
 }

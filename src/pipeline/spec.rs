@@ -286,6 +286,12 @@ impl PipelineSpec {
         self.lines.locate(&self.file, path)
     }
 
+    /// `FILE:LINE: [SECTION]` for a section such as `stages.top` or `sources.emb`: the prefix
+    /// of errors about it found after its keys were read.
+    pub fn section(&self, section: &str) -> String {
+        format!("{}: [{section}]", self.locate(section))
+    }
+
     /// "stage `NAME` (its input)", the prefix of a stage's errors.
     pub fn stage_context(&self, stage: &StageSpec) -> String {
         format!(
@@ -399,24 +405,6 @@ fn parse_source_kind(keys: &mut Keys<'_>, base: &Path) -> Result<SourceSpec> {
             })
         }
     }
-}
-
-/// An error about `key` of a `[stages.NAME]` section, for checks made after its keys were read.
-fn keys_error(
-    file: &Path,
-    lines: &KeyLines,
-    section: &str,
-    key: &str,
-    msg: impl std::fmt::Display,
-) -> Error {
-    let path = format!(
-        "{}.{key}",
-        section.trim_start_matches('[').trim_end_matches(']')
-    );
-    Error::Config(format!(
-        "{}: {section} key `{key}`: {msg}",
-        lines.locate(file, &path)
-    ))
 }
 
 /// The format of a file or glob from its extension; of a directory, from the first file in it
@@ -538,9 +526,8 @@ fn resolve_order(
         if stage.op.incremental()
             && !matches!(&stage.input, Input::Source(s) if matches!(sources.get(s), Some(SourceSpec::Path { .. })))
         {
-            return Err(keys_error(
+            return Err(lines.key_error(
                 file,
-                lines,
                 &format!("[stages.{}]", stage.name),
                 "incremental",
                 format!(
@@ -586,9 +573,8 @@ fn resolve_order(
                 }
                 Input::Sketches(_) => {
                     let key = stage.op.input_form().key();
-                    return Err(keys_error(
+                    return Err(lines.key_error(
                         file,
-                        lines,
                         &format!("[stages.{}]", stage.name),
                         key,
                         format!(
@@ -600,9 +586,8 @@ fn resolve_order(
                     ));
                 }
             };
-            return Err(keys_error(
+            return Err(lines.key_error(
                 file,
-                lines,
                 &format!("[stages.{}]", stage.name),
                 "source",
                 format!("{what} (known: {})", known.join(", ")),
@@ -645,9 +630,8 @@ fn resolve_order(
             &mut order,
         )
         .map_err(|cycle| {
-            keys_error(
+            lines.key_error(
                 file,
-                lines,
                 &format!("[stages.{}]", cycle[0]),
                 "source",
                 format!("dependency cycle: {}", cycle.join(" → ")),

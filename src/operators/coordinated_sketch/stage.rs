@@ -15,7 +15,7 @@ use crate::keys::Keys;
 use crate::operators::op::{
     check_folded, ClusterAggregate, Execution, Op, OpKind, Passes, StageContext,
 };
-use crate::operators::{rows_expr, Operator, OutputTable, PassInfo, TableDecl};
+use crate::operators::{rows_expr, Operator, OutputTable, TableDecl};
 use crate::sketch::Method;
 use crate::{Error, Result};
 
@@ -160,7 +160,7 @@ impl ClusterAggregate for CoordinatedSketchParams {
         state: &ArrayRef,
         rows: u64,
         _schema: &Schema,
-        _info: PassInfo,
+        _order_randomised: bool,
     ) -> Result<Vec<OutputTable>> {
         let bytes = state.as_binary::<i32>();
         if bytes.is_null(0) {

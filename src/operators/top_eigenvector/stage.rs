@@ -125,7 +125,7 @@ impl ClusterAggregate for TopEigenvectorParams {
         state: &ArrayRef,
         rows: u64,
         schema: &Schema,
-        info: PassInfo,
+        order_randomised: bool,
     ) -> Result<Vec<OutputTable>> {
         let ell = (self.algorithm == Algorithm::FrequentDirections).then_some(self.ell);
         let fields = state.as_struct();
@@ -138,6 +138,11 @@ impl ClusterAggregate for TopEigenvectorParams {
             return Err(Error::Input("the input has no rows".into()));
         };
         check_folded(merged.rows(), rows, &self.columns)?;
+        let info = PassInfo {
+            rows: Some(rows),
+            order_randomised,
+            scan: 1,
+        };
         TopEigenvectorOp::new(self.clone(), schema)?.finish_from_state(merged, info)
     }
 }
