@@ -7,6 +7,7 @@
 pub mod coordinated_sketch;
 pub mod eigen_state;
 pub mod op;
+pub mod pca;
 pub mod prune_scores;
 pub mod registry;
 pub mod sketch_merge;

@@ -6,7 +6,7 @@
 //! this trait — which columns it reads, which tables it writes, how it runs — so adding an op
 //! touches no runner code (the walk-through is in `docs/contributing.md`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::Schema;
@@ -58,6 +58,20 @@ impl InputForm {
             InputForm::SketchList => "inputs",
         }
     }
+}
+
+/// The output of another stage — of this pipeline, or a directory written earlier — that a
+/// stage reads besides its input (e.g. `project`'s `pca = "stage_or_path"`). A value with a
+/// `/` (or starting with `.`) is a directory, relative to the pipeline file; any other value
+/// names a stage of the pipeline, which then runs first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uses {
+    /// The key that names it, for messages.
+    pub key: &'static str,
+    /// The value as written.
+    pub value: String,
+    /// The op the named stage must be.
+    pub op: &'static str,
 }
 
 /// An out-of-core shuffle of the input before the stage's stream-order passes.
@@ -146,6 +160,12 @@ pub trait Op: std::fmt::Debug + Send + Sync {
     fn needs_scratch(&self) -> bool {
         false
     }
+    /// Other stages' outputs the stage reads ([`Uses`]); their directories are in
+    /// [`StageContext::uses`], in this order, when the stage's query runs or its operator
+    /// finishes.
+    fn uses(&self) -> Vec<Uses> {
+        Vec::new()
+    }
     /// How the stage runs.
     fn execution(&self) -> Execution<'_>;
     /// The stage as one aggregate over its source, when it can run on a cluster.
@@ -162,6 +182,9 @@ pub struct StageContext<'a> {
     pub scratch: Option<&'a Path>,
     /// The output an incremental stage resumes from.
     pub previous: Option<&'a Path>,
+    /// The output directories of [`Op::uses`], in order (empty while operators are built,
+    /// before any stage has run).
+    pub uses: Vec<PathBuf>,
 }
 
 /// What a stage wrote: small tables in memory, and possibly one large table streamed from a

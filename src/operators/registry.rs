@@ -6,6 +6,7 @@ use super::op::OpKind;
 /// The ops, in the order `--help` and error messages list them.
 pub const OPS: &[OpKind] = &[
     super::top_eigenvector::stage::KIND,
+    super::pca::stage::KIND,
     super::prune_scores::stage::KIND,
     super::coordinated_sketch::stage::KIND,
     super::sketch_product::KIND,

@@ -73,14 +73,14 @@ pub(super) fn group_by_input(spec: &PipelineSpec) -> Vec<Group<'_>> {
     }
     // A group joined by a later stage may now sit before its producer: order by producer.
     let position = |g: &Group<'_>| {
-        g.input
-            .stages()
+        g.stages
             .iter()
+            .flat_map(|s| s.depends_on())
             .map(|stage| {
                 1 + spec
                     .stages
                     .iter()
-                    .position(|s| &s.name == stage)
+                    .position(|s| s.name == stage)
                     .unwrap_or(0)
             })
             .max()

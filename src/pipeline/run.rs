@@ -30,7 +30,7 @@ use super::sink::ScratchDir;
 use super::source::{
     files_frame, register_sources, session_with_memory, source_files, source_frame,
 };
-use super::spec::{Input, PipelineSpec, SketchRef, StageSpec};
+use super::spec::{Input, OutputRef, PipelineSpec, StageSpec};
 use super::writer::{Produced, StageWriter};
 pub use super::writer::{RunSummary, StageSummary};
 use crate::operators::coordinated_sketch::table;
@@ -285,7 +285,34 @@ impl Runner<'_> {
                 .increments
                 .get(&stage.name)
                 .and_then(|i| i.previous.as_deref()),
+            uses: Vec::new(),
         }
+    }
+
+    /// [`Self::stage_context`] with the directories of the stage's [`Op::uses`] filled in
+    /// (the stages they name have run: the spec orders them first).
+    ///
+    /// [`Op::uses`]: crate::operators::op::Op::uses
+    fn stage_context_after<'s>(
+        &'s self,
+        stage: &StageSpec,
+        produced: &Produced,
+    ) -> StageContext<'s> {
+        let mut ctx = self.stage_context(stage);
+        ctx.uses = stage
+            .uses
+            .iter()
+            .map(|(_, r)| match r {
+                OutputRef::Stage(s) => produced
+                    .iter()
+                    .find(|((stage, _), _)| stage == s)
+                    .and_then(|(_, path)| path.parent())
+                    .expect("a used stage has run and written tables")
+                    .to_path_buf(),
+                OutputRef::Dir(d) => d.clone(),
+            })
+            .collect();
+        ctx
     }
 
     /// The operators of every stage made of passes, before any scan.
@@ -325,17 +352,17 @@ impl Runner<'_> {
     fn compute_from_sketches(
         &self,
         stage: &StageSpec,
-        refs: &[SketchRef],
+        refs: &[OutputRef],
         produced: &Produced,
     ) -> Result<StageTables> {
         let Execution::Sketches(op) = stage.op.execution() else {
             unreachable!("a stage reading sketches computes from sketches")
         };
-        let read = |r: &SketchRef| {
+        let read = |r: &OutputRef| {
             let path = match r {
-                SketchRef::Stage(s) => produced[&(s.clone(), "sketch".to_string())].clone(),
-                SketchRef::Dir(d) if d.is_dir() => d.join("sketch.parquet"),
-                SketchRef::Dir(d) => d.clone(),
+                OutputRef::Stage(s) => produced[&(s.clone(), "sketch".to_string())].clone(),
+                OutputRef::Dir(d) if d.is_dir() => d.join("sketch.parquet"),
+                OutputRef::Dir(d) => d.clone(),
             };
             read_sketch(&path, r).map(|(s, h)| (s, h, r.to_string()))
         };
@@ -431,7 +458,7 @@ impl Runner<'_> {
                 ),
                 &[("stage", Value::from(stage.name.as_str()))],
             );
-            let ctx = self.stage_context(stage);
+            let ctx = self.stage_context_after(stage, produced);
             let work = query.run(cluster.unwrap_or(&self.ctx), &self.ctx, frame, &ctx);
             let tables = interruptible(&self.interrupt, work)
                 .await
@@ -461,7 +488,7 @@ impl Runner<'_> {
             let Execution::Passes(passes) = stage.op.execution() else {
                 unreachable!("an operator is built for stages made of passes")
             };
-            let ctx = self.stage_context(stage);
+            let ctx = self.stage_context_after(stage, produced);
             let work = passes.finish(op, &self.ctx, &ctx);
             let mut tables = interruptible(&self.interrupt, work)
                 .await
@@ -529,7 +556,7 @@ fn check_columns(spec: &PipelineSpec, group: &Group<'_>, schema: &Schema) -> Res
 }
 
 /// Reads a sketch for a stage computed from sketches, naming where it came from on failure.
-fn read_sketch(path: &Path, from: &SketchRef) -> Result<(StoredSketch, Header)> {
+fn read_sketch(path: &Path, from: &OutputRef) -> Result<(StoredSketch, Header)> {
     if !path.exists() {
         return Err(Error::Input(format!(
             "{from}: no sketch at {} (a coordinated_sketch stage's output directory, or its \

@@ -14,7 +14,7 @@ use toml::{Table, Value};
 
 use super::incremental::{manifest_schema, MANIFEST};
 use crate::keys::{KeyLines, Keys};
-use crate::operators::op::{InputForm, Op};
+use crate::operators::op::{InputForm, Op, Uses};
 use crate::operators::{registry, TableDecl};
 use crate::{Error, Result};
 
@@ -102,22 +102,23 @@ pub enum Input {
     /// Table `table` written by stage `stage` earlier in the same run (`source = "stage.table"`).
     StageTable { stage: String, table: String },
     /// Sketches: `sketch_product`'s `left` and `right`, or `sketch_merge`'s `inputs`.
-    Sketches(Vec<SketchRef>),
+    Sketches(Vec<OutputRef>),
 }
 
-/// Where a sketch comes from: a `coordinated_sketch` stage of this pipeline, or the output
-/// directory of one written earlier (any day, any machine).
+/// Where a stage's output comes from: a stage of this pipeline, or the output directory of
+/// one written earlier (any day, any machine) — a sketch of `left`/`right`/`inputs`, or an
+/// [`Op::uses`] reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SketchRef {
+pub enum OutputRef {
     Stage(String),
     Dir(PathBuf),
 }
 
-impl std::fmt::Display for SketchRef {
+impl std::fmt::Display for OutputRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SketchRef::Stage(s) => write!(f, "stage `{s}`"),
-            SketchRef::Dir(d) => write!(f, "{}", d.display()),
+            OutputRef::Stage(s) => write!(f, "stage `{s}`"),
+            OutputRef::Dir(d) => write!(f, "{}", d.display()),
         }
     }
 }
@@ -131,8 +132,8 @@ impl Input {
             Input::Sketches(refs) => refs
                 .iter()
                 .filter_map(|r| match r {
-                    SketchRef::Stage(s) => Some(s.as_str()),
-                    SketchRef::Dir(_) => None,
+                    OutputRef::Stage(s) => Some(s.as_str()),
+                    OutputRef::Dir(_) => None,
                 })
                 .collect(),
         }
@@ -163,11 +164,24 @@ pub struct StageSpec {
     pub input: Input,
     /// The op, with its validated parameters.
     pub op: Arc<dyn Op>,
+    /// What [`Op::uses`] names, resolved.
+    pub uses: Vec<(Uses, OutputRef)>,
     /// The stage's keys as written (after `--set`), recorded in output metadata.
     pub params: Table,
 }
 
 impl StageSpec {
+    /// The stages of this pipeline that must run first: the input's and the [`Op::uses`] ones.
+    pub fn depends_on(&self) -> Vec<&str> {
+        let mut stages = self.input.stages();
+        for (_, r) in &self.uses {
+            if let OutputRef::Stage(s) = r {
+                stages.push(s.as_str());
+            }
+        }
+        stages
+    }
+
     /// The names of the tables the stage writes (the incremental manifest included).
     pub fn table_names(&self) -> Vec<&'static str> {
         let mut names = self.op.table_names();
@@ -445,17 +459,17 @@ fn parse_stage(
         op.make_incremental()
             .map_err(|why| keys.error("incremental", why))?;
     }
-    let sketch_ref = |v: String| {
+    let output_ref = |v: String| {
         if v.contains('/') || v.contains('\\') || v.starts_with('.') {
-            SketchRef::Dir(base.join(v))
+            OutputRef::Dir(base.join(v))
         } else {
-            SketchRef::Stage(v)
+            OutputRef::Stage(v)
         }
     };
     let input = match op.input_form() {
         InputForm::SketchPair => {
-            let left = sketch_ref(keys.required_string("left")?);
-            let right = sketch_ref(keys.required_string("right")?);
+            let left = output_ref(keys.required_string("left")?);
+            let right = output_ref(keys.required_string("right")?);
             Input::Sketches(vec![left, right])
         }
         InputForm::SketchList => {
@@ -463,7 +477,7 @@ fn parse_stage(
             if inputs.len() < 2 {
                 return Err(keys.error("inputs", "name at least two sketches to merge"));
             }
-            Input::Sketches(inputs.into_iter().map(sketch_ref).collect())
+            Input::Sketches(inputs.into_iter().map(output_ref).collect())
         }
         InputForm::Rows => {
             let source = keys.required_string("source")?;
@@ -477,10 +491,19 @@ fn parse_stage(
         }
     };
     keys.finish()?;
+    let uses = op
+        .uses()
+        .into_iter()
+        .map(|u| {
+            let r = output_ref(u.value.clone());
+            (u, r)
+        })
+        .collect();
     Ok(StageSpec {
         name: name.to_string(),
         input,
         op: Arc::from(op),
+        uses,
         params: table.clone(),
     })
 }
@@ -540,6 +563,26 @@ fn resolve_order(
                     }
                 ),
             ));
+        }
+        for (uses, r) in &stage.uses {
+            let OutputRef::Stage(other) = r else { continue };
+            let found = by_name.get(other.as_str()).map(|o| o.op.name());
+            if found != Some(uses.op) {
+                let what = match found {
+                    Some(op) => format!("stage `{other}` is a {op} stage"),
+                    None => format!("there is no stage `{other}`"),
+                };
+                return Err(lines.key_error(
+                    file,
+                    &format!("[stages.{}]", stage.name),
+                    uses.key,
+                    format!(
+                        "{what}; name a {} stage of this pipeline, or a directory one wrote \
+                         earlier (a path with a `/`)",
+                        uses.op
+                    ),
+                ));
+            }
         }
         let ok = match &stage.input {
             Input::Source(s) => sources.contains_key(s),
@@ -612,7 +655,7 @@ fn resolve_order(
             return Err(cycle);
         }
         path.push(name);
-        for stage in by_name[name].input.stages() {
+        for stage in by_name[name].depends_on() {
             visit(stage, by_name, done, path, order)?;
         }
         path.pop();

@@ -18,6 +18,7 @@ mod args;
 pub mod eigen;
 mod hash;
 mod lists;
+pub mod pca;
 pub mod scores;
 pub mod sketches;
 

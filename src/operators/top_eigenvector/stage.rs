@@ -149,11 +149,22 @@ impl ClusterAggregate for TopEigenvectorParams {
 
 /// Reads a `top_eigenvector` stage's keys.
 pub fn parse(keys: &mut Keys<'_>) -> Result<TopEigenvectorParams> {
+    parse_rows_keys(keys, Algorithm::RandomOrder, true)
+}
+
+/// Reads the keys every eigen op over rows shares (`top_eigenvector`, `pca`): the columns,
+/// the algorithm (`default` when not given) and its knobs, the shuffle, `on_invalid`, and
+/// `verify` when `with_verify`.
+pub fn parse_rows_keys(
+    keys: &mut Keys<'_>,
+    default: Algorithm,
+    with_verify: bool,
+) -> Result<TopEigenvectorParams> {
     let columns = keys.string_list("columns")?;
     let algorithm = keys
         .choice("algorithm", &Algorithm::NAMES)?
         .map(|s| Algorithm::parse(&s).expect("choice checked"))
-        .unwrap_or(Algorithm::RandomOrder);
+        .unwrap_or(default);
     let mut p = TopEigenvectorParams::new(columns, algorithm);
     let only_for = |keys: &Keys<'_>, key: &str, what: &str| {
         keys.error(key, format!("only applies to algorithm = {what}"))
@@ -171,7 +182,9 @@ pub fn parse(keys: &mut Keys<'_>) -> Result<TopEigenvectorParams> {
         }
         p.shuffle_memory = m;
     }
-    p.verify = keys.boolean("verify")?.unwrap_or(false);
+    if with_verify {
+        p.verify = keys.boolean("verify")?.unwrap_or(false);
+    }
     if let Some(ell) = keys.unsigned("ell")? {
         if algorithm != Algorithm::FrequentDirections {
             return Err(only_for(keys, "ell", "\"frequent-directions\""));

@@ -72,6 +72,19 @@ impl FrequentDirections {
         Ok(())
     }
 
+    /// Adds one row that is not an input row (a correction term, e.g. the centring row of
+    /// [`super::pca::CentredFd`]): sketched and counted in `‖·‖_F²`, not in [`Self::rows`].
+    pub fn add_row(&mut self, row: &[f64]) -> Result<()> {
+        assert_eq!(row.len(), self.d, "a row of dimension {}", self.d);
+        self.frobenius_sq += row.iter().map(|x| x * x).sum::<f64>();
+        self.push(row)
+    }
+
+    /// The sketch size `ℓ`.
+    pub fn ell(&self) -> usize {
+        self.ell
+    }
+
     fn push(&mut self, row: &[f64]) -> Result<()> {
         if self.filled == 2 * self.ell {
             self.shrink()?;

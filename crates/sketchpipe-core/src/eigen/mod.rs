@@ -7,11 +7,13 @@
 pub mod exact;
 pub mod fd;
 pub mod oja;
+pub mod pca;
 pub mod random_order;
 
 pub use exact::Gram;
 pub use fd::FrequentDirections;
 pub use oja::Oja;
+pub use pca::{CentredFd, Moments, Pca, Scatter};
 pub use random_order::{RandomOrder, RandomOrderParams};
 
 /// What the stream-order algorithms (`random-order`, `oja`) must know before the pass: the
