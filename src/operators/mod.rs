@@ -8,6 +8,7 @@ pub mod coordinated_sketch;
 pub mod eigen_state;
 pub mod op;
 pub mod pca;
+pub mod project;
 pub mod prune_scores;
 pub mod registry;
 pub mod sketch_merge;
@@ -23,6 +24,7 @@ use datafusion::common::Column;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::functions_nested::expr_fn::make_array;
 use datafusion::logical_expr::Expr;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::col;
 use futures::StreamExt;
@@ -121,6 +123,30 @@ pub async fn write_stream(
         writer.write(&batch)?;
     }
     Ok(rows)
+}
+
+/// A small Parquet table read whole (a state table, a basis): its batches and its key-value
+/// metadata.
+pub fn read_small_table(
+    path: &std::path::Path,
+) -> Result<(Vec<RecordBatch>, Vec<(String, String)>)> {
+    let file = File::open(path)
+        .map_err(|e| crate::Error::io(format!("cannot open {}", path.display()), e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let metadata = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| {
+            kv.iter()
+                .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let batches = builder
+        .build()?
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((batches, metadata))
 }
 
 /// A stage's rows as one expression: its list column, or its numeric columns as a list (the

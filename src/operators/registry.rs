@@ -7,6 +7,7 @@ use super::op::OpKind;
 pub const OPS: &[OpKind] = &[
     super::top_eigenvector::stage::KIND,
     super::pca::stage::KIND,
+    super::project::KIND,
     super::prune_scores::stage::KIND,
     super::coordinated_sketch::stage::KIND,
     super::sketch_product::KIND,

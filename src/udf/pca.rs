@@ -334,9 +334,11 @@ impl AggregateUDFImpl for PcaAggregate {
                         a.as_str()
                     )
                 }
-                None => return plan_err!(
+                None => {
+                    return plan_err!(
                     "{name}: unknown algorithm '{s}'; SQL runs 'exact' and 'frequent-directions'"
-                ),
+                )
+                }
             },
         };
         let center = constant(&args, at + 1, name, "a boolean", as_bool)?.unwrap_or(true);

@@ -26,7 +26,6 @@ use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use self::state::MergeablePca;
 use super::top_eigenvector::{Frobenius, TopEigenvectorParams};
@@ -336,11 +335,7 @@ impl PcaOp {
     /// Continues from the `state` table of a previous incremental run in `dir`.
     pub fn resume(&mut self, dir: &Path) -> Result<()> {
         let path = dir.join("state.parquet");
-        let file = std::fs::File::open(&path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)?
-            .build()?
-            .collect::<std::result::Result<_, _>>()?;
+        let (batches, _) = super::read_small_table(&path)?;
         self.previous = match batches.first() {
             Some(b) if b.num_rows() == 1 => {
                 MergeablePca::from_columns(b.columns(), 0, self.params.ell())

@@ -16,7 +16,6 @@ use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 pub mod stage;
 
@@ -336,11 +335,7 @@ impl TopEigenvectorOp {
     /// now are merged into it.
     pub fn resume(&mut self, dir: &Path) -> Result<()> {
         let path = dir.join("state.parquet");
-        let file = std::fs::File::open(&path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)?
-            .build()?
-            .collect::<std::result::Result<_, _>>()?;
+        let (batches, _) = super::read_small_table(&path)?;
         let ell =
             (self.params.algorithm == Algorithm::FrequentDirections).then_some(self.params.ell);
         self.previous = match batches.first() {
