@@ -53,8 +53,9 @@ enum Command {
     /// sketchpipe's functions (`docs/reference.md` "SQL functions" has each):
     /// el2n, grand, el2n_probs, grand_probs (pruning scores per row); uniform_hash (the
     /// shared key hash); list_mean, list_stddev; aggregates top_eigenvector,
-    /// top_eigenvector_stats, top_eigenvector_state, priority_sketch, coordinated_sketch,
-    /// sketch_merge; sketch_product (AᵀB from two sketches).
+    /// top_eigenvector_stats, top_eigenvector_state, pca, pca_state, priority_sketch,
+    /// coordinated_sketch, sketch_merge; pca_project (scores on a basis), subspace_alignment
+    /// (principal angles of two bases), sketch_product (AᵀB from two sketches).
     ///
     /// Example: sketchpipe sql --pipeline pipelines/demo.toml "SELECT * FROM top.stats"
     Sql(SqlArgs),

@@ -125,11 +125,12 @@ pub async fn write_stream(
     Ok(rows)
 }
 
+/// Parquet key-value metadata, in file order.
+pub type KeyValues = Vec<(String, String)>;
+
 /// A small Parquet table read whole (a state table, a basis): its batches and its key-value
 /// metadata.
-pub fn read_small_table(
-    path: &std::path::Path,
-) -> Result<(Vec<RecordBatch>, Vec<(String, String)>)> {
+pub fn read_small_table(path: &std::path::Path) -> Result<(Vec<RecordBatch>, KeyValues)> {
     let file = File::open(path)
         .map_err(|e| crate::Error::io(format!("cannot open {}", path.display()), e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;

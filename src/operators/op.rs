@@ -134,7 +134,7 @@ pub trait Op: std::fmt::Debug + Send + Sync {
     /// Makes the stage incremental (`incremental = true`), or says why it cannot be.
     fn make_incremental(&mut self) -> std::result::Result<(), String> {
         Err(
-            "only mergeable stages can be incremental: top_eigenvector (exact, \
+            "only mergeable stages can be incremental: top_eigenvector and pca (exact, \
              frequent-directions) and coordinated_sketch (priority, exact, jl, countsketch)"
                 .into(),
         )

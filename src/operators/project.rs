@@ -52,11 +52,11 @@ pub struct ProjectParams {
     /// The `pca` stage or directory, as written.
     pub pca: String,
     /// The row columns, as the `pca` stage named them.
-    pub columns: Vec<String>,
+    pub row_columns: Vec<String>,
     /// Input columns copied into `scores`.
     pub keep: Vec<String>,
     /// Every input column read: `columns` then `keep` (without repeats).
-    read: Vec<String>,
+    input_columns: Vec<String>,
 }
 
 fn stats_schema() -> SchemaRef {
@@ -101,9 +101,9 @@ pub fn parse(keys: &mut Keys<'_>) -> Result<ProjectParams> {
     }
     Ok(ProjectParams {
         pca,
-        columns,
+        row_columns: columns,
         keep,
-        read,
+        input_columns: read,
     })
 }
 
@@ -135,11 +135,11 @@ impl Op for ProjectParams {
     }
 
     fn columns(&self) -> &[String] {
-        &self.read
+        &self.input_columns
     }
 
     fn column_key(&self, column: &str) -> &'static str {
-        if self.columns.iter().any(|c| c == column) {
+        if self.row_columns.iter().any(|c| c == column) {
             "columns"
         } else {
             "keep"
@@ -147,7 +147,7 @@ impl Op for ProjectParams {
     }
 
     fn check_schema(&self, input: &Schema) -> Result<()> {
-        DenseRowReader::new(input, &self.columns, OnInvalid::Error).map(|_| ())
+        DenseRowReader::new(input, &self.row_columns, OnInvalid::Error).map(|_| ())
     }
 
     fn needs_scratch(&self) -> bool {
@@ -270,6 +270,30 @@ fn read_basis(dir: &Path) -> Result<StoredBasis> {
     })
 }
 
+/// The length of the first non-null list in column `name` (reads until one is found).
+async fn first_length(frame: &DataFrame, name: &str) -> Result<Option<usize>> {
+    let column = col(Column::from_name(name));
+    let first = frame
+        .clone()
+        .select(vec![column.clone()])?
+        .filter(column.is_not_null())?
+        .limit(0, Some(1))?
+        .collect()
+        .await?;
+    Ok(first
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| list_length(b.column(0))))
+}
+
+fn list_length(a: &ArrayRef) -> Option<usize> {
+    match a.data_type() {
+        DataType::List(_) => Some(a.as_list::<i32>().value_length(0) as usize),
+        DataType::LargeList(_) => Some(a.as_list::<i64>().value_length(0) as usize),
+        _ => None,
+    }
+}
+
 /// Running summaries of one component's scores (Welford), in row order.
 #[derive(Debug, Clone, Default)]
 struct Summary {
@@ -296,24 +320,25 @@ impl Summary {
 }
 
 impl ProjectParams {
-    /// The basis, checked against this stage's columns and input schema.
-    fn basis(&self, dir: &Path, schema: &Schema) -> Result<StoredBasis> {
+    /// The basis, checked against this stage's columns and input (its schema, and for a list
+    /// column of no fixed size the first non-null row's length).
+    async fn basis(&self, dir: &Path, frame: &DataFrame) -> Result<StoredBasis> {
         let basis = read_basis(dir)?;
-        if basis.columns != self.columns {
+        if basis.columns != self.row_columns {
             return Err(Error::Input(format!(
                 "the basis in {} was computed over column(s) {} and this stage reads {}; \
                  project rows with the basis's columns, in its order (rename them in a `sql` \
                  source if the new table calls them otherwise)",
                 dir.display(),
                 basis.columns.join(", "),
-                self.columns.join(", ")
+                self.row_columns.join(", ")
             )));
         }
         let d = basis.pca.mean.len();
-        let have = match self.columns.as_slice() {
-            [one] => match schema.field_with_name(one)?.data_type() {
+        let have = match self.row_columns.as_slice() {
+            [one] => match frame.schema().field_with_unqualified_name(one)?.data_type() {
                 DataType::FixedSizeList(_, n) => Some(*n as usize),
-                t if is_list(t) => None,
+                t if is_list(t) => first_length(frame, one).await?,
                 _ => Some(1),
             },
             many => Some(many.len()),
@@ -321,7 +346,7 @@ impl ProjectParams {
         if let Some(have) = have.filter(|h| *h != d) {
             return Err(Error::Input(format!(
                 "the rows have dimension {have} ({}) and the basis in {} dimension {d}",
-                self.columns.join(", "),
+                self.row_columns.join(", "),
                 dir.display()
             )));
         }
@@ -337,11 +362,11 @@ impl ProjectParams {
     ) -> Result<DataFrame> {
         let basis = ScalarValue::Struct(Arc::new(basis_array(basis)?));
         // One numeric column is a row of one value: a list too.
-        let rows = match self.columns.as_slice() {
+        let rows = match self.row_columns.as_slice() {
             [one] if !is_list(frame.schema().field_with_unqualified_name(one)?.data_type()) => {
                 make_array(vec![col(Column::from_name(one))])
             }
-            _ => rows_expr(&self.columns),
+            _ => rows_expr(&self.row_columns),
         };
         let project = session.udf("pca_project")?.call(vec![rows, lit(basis)]);
         let mut exprs: Vec<Expr> = self
@@ -364,7 +389,7 @@ impl Query for ProjectParams {
     ) -> BoxFuture<'a, Result<StageTables>> {
         Box::pin(async move {
             let dir = ctx.uses.first().expect("project uses one pca output");
-            let basis = self.basis(dir, ctx.schema)?;
+            let basis = self.basis(dir, &frame).await?;
             let k = basis.pca.components.len();
             let scores = self.scores_frame(on, frame, &basis.pca)?;
             let scratch: PathBuf = ctx

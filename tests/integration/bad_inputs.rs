@@ -48,8 +48,22 @@ fn fails_on_data(setup: impl Fn(&Path), text: &str, expected: &[&str]) {
 
 /// Runs the pipeline `text` after `setup`, and checks it fails with the documented exit
 /// `code`, every `expected` fragment in its message, and nothing under the output directory
-/// but the lock file (which records who ran last, never data).
+/// but the lock file (which records who ran last, never data). A `top_eigenvector` stage's
+/// bad input is tried as a `pca` stage too (it reads rows the same way): refused alike.
 fn fails_with(code: i32, setup: impl Fn(&Path), text: &str, expected: &[&str]) {
+    fails_once(code, &setup, text, expected);
+    let op = "op = \"top_eigenvector\"";
+    if text.contains(op) && !text.contains("verify") {
+        // `pca` defaults to exact, `top_eigenvector` to random-order.
+        let pca = match text.contains("algorithm") {
+            true => "op = \"pca\"",
+            false => "op = \"pca\"\nalgorithm = \"random-order\"",
+        };
+        fails_once(code, &setup, &text.replace(op, pca), expected);
+    }
+}
+
+fn fails_once(code: i32, setup: &impl Fn(&Path), text: &str, expected: &[&str]) {
     let tmp = TempDir::new().unwrap();
     setup(tmp.path());
     let file = write_pipeline(tmp.path(), text);
@@ -158,8 +172,11 @@ fn a_failure_after_the_shuffle_spill_leaves_no_spill_files() {
             ])
         })
         .collect();
-    fails_on_data(
-        |d| list_data(d, rows.clone()),
+    // (top_eigenvector only: a pca stage takes its mean from the spill pass, which meets the
+    // NaN there — tested as the NaN case below.)
+    fails_once(
+        3,
+        &|d| list_data(d, rows.clone()),
         &format!(
             "{HEAD}{}shuffle = true\nshuffle_memory = \"1MiB\"\n",
             STAGE.replace("algorithm = \"exact\"\n", "")
@@ -242,7 +259,8 @@ fn dependency_cycle() {
          algorithm = \"exact\"\n[stages.b]\nop = \"top_eigenvector\"\nsource = \"a.vector\"\n\
          columns = [\"value\"]\nalgorithm = \"exact\"\n"
     );
-    fails(good_data, &text, &["dependency cycle", "a → b → a"]);
+    // (Through `b.vector`: a table only top_eigenvector writes.)
+    fails_once(2, &good_data, &text, &["dependency cycle", "a → b → a"]);
 }
 
 #[test]
@@ -254,8 +272,11 @@ fn bad_values_and_unknown_ops() {
     );
     fails(
         good_data,
-        &format!("{HEAD}{}", STAGE.replace("top_eigenvector", "pca")),
-        &["`op`", "unknown op `pca`"],
+        &format!(
+            "{HEAD}{}",
+            STAGE.replace("top_eigenvector", "principal_components")
+        ),
+        &["`op`", "unknown op `principal_components`", "pca"],
     );
     fails(
         good_data,
@@ -455,5 +476,99 @@ fn ell_only_applies_to_frequent_directions() {
             STAGE.replace("exact", "frequent-directions")
         ),
         &["`ell`", "at least 2"],
+    );
+}
+
+/// `pca`'s own keys: each bad value a clear error naming the key, nothing written.
+#[test]
+fn pca_keys_and_shapes() {
+    let pca = STAGE.replace("top_eigenvector", "pca");
+    fails(
+        good_data,
+        &format!("{HEAD}{pca}components = 0\n"),
+        &["`components`", "at least 1"],
+    );
+    fails(
+        good_data,
+        &format!("{HEAD}{pca}components = 4\n"),
+        &["stage `top`", "components = 4", "dimension 3"],
+    );
+    fails(
+        good_data,
+        &format!("{HEAD}{pca}scale = true\ncenter = false\n"),
+        &["`scale`", "needs center = true"],
+    );
+    fails(
+        good_data,
+        &format!(
+            "{HEAD}{}components = 2\n",
+            pca.replace("exact", "random-order")
+        ),
+        &[
+            "`components`",
+            "top component only",
+            "\"exact\" or \"frequent-directions\"",
+        ],
+    );
+    fails(
+        good_data,
+        &format!(
+            "{HEAD}{}components = 3\nell = 3\n",
+            pca.replace("exact", "frequent-directions")
+        ),
+        &["`components`", "needs ell > 3"],
+    );
+    fails(
+        good_data,
+        &format!("{HEAD}{pca}verify = true\n"),
+        &["`verify`"],
+    );
+    // A constant column under scale = true, named (numeric columns and a list coordinate).
+    let constant = |d: &Path| {
+        let b = RecordBatch::try_from_iter([
+            (
+                "a",
+                Arc::new(datafusion::arrow::array::Float64Array::from(vec![
+                    1.0, 2.0, 4.0,
+                ])) as ArrayRef,
+            ),
+            (
+                "flat",
+                Arc::new(datafusion::arrow::array::Float64Array::from(vec![7.0; 3])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        write_parquet(&d.join("data.parquet"), &b);
+    };
+    let numeric = pca.replace("[\"emb\"]", "[\"a\", \"flat\"]");
+    fails_on_data(
+        constant,
+        &format!("{HEAD}{numeric}scale = true\n"),
+        &["column `flat` is constant", "scale = false"],
+    );
+    fails_on_data(
+        |d| {
+            list_data(
+                d,
+                vec![
+                    Some(vec![Some(1.0), Some(3.0)]),
+                    Some(vec![Some(2.0), Some(3.0)]),
+                ],
+            )
+        },
+        &format!("{HEAD}{pca}scale = true\n"),
+        &["coordinate 1 of column `emb` is constant"],
+    );
+    fails_on_data(
+        |d| list_data(d, vec![Some(vec![Some(1.0), Some(3.0)])]),
+        &format!("{HEAD}{pca}"),
+        &["at least 2 rows"],
+    );
+    // project: the basis must be a pca stage.
+    fails_once(
+        2,
+        &good_data,
+        &format!("{HEAD}{STAGE}[stages.p]\nop = \"project\"\nsource = \"src\"\npca = \"top\"\ncolumns = [\"emb\"]\n"),
+        &["[stages.p]", "`pca`", "stage `top` is a top_eigenvector stage"],
     );
 }

@@ -16,6 +16,9 @@ const STAGES: &str = "\
 [stages.fd]\nop = \"top_eigenvector\"\nsource = \"t\"\ncolumns = [\"emb\"]\nalgorithm = \"frequent-directions\"\nell = 4\n\
 [stages.sk]\nop = \"coordinated_sketch\"\nsource = \"t\"\nkey = \"id\"\ncolumns = [\"emb\"]\nsize = 40\nseed = 3\n\
 [stages.ro]\nop = \"top_eigenvector\"\nsource = \"t\"\ncolumns = [\"emb\"]\nseed = 5\n\
+[stages.pcx]\nop = \"pca\"\nsource = \"t\"\ncolumns = [\"emb\"]\ncomponents = 2\nscale = true\n\
+[stages.pcf]\nop = \"pca\"\nsource = \"t\"\ncolumns = [\"emb\"]\ncomponents = 2\nalgorithm = \"frequent-directions\"\nell = 4\n\
+[stages.proj]\nop = \"project\"\nsource = \"t\"\npca = \"pcx\"\ncolumns = [\"emb\"]\nkeep = [\"id\"]\n\
 [stages.prod]\nop = \"sketch_product\"\nleft = \"sk\"\nright = \"sk\"\n\
 [sources.q]\nsql = \"SELECT * FROM t WHERE id < 1000\"\n\
 [stages.sq]\nop = \"coordinated_sketch\"\nsource = \"q\"\nkey = \"id\"\ncolumns = [\"emb\"]\nsize = 20\n\
@@ -77,7 +80,7 @@ async fn stages_on_a_cluster_session_write_the_local_tables() {
         .collect();
     assert_eq!(
         on_cluster,
-        ["cs", "ex", "fd", "jl", "sk", "sp", "spjl", "sq", "top"]
+        ["cs", "ex", "fd", "jl", "pcf", "pcx", "sk", "sp", "spjl", "sq", "top"]
     );
     run(tmp.path(), "local", false).await;
     run(tmp.path(), "remote", true).await;
@@ -140,6 +143,30 @@ async fn stages_on_a_cluster_session_write_the_local_tables() {
         read_parquet(&l.join("prod/product.parquet")).num_rows(),
         read_parquet(&r.join("prod/product.parquet")).num_rows()
     );
+    // PCA: the merged partitions' scatter is the local one to rounding; FD within its bound;
+    // a local project stage reads the cluster stage's basis.
+    let (cl, cr) = (
+        crate::pca::components(&l.join("pcx")),
+        crate::pca::components(&r.join("pcx")),
+    );
+    for (a, b) in cl.iter().flatten().zip(cr.iter().flatten()) {
+        assert!((a - b).abs() < 1e-10, "pca: {a} vs {b}");
+    }
+    let ev = |d: &Path, c: &str| crate::pca::column(d, "spectrum", c);
+    let bound = ev(&r.join("pcf"), "error_bound")[0];
+    for (a, b) in ev(&l.join("pcf"), "eigenvalue")
+        .iter()
+        .zip(ev(&r.join("pcf"), "eigenvalue"))
+    {
+        assert!(
+            (a - b).abs() <= bound * (1.0 + 1e-9) + 1e-9,
+            "pca fd: {a} vs {b} ± {bound}"
+        );
+    }
+    let var = |d: &Path| crate::pca::column(&d.join("proj"), "stats", "variance");
+    for (a, b) in var(&l).iter().zip(var(&r)) {
+        assert!((a - b).abs() < 1e-9 * b, "projected variance: {a} vs {b}");
+    }
     // random-order ran locally in both: the same vector, bit for bit.
     assert!(read_vector(&l.join("ro")) == read_vector(&r.join("ro")));
 }

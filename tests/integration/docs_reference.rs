@@ -494,6 +494,8 @@ fn extra_pipeline(dir: &Path) -> PathBuf {
              [sources.odd]\nsql = \"SELECT * FROM left WHERE key % 2 = 1\"\n\
              [stages.top_inc]\nop = \"top_eigenvector\"\nsource = \"days\"\ncolumns = [\"emb\"]\n\
              algorithm = \"exact\"\nincremental = true\n\
+             [stages.pca_inc]\nop = \"pca\"\nsource = \"days\"\ncolumns = [\"emb\"]\n\
+             incremental = true\n\
              [stages.sketch_inc]\nop = \"coordinated_sketch\"\nsource = \"days\"\nkey = \"id\"\n\
              columns = [\"emb\"]\nsize = 100\nincremental = true\n\
              [stages.even_sketch]\nop = \"coordinated_sketch\"\nsource = \"even\"\nkey = \"key\"\n\

@@ -12,7 +12,9 @@ const STAGES: &str = "\
 [stages.top]\nop = \"top_eigenvector\"\nsource = \"days\"\ncolumns = [\"emb\"]\nalgorithm = \"exact\"\nincremental = INC\n\
 [stages.fd]\nop = \"top_eigenvector\"\nsource = \"days\"\ncolumns = [\"emb\"]\nalgorithm = \"frequent-directions\"\nell = 4\nincremental = INC\n\
 [stages.sk]\nop = \"coordinated_sketch\"\nsource = \"days\"\nkey = \"id\"\ncolumns = [\"emb\"]\nsize = 40\nseed = 3\nincremental = INC\n\
-[stages.jl]\nop = \"coordinated_sketch\"\nsource = \"days\"\nkey = \"id\"\ncolumns = [\"emb\"]\nmethod = \"jl\"\nsize = 16\nseed = 3\nincremental = INC\n";
+[stages.jl]\nop = \"coordinated_sketch\"\nsource = \"days\"\nkey = \"id\"\ncolumns = [\"emb\"]\nmethod = \"jl\"\nsize = 16\nseed = 3\nincremental = INC\n\
+[stages.pc]\nop = \"pca\"\nsource = \"days\"\ncolumns = [\"emb\"]\ncomponents = 2\nscale = true\nincremental = INC\n\
+[stages.pcf]\nop = \"pca\"\nsource = \"days\"\ncolumns = [\"emb\"]\ncomponents = 2\nalgorithm = \"frequent-directions\"\nell = 4\nincremental = INC\n";
 
 fn pipeline(dir: &Path, name: &str, incremental: bool, output: &str) -> std::path::PathBuf {
     let text = format!(
@@ -83,6 +85,40 @@ fn incremental_runs_equal_a_full_rerun_and_refuse_changed_inputs() {
         "{e} vs {ef} ± {bound}"
     );
 
+    // PCA: the merged scatter (Chan's update across files) is the one-pass one to rounding;
+    // the merged centred sketch within its bound of it.
+    let (ci, cf) = (
+        crate::pca::components(&i.join("pc")),
+        crate::pca::components(&f.join("pc")),
+    );
+    for (a, b) in ci.iter().flatten().zip(cf.iter().flatten()) {
+        assert!((a - b).abs() < 1e-10, "pca: {a} vs {b}");
+    }
+    let spectrum = |d: &Path, s: &str, c: &str| crate::pca::column(&d.join(s), "spectrum", c);
+    for (a, b) in spectrum(&i, "pc", "eigenvalue")
+        .iter()
+        .zip(spectrum(&f, "pc", "eigenvalue"))
+    {
+        assert!((a - b).abs() < 1e-10 * b, "pca eigenvalue: {a} vs {b}");
+    }
+    let full_unscaled = pipeline(tmp.path(), "unscaled.toml", false, "unscaled");
+    let out = sketchpipe(&[
+        "run",
+        full_unscaled.to_str().unwrap(),
+        "--set",
+        "pc.scale=false",
+        "--quiet",
+    ]);
+    assert_ok(&out);
+    let exact = spectrum(&tmp.path().join("unscaled"), "pc", "eigenvalue");
+    let bound = spectrum(&i, "pcf", "error_bound")[0];
+    for (e, s) in exact.iter().zip(spectrum(&i, "pcf", "eigenvalue")) {
+        assert!(
+            s <= e * (1.0 + 1e-9) && e - s <= bound * (1.0 + 1e-9),
+            "pca fd: {s} vs {e} ± {bound}"
+        );
+    }
+
     // Priority: the same sample as one pass; JL: the same sketch up to summation order.
     let (si, sf) = (read_sample(&i.join("sk")), read_sample(&f.join("sk")));
     assert_eq!(si.rows, sf.rows);
@@ -142,6 +178,10 @@ fn incremental_runs_equal_a_full_rerun_and_refuse_changed_inputs() {
         "sk.incremental=false",
         "--set",
         "jl.incremental=false",
+        "--set",
+        "pc.incremental=false",
+        "--set",
+        "pcf.incremental=false",
     ]);
     assert_ok(&out);
     let log = run(&inc);

@@ -158,6 +158,8 @@ fn only_the_registry_knows_the_ops() {
         names,
         [
             "top_eigenvector",
+            "pca",
+            "project",
             "prune_scores",
             "coordinated_sketch",
             "sketch_product",

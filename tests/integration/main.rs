@@ -17,6 +17,7 @@ mod docs_reference;
 mod generate;
 mod incremental;
 mod layout;
+mod pca;
 mod prune_scores;
 mod readme_sql;
 mod run;
