@@ -104,7 +104,12 @@ type Demo = (
     &'static [&'static str],
     &'static [&'static str],
 );
-const DEMOS: [Demo; 5] = [
+const DEMOS: [Demo; 6] = [
+    (
+        "pca_demo",
+        &["pca_ro/components.parquet", "pca_ro/spectrum.parquet"],
+        &["pca", "pca_fd", "wine", "scores"],
+    ),
     (
         "sketch_demo",
         &["ab/product.parquet", "ab_exact/product.parquet"],
@@ -142,6 +147,31 @@ fn same_tables(demo: &str, l: &Path, r: &Path, same: &[&str], close: &[&str]) {
         );
     }
     for stage in close {
+        if l.join(stage).join("components.parquet").exists() {
+            let (a, b) = (
+                crate::pca::components(&l.join(stage)),
+                crate::pca::components(&r.join(stage)),
+            );
+            assert!(
+                a.iter()
+                    .flatten()
+                    .zip(b.iter().flatten())
+                    .all(|(x, y)| (x - y).abs() < 1e-9),
+                "{demo}: {stage}"
+            );
+            continue;
+        }
+        if l.join(stage).join("scores.parquet").exists() {
+            let var = |d: &Path| crate::pca::column(&d.join(stage), "stats", "variance");
+            assert!(
+                var(l)
+                    .iter()
+                    .zip(var(r))
+                    .all(|(x, y)| (x - y).abs() < 1e-9 * y),
+                "{demo}: {stage}"
+            );
+            continue;
+        }
         if l.join(stage).join("sketch.parquet").exists() {
             let (a, b) = (read_linear(&l.join(stage)), read_linear(&r.join(stage)));
             assert_eq!(
