@@ -150,6 +150,23 @@ pub fn read_small_table(path: &std::path::Path) -> Result<(Vec<RecordBatch>, Key
     Ok((batches, metadata))
 }
 
+/// The one-row `state` table an incremental stage wrote into `dir`, read by `parse` from its
+/// columns (row 0); errors name the file.
+pub fn read_state<T>(
+    dir: &std::path::Path,
+    parse: impl FnOnce(&[datafusion::arrow::array::ArrayRef]) -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    let path = dir.join("state.parquet");
+    let (batches, _) = read_small_table(&path)?;
+    match batches.first() {
+        Some(b) if b.num_rows() == 1 => parse(b.columns()).map_err(|e| e.context(path.display())),
+        _ => Err(crate::Error::Input(format!(
+            "{}: a state table holds one row",
+            path.display()
+        ))),
+    }
+}
+
 /// A stage's rows as one expression: its list column, or its numeric columns as a list (the
 /// `rows` argument of the SQL aggregates).
 pub fn rows_expr(columns: &[String]) -> Expr {

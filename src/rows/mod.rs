@@ -180,6 +180,14 @@ impl DenseRowReader {
         self.skipped
     }
 
+    /// The error of a pass that found no valid row: no rows at all, or every one skipped.
+    pub fn no_rows_error(&self) -> Error {
+        Error::Input(match self.rows_seen {
+            0 => "the input has no rows".to_string(),
+            n => format!("all {n} input rows were invalid and skipped; nothing to compute"),
+        })
+    }
+
     /// Starts counting afresh for another pass over the same input.
     pub fn restart(&mut self) {
         self.rows_seen = 0;

@@ -7,6 +7,7 @@ use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::function::AccumulatorArgs;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
 use datafusion::physical_expr::expressions::Literal;
 use std::sync::Arc;
 
@@ -62,4 +63,23 @@ impl FloatLists {
     pub(super) fn view(&self) -> ListView<'_> {
         ListView::of(&self.list).expect("a list of Float32 or Float64")
     }
+}
+
+/// The rows a scalar function's call computes, and whether every argument is a constant (then
+/// one row, and the result is a constant too: [`call_result`]).
+pub(super) fn call_rows(args: &ScalarFunctionArgs) -> (usize, bool) {
+    let scalar = args
+        .args
+        .iter()
+        .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    (if scalar { 1 } else { args.number_rows }, scalar)
+}
+
+/// The result of a call [`call_rows`] sized: a constant when every argument was one.
+pub(super) fn call_result(array: ArrayRef, scalar: bool) -> DfResult<ColumnarValue> {
+    Ok(if scalar {
+        ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
+    } else {
+        ColumnarValue::Array(array)
+    })
 }

@@ -32,7 +32,7 @@ use datafusion::logical_expr::{
 };
 use faer::Mat;
 
-use super::args::{df_err, literal, FloatLists};
+use super::args::{call_result, call_rows, df_err, literal, FloatLists};
 use crate::eigen::{dot, Pca};
 use crate::operators::op::Functions;
 use crate::operators::pca::state::{self, MergeablePca};
@@ -572,11 +572,7 @@ impl ScalarUDFImpl for Project {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let n = if scalar { 1 } else { args.number_rows };
+        let (n, scalar) = call_rows(&args);
         let rows = args.args[0].to_array(n)?;
         let lists = FloatLists::new(&rows)?;
         let view = lists.view();
@@ -607,12 +603,7 @@ impl ScalarUDFImpl for Project {
             out.values().append_slice(&scores);
             out.append(true);
         }
-        let array: ArrayRef = Arc::new(out.finish());
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
-        } else {
-            ColumnarValue::Array(array)
-        })
+        call_result(Arc::new(out.finish()), scalar)
     }
 }
 
@@ -676,11 +667,7 @@ impl ScalarUDFImpl for Alignment {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let n = if scalar { 1 } else { args.number_rows };
+        let (n, scalar) = call_rows(&args);
         let mut left = Bases::new(&args.args[0], n, "subspace_alignment's first basis")?;
         let mut right = Bases::new(&args.args[1], n, "subspace_alignment's second basis")?;
         let mut out = ListBuilder::new(Float64Builder::new());
@@ -694,12 +681,7 @@ impl ScalarUDFImpl for Alignment {
                 _ => out.append(false),
             }
         }
-        let array: ArrayRef = Arc::new(out.finish());
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
-        } else {
-            ColumnarValue::Array(array)
-        })
+        call_result(Arc::new(out.finish()), scalar)
     }
 }
 

@@ -36,7 +36,7 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 
-use super::args::{df_err, literal};
+use super::args::{call_result, call_rows, df_err, literal};
 use crate::operators::coordinated_sketch::{table, CoordinatedSketchOp, CoordinatedSketchParams};
 use crate::operators::op::Functions;
 use crate::operators::{Operator, PassInfo};
@@ -491,11 +491,7 @@ impl ScalarUDFImpl for SketchProduct {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let n = if scalar { 1 } else { args.number_rows };
+        let (n, scalar) = call_rows(&args);
         let left = args.args[0].to_array(n)?;
         let right = args.args[1].to_array(n)?;
         let (left, right): (&BinaryArray, &BinaryArray) = (left.as_binary(), right.as_binary());
@@ -525,11 +521,6 @@ impl ScalarUDFImpl for SketchProduct {
             }
             out.append(true);
         }
-        let array: ArrayRef = Arc::new(out.finish());
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
-        } else {
-            ColumnarValue::Array(array)
-        })
+        call_result(Arc::new(out.finish()), scalar)
     }
 }

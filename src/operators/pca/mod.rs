@@ -334,20 +334,8 @@ impl PcaOp {
 
     /// Continues from the `state` table of a previous incremental run in `dir`.
     pub fn resume(&mut self, dir: &Path) -> Result<()> {
-        let path = dir.join("state.parquet");
-        let (batches, _) = super::read_small_table(&path)?;
-        self.previous = match batches.first() {
-            Some(b) if b.num_rows() == 1 => {
-                MergeablePca::from_columns(b.columns(), 0, self.params.ell())
-                    .map_err(|e| e.context(path.display()))?
-            }
-            _ => {
-                return Err(Error::Input(format!(
-                    "{}: a state table holds one row",
-                    path.display()
-                )))
-            }
-        };
+        let ell = self.params.ell();
+        self.previous = super::read_state(dir, |c| MergeablePca::from_columns(c, 0, ell))?;
         Ok(())
     }
 
@@ -403,10 +391,7 @@ impl PcaOp {
     }
 
     fn no_rows_error(&self) -> Error {
-        Error::Input(match self.reader().rows_seen() {
-            0 => "the input has no rows".to_string(),
-            n => format!("all {n} input rows were invalid and skipped; nothing to compute"),
-        })
+        self.reader().no_rows_error()
     }
 
     /// The stream-order core over standardised rows, with `‖A‖_F²` known or estimated.

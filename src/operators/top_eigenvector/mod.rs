@@ -334,20 +334,9 @@ impl TopEigenvectorOp {
     /// Continues from the `state` table of a previous incremental run in `dir`: the rows read
     /// now are merged into it.
     pub fn resume(&mut self, dir: &Path) -> Result<()> {
-        let path = dir.join("state.parquet");
-        let (batches, _) = super::read_small_table(&path)?;
         let ell =
             (self.params.algorithm == Algorithm::FrequentDirections).then_some(self.params.ell);
-        self.previous = match batches.first() {
-            Some(b) if b.num_rows() == 1 => MergeableEigen::from_columns(b.columns(), 0, ell)
-                .map_err(|e| e.context(path.display()))?,
-            _ => {
-                return Err(Error::Input(format!(
-                    "{}: a state table holds one row",
-                    path.display()
-                )))
-            }
-        };
+        self.previous = super::read_state(dir, |c| MergeableEigen::from_columns(c, 0, ell))?;
         Ok(())
     }
 
@@ -483,10 +472,7 @@ impl TopEigenvectorOp {
     }
 
     fn no_rows_error(&self) -> Error {
-        Error::Input(match self.reader.rows_seen() {
-            0 => "the input has no rows".to_string(),
-            n => format!("all {n} input rows were invalid and skipped; nothing to compute"),
-        })
+        self.reader.no_rows_error()
     }
 
     fn main_update(&mut self, batch: &RecordBatch) -> Result<()> {
