@@ -201,6 +201,39 @@ impl DenseRowReader {
     /// copying it (every other case is copied into the reused buffer, row by row, with the
     /// checks that name the bad row).
     pub fn read<'a>(&'a mut self, batch: &'a RecordBatch) -> Result<DenseRows<'a>> {
+        let view = self.convert(batch)?;
+        let dim = self.dim.unwrap_or(0);
+        Ok(match view {
+            Rows::Copied(rows) => DenseRows {
+                values: &self.buf,
+                dim,
+                rows,
+            },
+            Rows::Borrowed(values) => DenseRows {
+                values,
+                dim,
+                rows: batch.num_rows(),
+            },
+        })
+    }
+
+    /// As [`Self::read`], but the rows always in the reader's own buffer, handed out mutably:
+    /// for a caller that transforms them in place (centring them, say) instead of copying
+    /// them once more. Returns `(values, dim, rows)`.
+    pub fn read_mut(&mut self, batch: &RecordBatch) -> Result<(&mut [f64], usize, usize)> {
+        let rows = match self.convert(batch)? {
+            Rows::Copied(rows) => rows,
+            Rows::Borrowed(values) => {
+                self.buf.extend_from_slice(values);
+                batch.num_rows()
+            }
+        };
+        let dim = self.dim.unwrap_or(0);
+        Ok((&mut self.buf, dim, rows))
+    }
+
+    /// Validates and converts one batch: copied into `buf`, or borrowed from the batch.
+    fn convert<'a>(&mut self, batch: &'a RecordBatch) -> Result<Rows<'a>> {
         self.buf.clear();
         let n = batch.num_rows();
         let view = match &self.layout {
@@ -225,19 +258,7 @@ impl DenseRowReader {
             }
         };
         self.rows_seen += n as u64;
-        let dim = self.dim.unwrap_or(0);
-        Ok(match view {
-            Rows::Copied(rows) => DenseRows {
-                values: &self.buf,
-                dim,
-                rows,
-            },
-            Rows::Borrowed(values) => DenseRows {
-                values,
-                dim,
-                rows: n,
-            },
-        })
+        Ok(view)
     }
 
     fn read_list<'a>(&mut self, array: &'a ArrayRef, name: &str) -> Result<Rows<'a>> {

@@ -207,18 +207,19 @@ fn spectrum_file(
     let mut v1 = vec![0.0; d];
     v1[0] = 1.0;
     reflect(&mut v1);
-    let values = Float64Array::from(rows.clone());
-    let item = Arc::new(Field::new("item", DataType::Float64, false));
-    let list = ListArray::new(
-        item,
-        OffsetBuffer::from_lengths(std::iter::repeat_n(d, n)),
-        Arc::new(values),
-        None,
-    );
-    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n as i64));
-    let b = RecordBatch::try_from_iter([("id", ids), ("emb", Arc::new(list) as ArrayRef)]).unwrap();
-    write_parquet(path, &b);
+    write_parquet(path, &list_batch(&rows, d));
     (rows, v1)
+}
+
+/// A batch `id Int64, emb List<Float64>` of row-major `rows` of dimension `d`.
+fn list_batch(rows: &[f64], d: usize) -> RecordBatch {
+    let n = rows.len() / d;
+    let values = Float64Array::from(rows.to_vec());
+    let item = Arc::new(Field::new("item", DataType::Float64, false));
+    let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(d, n));
+    let list = ListArray::new(item, offsets, Arc::new(values), None);
+    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n as i64));
+    RecordBatch::try_from_iter([("id", ids), ("emb", Arc::new(list) as ArrayRef)]).unwrap()
 }
 
 const LAMBDAS: [f64; 8] = [20.0, 2.0, 1.5, 1.0, 0.8, 0.5, 0.3, 0.1];
@@ -436,4 +437,69 @@ fn project_on_an_earlier_basis_and_mismatches_refused() {
         "{err}"
     );
     assert!(outputs_under(&dir.join("out")).is_empty());
+}
+
+/// Rows with an exactly known centred spectrum: for the columns `q_j` of a Householder
+/// reflection `Q` and eigenvalues `λ`, `copies` pairs `μ ± sqrt(λ_j / (2 copies)) q_j` per `j`,
+/// shuffled. The mean is exactly `μ` and the centred scatter exactly `Q diag(λ) Qᵀ`, however
+/// large `μ` is; exact PCA must give `λ` and `q_j` to 1e-9.
+#[test]
+fn exact_recovers_a_known_centred_spectrum_under_a_large_mean() {
+    let (d, copies) = (6, 40);
+    let lambdas = [10.0, 4.0, 2.0, 1.0, 0.5, 0.25];
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let u: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
+    let uu: f64 = u.iter().map(|x| x * x).sum();
+    let q = |i: usize, j: usize| f64::from(u8::from(i == j)) - 2.0 * u[i] * u[j] / uu;
+    let mean = [1e4, -5e3, 3.0, 250.0, 0.0, -7.5];
+    let mut order: Vec<(usize, f64)> = (0..d)
+        .flat_map(|j| (0..copies).flat_map(move |_| [(j, 1.0), (j, -1.0)]))
+        .collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.random_range(0..=i));
+    }
+    let mut rows = Vec::with_capacity(order.len() * d);
+    for (j, sign) in &order {
+        let s = sign * (lambdas[*j] / (2.0 * copies as f64)).sqrt();
+        rows.extend((0..d).map(|i| mean[i] + s * q(i, *j)));
+    }
+    let tmp = TempDir::new().unwrap();
+    write_parquet(&tmp.path().join("t.parquet"), &list_batch(&rows, d));
+    let text = "[pipeline]\noutput_dir = \"out\"\n[sources.t]\npath = \"t.parquet\"\n\
+        [stages.pca]\nop = \"pca\"\nsource = \"t\"\ncolumns = [\"emb\"]\ncomponents = 3\n";
+    let file = write_pipeline(tmp.path(), text);
+    assert_ok(&sketchpipe(&["run", file.to_str().unwrap(), "--quiet"]));
+    let stage = tmp.path().join("out/pca");
+    let total: f64 = lambdas.iter().sum();
+    let n1 = (rows.len() / d - 1) as f64;
+    let eig = column(&stage, "spectrum", "eigenvalue");
+    let ratio = column(&stage, "spectrum", "explained_variance_ratio");
+    let var = column(&stage, "spectrum", "explained_variance");
+    for p in 0..3 {
+        assert!(
+            (eig[p] - lambdas[p]).abs() < 1e-9 * lambdas[p],
+            "λ{p}: {}",
+            eig[p]
+        );
+        assert!((ratio[p] - lambdas[p] / total).abs() < 1e-9, "ratio {p}");
+        assert!(
+            (var[p] - lambdas[p] / n1).abs() < 1e-9 * var[p],
+            "variance {p}"
+        );
+    }
+    for (p, v) in components(&stage).iter().enumerate() {
+        let qp: Vec<f64> = (0..d).map(|i| q(i, p)).collect();
+        let sign = if v.iter().zip(&qp).map(|(a, b)| a * b).sum::<f64>() < 0.0 {
+            -1.0
+        } else {
+            1.0
+        };
+        for (a, b) in v.iter().zip(&qp) {
+            assert!((sign * a - b).abs() < 1e-9, "pc {p}: {a} vs {b}");
+        }
+    }
+    for (a, b) in column(&stage, "mean", "value").iter().zip(mean) {
+        assert!((a - b).abs() < 1e-9 * b.abs().max(1.0), "mean {a} vs {b}");
+    }
+    assert!((stat_f64(&stage, "total_variance") - total / n1).abs() < 1e-9 * total / n1);
 }

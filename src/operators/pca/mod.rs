@@ -217,10 +217,32 @@ impl Standardise {
         }
     }
 
+    /// Nothing to subtract or divide (`center = false`, `scale = false`).
+    fn identity(&self) -> bool {
+        self.inv.is_none() && self.mean.iter().all(|m| *m == 0.0)
+    }
+
+    /// Standardises `rows` in place (and counts them into the total).
+    fn apply_in_place<'a>(&mut self, rows: &'a mut [f64]) -> &'a [f64] {
+        let d = self.mean.len();
+        for row in rows.chunks_exact_mut(d) {
+            match &self.inv {
+                Some(inv) => row
+                    .iter_mut()
+                    .zip(&self.mean)
+                    .zip(inv)
+                    .for_each(|((x, m), s)| *x = (*x - m) * s),
+                None => row.iter_mut().zip(&self.mean).for_each(|(x, m)| *x -= m),
+            }
+        }
+        self.total += rows.iter().map(|x| x * x).sum::<f64>();
+        rows
+    }
+
     /// The standardised rows (the rows themselves when there is nothing to subtract or
     /// divide: `center = false`, `scale = false`).
     fn apply<'a>(&'a mut self, rows: &'a [f64]) -> &'a [f64] {
-        if self.inv.is_none() && self.mean.iter().all(|m| *m == 0.0) {
+        if self.identity() {
             self.total += rows.iter().map(|x| x * x).sum::<f64>();
             return rows;
         }
@@ -507,6 +529,19 @@ impl PcaOp {
     fn main_update(&mut self, batch: &RecordBatch) -> Result<()> {
         let mut reader = self.reader.take().expect("between batches");
         let seen = reader.rows_seen() + batch.num_rows() as u64;
+        let in_place =
+            matches!(&self.core, Some(Core::Stream { standardise, .. }) if !standardise.identity());
+        if let (true, Some(Core::Stream { standardise, core })) = (in_place, &mut self.core) {
+            // Standardised in the reader's buffer: one copy of the rows, not two.
+            let fed = reader
+                .read_mut(batch)
+                .and_then(|(values, _, rows)| match rows {
+                    0 => Ok(()),
+                    _ => feed(core, standardise.apply_in_place(values)),
+                });
+            self.reader = Some(reader);
+            return fed;
+        }
         let fed = match reader.read(batch) {
             Ok(rows) if rows.rows == 0 => Ok(()),
             Ok(rows) => match &self.core {
