@@ -197,14 +197,14 @@ static STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-/// `(x − μ) / σ` into a reused buffer, and the running exact total `Σ ‖·‖²` of what it gave.
+/// `(x − μ) / σ`, into a reused buffer or in place. (The exact total `Σ ‖·‖²` of what it
+/// gave is the stream core's own `‖A‖_F²`.)
 #[derive(Debug)]
 struct Standardise {
     mean: Vec<f64>,
     /// `1 / σ_j` with `scale = true`.
     inv: Option<Vec<f64>>,
     buf: Vec<f64>,
-    total: f64,
 }
 
 impl Standardise {
@@ -213,7 +213,6 @@ impl Standardise {
             mean,
             inv: scale.map(|s| s.iter().map(|x| 1.0 / x).collect()),
             buf: Vec::new(),
-            total: 0.0,
         }
     }
 
@@ -222,7 +221,7 @@ impl Standardise {
         self.inv.is_none() && self.mean.iter().all(|m| *m == 0.0)
     }
 
-    /// Standardises `rows` in place (and counts them into the total).
+    /// Standardises `rows` in place.
     fn apply_in_place<'a>(&mut self, rows: &'a mut [f64]) -> &'a [f64] {
         let d = self.mean.len();
         for row in rows.chunks_exact_mut(d) {
@@ -235,7 +234,6 @@ impl Standardise {
                 None => row.iter_mut().zip(&self.mean).for_each(|(x, m)| *x -= m),
             }
         }
-        self.total += rows.iter().map(|x| x * x).sum::<f64>();
         rows
     }
 
@@ -243,7 +241,6 @@ impl Standardise {
     /// divide: `center = false`, `scale = false`).
     fn apply<'a>(&'a mut self, rows: &'a [f64]) -> &'a [f64] {
         if self.identity() {
-            self.total += rows.iter().map(|x| x * x).sum::<f64>();
             return rows;
         }
         let d = self.mean.len();
@@ -262,7 +259,6 @@ impl Standardise {
                     .extend(row.iter().zip(&self.mean).map(|(x, m)| x - m)),
             }
         }
-        self.total += self.buf.iter().map(|x| x * x).sum::<f64>();
         &self.buf
     }
 }
@@ -764,7 +760,7 @@ impl Operator for PcaOp {
                 Pca {
                     components: vec![top.vector],
                     eigenvalues: vec![top.eigenvalue],
-                    total: standardise.total,
+                    total: top.frobenius_sq,
                     mean: standardise.mean,
                     scale,
                     rows: top.rows,
