@@ -1,5 +1,6 @@
 //! One error type for the library; the CLI prints its `Display` as a one-paragraph message.
 
+use crate::signals::Signal;
 use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use datafusion::parquet::errors::ParquetError;
@@ -32,9 +33,10 @@ pub enum Error {
     /// (exit code 1: please report it), with where it happened.
     #[error("{0}")]
     Internal(String),
-    /// The run was interrupted (Ctrl-C); temporary files have been removed.
-    #[error("interrupted: the run was cancelled; no output was changed")]
-    Interrupted,
+    /// The command was stopped by a signal (Ctrl-C, SIGTERM, SIGHUP); temporary files have
+    /// been removed.
+    #[error("interrupted by {}: the command was cancelled; no output was changed", .0.name())]
+    Interrupted(Signal),
     #[error(transparent)]
     DataFusion(DataFusionError),
     #[error(transparent)]
@@ -61,6 +63,10 @@ pub enum ExitKind {
     Busy,
     /// 130: interrupted by Ctrl-C / SIGINT (128 + 2, the shell convention).
     Interrupted,
+    /// 143: stopped by SIGTERM (128 + 15).
+    Terminated,
+    /// 129: stopped by SIGHUP (128 + 1).
+    HungUp,
 }
 
 impl ExitKind {
@@ -74,6 +80,8 @@ impl ExitKind {
             ExitKind::Io => 4,
             ExitKind::Busy => 5,
             ExitKind::Interrupted => 130,
+            ExitKind::Terminated => 143,
+            ExitKind::HungUp => 129,
         }
     }
 
@@ -87,6 +95,8 @@ impl ExitKind {
             ExitKind::Io => "io",
             ExitKind::Busy => "busy",
             ExitKind::Interrupted => "interrupted",
+            ExitKind::Terminated => "terminated",
+            ExitKind::HungUp => "hangup",
         }
     }
 }
@@ -142,7 +152,11 @@ impl Error {
             Error::Io { .. } => ExitKind::Io,
             Error::Busy(_) => ExitKind::Busy,
             Error::Internal(_) => ExitKind::Internal,
-            Error::Interrupted => ExitKind::Interrupted,
+            Error::Interrupted(s) => match s {
+                Signal::Interrupt => ExitKind::Interrupted,
+                Signal::Terminate => ExitKind::Terminated,
+                Signal::Hangup => ExitKind::HungUp,
+            },
             Error::DataFusion(e) => datafusion_kind(e),
         }
     }
@@ -159,7 +173,7 @@ impl Error {
             },
             Error::Busy(m) => Error::Busy(format!("{prefix}: {m}")),
             Error::Internal(m) => Error::Internal(format!("{prefix}: {m}")),
-            Error::Interrupted => Error::Interrupted,
+            Error::Interrupted(s) => Error::Interrupted(s),
             // The prefix must not change who has to act: an engine-internal error stays one.
             Error::DataFusion(e) => match datafusion_kind(&e) {
                 ExitKind::Io => Error::io(prefix.to_string(), std::io::Error::other(e.to_string())),

@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod query;
 pub mod rows;
+pub mod signals;
 pub mod udf;
 
 pub use error::{Error, ExitKind, Result};

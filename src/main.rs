@@ -24,7 +24,7 @@ use sketchpipe::{Error, Result};
     long_about = None,
     after_help = "Exit codes: 0 success; 1 internal error; 2 bad pipeline file or command line; \
                   3 bad input data; 4 I/O failure; 5 output directory in use by another run \
-                  (retry later); 130 interrupted."
+                  (retry later); 129 hangup; 130 interrupted; 143 terminated."
 )]
 struct Cli {
     /// Print nothing but errors (no progress bar or log lines).
@@ -371,8 +371,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     let mut task = tokio::task::spawn_blocking(f);
     let joined = tokio::select! {
         r = &mut task => r,
-        _ = tokio::signal::ctrl_c() => {
-            sketchpipe::generate::cancel();
+        s = sketchpipe::signals::first() => {
+            sketchpipe::generate::cancel(s);
             task.await
         }
     };
@@ -511,18 +511,19 @@ fn main() -> ExitCode {
 fn fail(e: &Error, json: bool) -> ExitCode {
     let kind = e.exit_kind();
     if json {
-        eprintln!(
-            "{}",
-            json_record(
-                "error",
-                "error",
-                &e.to_string(),
-                &[
-                    ("kind", Value::from(kind.name())),
-                    ("exit_code", Value::from(kind.code())),
-                ],
-            )
-        );
+        let mut fields = vec![
+            ("kind", Value::from(kind.name())),
+            ("exit_code", Value::from(kind.code())),
+        ];
+        // A signal's last record says so, and names it.
+        let event = match e {
+            Error::Interrupted(s) => {
+                fields.push(("signal", Value::from(s.name())));
+                "terminated"
+            }
+            _ => "error",
+        };
+        eprintln!("{}", json_record("error", event, &e.to_string(), &fields));
     } else {
         eprintln!("error: {e}");
     }

@@ -13,7 +13,6 @@ pub use pair::SparsePair;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -559,8 +558,8 @@ fn write_atomically(
     let mut writer = TableWriter::new(file, schema, csv, row_bytes)?;
     let mut done = 0u64;
     while done < rows {
-        if CANCELLED.load(Ordering::Relaxed) {
-            return Err(Error::Interrupted);
+        if let Some(s) = CANCELLED.get() {
+            return Err(Error::Interrupted(s));
         }
         let n = (rows - done).min(BATCH_ROWS) as usize;
         let batch = make(done, n)?;
@@ -584,13 +583,13 @@ fn write_atomically(
 }
 
 /// Set by [`cancel`]; a generator stops at its next batch.
-static CANCELLED: AtomicBool = AtomicBool::new(false);
+static CANCELLED: crate::signals::Received = crate::signals::Received::new();
 
-/// Asks the running generator to stop (Ctrl-C): it returns [`Error::Interrupted`] at its next
-/// batch, and its temporary file is removed. The request is final for the process: every
-/// generator started after it stops at its first batch too (the CLI exits on Ctrl-C).
-pub fn cancel() {
-    CANCELLED.store(true, Ordering::Relaxed);
+/// Asks the running generator to stop (a stopping signal): it returns [`Error::Interrupted`]
+/// at its next batch, and its temporary file is removed. The request is final for the
+/// process: every generator started after it stops at its first batch too (the CLI exits).
+pub fn cancel(signal: crate::signals::Signal) {
+    CANCELLED.set(signal);
 }
 
 /// Target decoded size of one Parquet row group. Readers hold a whole column chunk of a row

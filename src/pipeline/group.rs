@@ -305,7 +305,7 @@ impl GroupScan<'_> {
         loop {
             let next = tokio::select! {
                 next = stream.next() => next,
-                _ = self.interrupt.wait() => return Err(Error::Interrupted),
+                s = self.interrupt.wait() => return Err(Error::Interrupted(s)),
             };
             let Some(batch) = next else { break };
             let batch = batch.map_err(|e| match e {

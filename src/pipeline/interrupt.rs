@@ -1,47 +1,62 @@
-//! Ctrl-C as something a run can wait on: the scan loops select on it, and any other long
-//! step of a run goes through [`interruptible`].
+//! The stopping signals (Ctrl-C, SIGTERM, SIGHUP: [`crate::signals`]) as something a run can
+//! wait on: the scan loops select on it, and any other long step of a run goes through
+//! [`interruptible`]. The run then returns [`Error::Interrupted`], and unwinding removes its
+//! temporary and spill files and releases the output lock.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::signals::{self, Signal};
 use crate::{Error, Result};
 
-/// Runs `work` unless Ctrl-C comes first.
+/// Runs `work` unless a stopping signal comes first.
 pub(super) async fn interruptible<T>(
     interrupt: &Interrupt,
     work: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
     tokio::select! {
         r = work => r,
-        _ = interrupt.wait() => Err(Error::Interrupted),
+        s = interrupt.wait() => Err(Error::Interrupted(s)),
     }
 }
 
-/// Ctrl-C as a future the scan loop can select on. A signal that arrives between scans is
-/// remembered (`Notify` keeps one permit) and stops the next scan.
+/// The stopping signals as a future the scan loop can select on. A signal that arrives
+/// between scans is remembered (`Notify` keeps one permit) and stops the next scan.
 pub(super) struct Interrupt {
     notify: Arc<Notify>,
+    received: Arc<Mutex<Option<Signal>>>,
     listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Interrupt {
     pub(super) fn new(enabled: bool) -> Self {
         let notify = Arc::new(Notify::new());
+        let received = Arc::new(Mutex::new(None));
         let listener = enabled.then(|| {
-            let notify = Arc::clone(&notify);
+            let (notify, received) = (Arc::clone(&notify), Arc::clone(&received));
             tokio::spawn(async move {
-                // If signals cannot be installed, never fire (rather than cancel at once).
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    notify.notify_one();
-                }
+                let s = signals::first().await;
+                *received.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+                notify.notify_one();
             })
         });
-        Interrupt { notify, listener }
+        Interrupt {
+            notify,
+            received,
+            listener,
+        }
     }
 
-    pub(super) async fn wait(&self) {
-        self.notify.notified().await
+    /// The signal, once one has come.
+    pub(super) async fn wait(&self) -> Signal {
+        self.notify.notified().await;
+        // Keep the permit for the next waiter (a later scan stops too).
+        self.notify.notify_one();
+        self.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or(Signal::Interrupt)
     }
 }
 

@@ -22,6 +22,7 @@ mod prune_scores;
 mod readme_sql;
 mod run;
 mod scheduled_runs;
+mod signals;
 mod sql_aggregates;
 mod sql_functions;
 mod top_eigenvector_methods;

@@ -301,61 +301,6 @@ fn every_pass_over_a_csv_source_sees_all_rows_and_no_count_scan_is_added() {
 }
 
 #[test]
-fn ctrl_c_during_a_shuffled_run_removes_the_spill_files_and_changes_nothing() {
-    let tmp = TempDir::new().unwrap();
-    let data = tmp.path().join("big.parquet");
-    generate(&[
-        "low-rank",
-        "--rows",
-        "400000",
-        "--dim",
-        "64",
-        "--out",
-        data.to_str().unwrap(),
-    ]);
-    let file = pipeline(
-        tmp.path(),
-        "big.parquet",
-        &[(
-            "top",
-            "shuffle = true\nshuffle_memory = \"8MiB\"\nverify = true",
-        )],
-    );
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sketchpipe"))
-        .args(["run", file.to_str().unwrap()])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the spill directory exists, then press Ctrl-C.
-    let spill_root = tmp.path().join("out/.sketchpipe-tmp");
-    let started = std::time::Instant::now();
-    let spilling = loop {
-        let found = std::fs::read_dir(&spill_root)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with("shuffle-"))
-            })
-            .unwrap_or(false);
-        if found || started.elapsed().as_secs() > 120 {
-            break found;
-        }
-        if child.try_wait().unwrap().is_some() {
-            panic!("the run finished before it could be interrupted; make the input bigger");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
-    assert!(spilling, "no spill directory appeared");
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(err.contains("interrupted"), "{err}");
-    let left = outputs_under(&tmp.path().join("out"));
-    assert!(left.is_empty(), "left behind: {left:?}");
-}
-
-#[test]
 fn a_source_declared_shuffled_counts_as_random_order_without_a_shuffle() {
     let tmp = TempDir::new().unwrap();
     let known = KnownSpectrum::new(8, 200, 3);
