@@ -2,7 +2,7 @@
 //! periodic log lines when stderr is not a terminal (cron, Airflow, CI), one JSON object per
 //! line with `--log-format json` (for schedulers and log shippers), nothing with `--quiet`.
 //!
-//! JSON records all have `time` (UTC, RFC 3339), `level` (`info` or `error`), `event` and
+//! JSON records all have `time` (UTC, RFC 3339), `level` (`info`, `warning` or `error`), `event` and
 //! `message`, plus event-specific fields: `progress` and `scan_done` carry `label`, `rows`,
 //! `total_rows` (or null), `bytes`, `rows_per_sec`, `elapsed_s` and `eta_s` (or null).
 
@@ -32,6 +32,20 @@ pub fn event(mode: ProgressMode, event: &str, message: &str, fields: &[(&str, Va
         ProgressMode::Quiet => {}
         ProgressMode::Json => eprintln!("{}", json_record("info", event, message, fields)),
         ProgressMode::Auto | ProgressMode::Log => eprintln!("sketchpipe: {message}"),
+    }
+}
+
+/// Logs a warning: `sketchpipe: warning: MESSAGE` as text, or a JSON record with level
+/// `warning`, event `warning`, the `kind` of warning and `fields`. `--quiet` keeps it out.
+pub fn warning(mode: ProgressMode, kind: &str, message: &str, fields: &[(&str, Value)]) {
+    match mode {
+        ProgressMode::Quiet => {}
+        ProgressMode::Json => {
+            let mut all = vec![("kind", Value::from(kind))];
+            all.extend(fields.iter().cloned());
+            eprintln!("{}", json_record("warning", "warning", message, &all))
+        }
+        ProgressMode::Auto | ProgressMode::Log => eprintln!("sketchpipe: warning: {message}"),
     }
 }
 

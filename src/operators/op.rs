@@ -160,6 +160,12 @@ pub trait Op: std::fmt::Debug + Send + Sync {
     fn needs_scratch(&self) -> bool {
         false
     }
+    /// For a stage whose guarantee assumes rows in a random order: what else it offers when
+    /// they come in file order, beside a shuffle (e.g. "`verify = true` measures the answer in
+    /// one more pass"), for the warning the runner prints then.
+    fn file_order_remedy(&self) -> Option<&'static str> {
+        None
+    }
     /// Other stages' outputs the stage reads ([`Uses`]); their directories are in
     /// [`StageContext::uses`], in this order, when the stage's query runs or its operator
     /// finishes.

@@ -22,7 +22,7 @@ use super::spec::{Input, PipelineSpec, StageSpec};
 use crate::operators::coordinated_sketch::unique::KeyHashes;
 use crate::operators::op::{Execution, Shuffle};
 use crate::operators::{Operator, PassInfo, PassKind};
-use crate::progress::{event, Progress, ProgressMode, Value};
+use crate::progress::{event, warning, Progress, ProgressMode, Value};
 use crate::{Error, Result};
 
 /// All stages reading one input in the same order, scanned together.
@@ -221,6 +221,9 @@ impl GroupScan<'_> {
                 scan: scans,
             };
             let doing = pass_names(ops, &fed, Some(scans));
+            if !info.order_randomised {
+                self.warn_file_order(ops, &fed);
+            }
             each(ops, &fed, &what, |op| op.begin_pass(&info))?;
             let (pass, what, stream) = match &spilled {
                 Some(s) => (
@@ -239,6 +242,37 @@ impl GroupScan<'_> {
             // A full pass counts the rows: a later stream-order pass needs no COUNT(*) scan.
             rows.get_or_insert(seen);
             each(ops, &fed, &what, |op| op.end_pass())?;
+        }
+    }
+
+    /// Warns, for each stage about to make a stream-order pass over rows in file order, that
+    /// its guarantee assumes a random order, and names the remedies.
+    fn warn_file_order(&self, ops: &[(&StageSpec, Box<dyn Operator>)], fed: &[usize]) {
+        for &i in fed {
+            let (stage, op) = &ops[i];
+            if op.next_pass() != Some(PassKind::StreamOrder) {
+                continue;
+            }
+            let source = match &self.group.input {
+                Input::Source(name) => format!("source `{name}`"),
+                other => other.to_string(),
+            };
+            let extra = stage
+                .op
+                .file_order_remedy()
+                .map_or(String::new(), |r| format!("; or {r}"));
+            warning(
+                self.mode,
+                "file_order",
+                &format!(
+                    "stage `{}` reads {source} in file order, but its algorithm's guarantee \
+                     assumes a uniformly random order (a file sorted by date, norm or label can \
+                     give a poor answer): set `shuffle = true` on the stage, or `shuffled = true` \
+                     on the source if its rows are already in random order{extra}",
+                    stage.name
+                ),
+                &[("stage", Value::from(stage.name.as_str()))],
+            );
         }
     }
 

@@ -358,3 +358,57 @@ fn reruns_over_a_multi_file_input_give_identical_answers() {
     assert!(answers.windows(2).all(|w| w[0] == w[1]));
     assert!(alignment(&answers[0].0, &known.v1) > 0.99);
 }
+
+/// A stage whose guarantee assumes a random order, reading rows in file order, is warned about
+/// (naming the stage and the remedies; a `warning` record in JSON; nothing with `--quiet`); the
+/// same stage behind a shuffle, over a source declared shuffled, or an order-free algorithm is
+/// not.
+#[test]
+fn a_stream_order_stage_in_file_order_is_warned_about() {
+    let tmp = TempDir::new().unwrap();
+    let known = KnownSpectrum::new(8, 100, 4);
+    write_parquet(&tmp.path().join("k.parquet"), &known.batch(0..known.n()));
+    let text = "[pipeline]\noutput_dir = \"out\"\n\
+        [sources.plain]\npath = \"k.parquet\"\n\
+        [sources.declared]\npath = \"k.parquet\"\nshuffled = true\n\
+        [stages.filed]\nop = \"top_eigenvector\"\nsource = \"plain\"\ncolumns = [\"emb\"]\n\
+        [stages.pca_filed]\nop = \"pca\"\nsource = \"plain\"\ncolumns = [\"emb\"]\nalgorithm = \"oja\"\n\
+        [stages.shuffled]\nop = \"top_eigenvector\"\nsource = \"plain\"\ncolumns = [\"emb\"]\nshuffle = true\n\
+        [stages.vouched]\nop = \"top_eigenvector\"\nsource = \"declared\"\ncolumns = [\"emb\"]\n\
+        [stages.exact]\nop = \"top_eigenvector\"\nsource = \"plain\"\ncolumns = [\"emb\"]\nalgorithm = \"exact\"\n";
+    let file = write_pipeline(tmp.path(), text);
+    let out = sketchpipe(&["run", file.to_str().unwrap()]);
+    assert_ok(&out);
+    let err = stderr(&out);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning:")).collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(
+        warnings[0].contains("stage `filed`") || warnings[1].contains("stage `filed`"),
+        "{err}"
+    );
+    for w in &warnings {
+        assert!(
+            w.contains("shuffle = true") && w.contains("shuffled = true"),
+            "{w}"
+        );
+    }
+    assert!(warnings
+        .iter()
+        .any(|w| w.contains("stage `filed`") && w.contains("verify = true")));
+    assert!(warnings
+        .iter()
+        .any(|w| w.contains("stage `pca_filed`") && !w.contains("verify")));
+    let json = sketchpipe(&["--log-format", "json", "run", file.to_str().unwrap()]);
+    let records: Vec<serde_json::Value> = stderr(&json)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["event"] == "warning")
+        .collect();
+    assert_eq!(records.len(), 2);
+    assert!(records
+        .iter()
+        .all(|r| r["level"] == "warning" && r["kind"] == "file_order"));
+    let quiet = sketchpipe(&["-q", "run", file.to_str().unwrap()]);
+    assert_ok(&quiet);
+    assert!(stderr(&quiet).is_empty(), "{}", stderr(&quiet));
+}

@@ -83,6 +83,10 @@ impl Op for TopEigenvectorParams {
         Ok(())
     }
 
+    fn file_order_remedy(&self) -> Option<&'static str> {
+        Some("`verify = true` measures the answer's residual in one more pass")
+    }
+
     fn execution(&self) -> Execution<'_> {
         Execution::Passes(self)
     }
