@@ -109,6 +109,9 @@ pub(super) struct GroupScan<'a> {
     pub(super) mode: ProgressMode,
     pub(super) interrupt: &'a Interrupt,
     pub(super) tmp_root: &'a Path,
+    /// An incremental stage resuming: the files merged by earlier runs, whose keys the
+    /// duplicate-key check counts too (a key repeated across increments is a repeat).
+    pub(super) merged: Option<DataFrame>,
 }
 
 impl GroupScan<'_> {
@@ -149,6 +152,9 @@ impl GroupScan<'_> {
             Ok(stream.map(|b| b.map_err(Error::from)).boxed())
         };
         let mut checks = self.key_checks(&schema)?;
+        if let (Some(merged), false) = (&self.merged, checks.is_empty()) {
+            self.feed_merged_keys(merged, &mut checks, &label).await?;
+        }
         let feed_checks = |checks: &mut Vec<KeyCheck<'_>>, batch: &RecordBatch| -> Result<()> {
             for c in checks.iter_mut() {
                 c.hashes
@@ -296,9 +302,44 @@ impl GroupScan<'_> {
         Ok(checks)
     }
 
+    /// Feeds the key columns (only) of the files merged by earlier incremental runs into the
+    /// key checks, before the scan of the new files.
+    async fn feed_merged_keys(
+        &self,
+        merged: &DataFrame,
+        checks: &mut [KeyCheck<'_>],
+        label: &str,
+    ) -> Result<()> {
+        for c in checks.iter_mut() {
+            let keys = merged.clone().select_columns(&[c.key])?;
+            let stream = keys.execute_stream().await?;
+            let stream = stream.map(|b| b.map_err(Error::from)).boxed();
+            let pass = format!("{label}: keys of the files already merged");
+            let what = self.spec.stage_context(c.stage);
+            self.drive(stream, None, &pass, &what, |batch| {
+                c.hashes.update_keys(batch.column(0))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Ends the key checks fed by the group's first scan.
     async fn finish_key_checks(&self, checks: Vec<KeyCheck<'_>>, frame: &DataFrame) -> Result<()> {
         for KeyCheck { stage, key, hashes } in checks {
+            // With earlier increments, a repeat is looked for over their keys and the new ones.
+            let (frame, across) = match &self.merged {
+                Some(merged) => (
+                    frame
+                        .clone()
+                        .select_columns(&[key])?
+                        .union(merged.clone().select_columns(&[key])?)?,
+                    "; counting the files earlier incremental runs merged, whose rows are in the \
+                     sketch already. An incremental stage needs each key in one file: rerun with \
+                     incremental = false to combine a key's rows",
+                ),
+                None => (frame.clone(), ""),
+            };
             let spilled = hashes.spilled_bytes();
             if spilled > 0 {
                 event(
@@ -317,8 +358,12 @@ impl GroupScan<'_> {
                 );
             }
             hashes
-                .finish(frame, key)
+                .finish(&frame, key)
                 .await
+                .map_err(|e| match e {
+                    Error::Input(m) => Error::Input(format!("{m}{across}")),
+                    other => other,
+                })
                 .map_err(|e| e.context(self.spec.stage_context(stage)))?;
         }
         Ok(())

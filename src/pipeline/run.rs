@@ -436,6 +436,22 @@ impl Runner<'_> {
         Ok((Some(frame), cluster))
     }
 
+    /// For an incremental group resuming with a key check: the files earlier runs merged.
+    async fn merged_files(&self, group: &Group<'_>) -> Result<Option<DataFrame>> {
+        let (Input::Source(name), Some(stage)) = (&group.input, group.stages.first()) else {
+            return Ok(None);
+        };
+        let Some(inc) = self.increments.get(&stage.name) else {
+            return Ok(None);
+        };
+        if inc.previous.is_none() || inc.consumed.is_empty() || stage.op.unique_key().is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            files_frame(&self.ctx, self.spec, name, &inc.consumed).await?,
+        ))
+    }
+
     /// Scans a group's input for its stages (one query, or the passes of every operator) and
     /// returns each stage's tables.
     async fn scan<'g>(
@@ -479,6 +495,7 @@ impl Runner<'_> {
                 mode: self.opts.progress,
                 interrupt: &self.interrupt,
                 tmp_root: &self.tmp_root,
+                merged: self.merged_files(group).await?,
             };
             scan.run(frame, &mut group_ops).await?;
         }

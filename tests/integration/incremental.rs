@@ -241,3 +241,57 @@ async fn incremental_is_refused_where_it_cannot_equal_a_full_run() {
         assert!(e.contains(expected) && e.contains("incremental"), "{e}");
     }
 }
+
+/// A key that a new file repeats from a file an earlier incremental run merged is refused, as a
+/// full run over all the files refuses it, naming the key (not added into the sketch twice);
+/// the previous output stays; keys new to the increment go through.
+#[test]
+fn a_key_repeated_across_increments_is_refused_as_in_a_full_run() {
+    let tmp = TempDir::new().unwrap();
+    let known = KnownSpectrum::new(6, 60, 23);
+    std::fs::create_dir(tmp.path().join("in")).unwrap();
+    write_day(tmp.path(), &known, 0);
+    let text = "[pipeline]\noutput_dir = \"out\"\n[sources.days]\npath = \"in\"\n\
+        [stages.sk]\nop = \"coordinated_sketch\"\nsource = \"days\"\nkey = \"id\"\ncolumns = [\"emb\"]\n\
+        size = 40\nincremental = true\n\
+        [stages.jl]\nop = \"coordinated_sketch\"\nsource = \"days\"\nkey = \"id\"\ncolumns = [\"emb\"]\n\
+        method = \"jl\"\nsize = 8\nincremental = true\n";
+    let file = write_pipeline(tmp.path(), text);
+    run(&file);
+    let before = std::fs::read(tmp.path().join("out/jl/sketch.parquet")).unwrap();
+    // Day 1 holds day 0's rows again under the same ids (ids 0..n/3).
+    let n = known.n();
+    write_parquet(&tmp.path().join("in/day-1.parquet"), &known.batch(0..n / 3));
+    let out = sketchpipe(&["run", file.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("key `id` =") && err.contains("earlier incremental runs merged"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("out/jl/sketch.parquet")).unwrap(),
+        before
+    );
+    // The same files in one full run are refused alike.
+    let full = sketchpipe(&[
+        "run",
+        file.to_str().unwrap(),
+        "--set",
+        "sk.incremental=false",
+        "--set",
+        "jl.incremental=false",
+        "--output-dir",
+        tmp.path().join("full").to_str().unwrap(),
+    ]);
+    assert_eq!(full.status.code(), Some(3), "{}", stderr(&full));
+    assert!(stderr(&full).contains("key `id` ="), "{}", stderr(&full));
+    // New keys only: merged.
+    std::fs::remove_file(tmp.path().join("in/day-1.parquet")).unwrap();
+    write_day(tmp.path(), &known, 1);
+    run(&file);
+    assert_eq!(
+        read_sample(&tmp.path().join("out/sk")).rows_seen,
+        (2 * n / 3) as u64
+    );
+}

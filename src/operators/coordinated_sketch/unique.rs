@@ -90,7 +90,13 @@ impl KeyHashes {
 
     /// Adds a batch's keys (null keys are skipped: the sketch refuses them, naming the row).
     pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let keys = Keys::read(batch.column(self.key_index), self.key_type)?;
+        self.update_keys(batch.column(self.key_index))
+    }
+
+    /// Adds a key column's keys (of the type the schema gave): e.g. the keys alone of files
+    /// an incremental stage merged earlier.
+    pub fn update_keys(&mut self, column: &datafusion::arrow::array::ArrayRef) -> Result<()> {
+        let keys = Keys::read(column, self.key_type)?;
         let buckets = &mut self.buckets;
         let mut add = |h: u64| buckets[(h >> 56) as usize].push(h);
         // Typed once per batch; the values read as slices.
@@ -99,7 +105,7 @@ impl KeyHashes {
             Keys::UInt(a) => each_valid(a, |i| add(fmix64(a.values()[i]))),
             Keys::Str(a) => each_valid(a, |i| add(XxHash64::oneshot(0, a.value(i).as_bytes()))),
         }
-        self.held += batch.num_rows();
+        self.held += column.len();
         if self.held >= self.limit {
             self.spill()?;
         }
