@@ -54,6 +54,16 @@ pub fn state_schema() -> SchemaRef {
     Arc::new(Schema::new(state_fields("")))
 }
 
+impl super::MergeState for MergeableEigen {
+    fn dim(&self) -> usize {
+        MergeableEigen::dim(self)
+    }
+
+    fn merge(&mut self, other: &Self) -> Result<()> {
+        MergeableEigen::merge(self, other)
+    }
+}
+
 impl MergeableEigen {
     pub fn dim(&self) -> usize {
         match self {

@@ -125,6 +125,34 @@ pub async fn write_stream(
     Ok(rows)
 }
 
+/// The mergeable state of an incremental stage (the top eigenvector's, PCA's).
+pub trait MergeState {
+    fn dim(&self) -> usize;
+    fn merge(&mut self, other: &Self) -> Result<()>;
+}
+
+/// The previous run's state with this run's merged in; either may be missing (no new files,
+/// or a first run), and `None` when both are. Rows of another dimension are refused.
+pub fn merge_into_previous<T: MergeState>(
+    previous: Option<T>,
+    mine: Option<T>,
+) -> Result<Option<T>> {
+    Ok(match (previous, mine) {
+        (Some(mut prev), Some(mine)) => {
+            if prev.dim() != mine.dim() {
+                return Err(crate::Error::Input(format!(
+                    "the new rows have dimension {} and the previous state {}",
+                    mine.dim(),
+                    prev.dim()
+                )));
+            }
+            prev.merge(&mine)?;
+            Some(prev)
+        }
+        (prev, mine) => prev.or(mine),
+    })
+}
+
 /// Parquet key-value metadata, in file order.
 pub type KeyValues = Vec<(String, String)>;
 

@@ -374,21 +374,8 @@ impl PcaOp {
 
     /// The answer from the previous state merged with this run's rows.
     fn merged_answer(&mut self, mine: Option<MergeablePca>, rows_read: u64) -> Result<Answer> {
-        let merged = match (self.previous.take(), mine) {
-            (Some(mut prev), Some(mine)) => {
-                if prev.dim() != mine.dim() {
-                    return Err(Error::Input(format!(
-                        "the new rows have dimension {} and the previous state {}",
-                        mine.dim(),
-                        prev.dim()
-                    )));
-                }
-                prev.merge(&mine)?;
-                prev
-            }
-            (Some(prev), None) => prev,
-            (None, Some(mine)) => mine,
-            (None, None) => return Err(self.no_rows_error()),
+        let Some(merged) = super::merge_into_previous(self.previous.take(), mine)? else {
+            return Err(self.no_rows_error());
         };
         let pca = self.finish_mergeable(&merged)?;
         self.state = Some(merged);

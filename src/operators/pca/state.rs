@@ -47,6 +47,16 @@ pub fn state_schema() -> SchemaRef {
     Arc::new(Schema::new(state_fields("")))
 }
 
+impl crate::operators::MergeState for MergeablePca {
+    fn dim(&self) -> usize {
+        MergeablePca::dim(self)
+    }
+
+    fn merge(&mut self, other: &Self) -> Result<()> {
+        MergeablePca::merge(self, other)
+    }
+}
+
 impl MergeablePca {
     /// An empty core: exact, or Frequent Directions with `ell` directions.
     pub fn new(d: usize, ell: Option<usize>, center: bool) -> Result<Self> {

@@ -365,21 +365,8 @@ impl TopEigenvectorOp {
             Some(_) => unreachable!("incremental stages are exact or frequent-directions"),
             None => None,
         };
-        let merged = match (self.previous.take(), mine) {
-            (Some(mut prev), Some(mine)) => {
-                if prev.dim() != mine.dim() {
-                    return Err(Error::Input(format!(
-                        "the new rows have dimension {} and the previous state {}",
-                        mine.dim(),
-                        prev.dim()
-                    )));
-                }
-                prev.merge(&mine)?;
-                prev
-            }
-            (Some(prev), None) => prev,
-            (None, Some(mine)) => mine,
-            (None, None) => return Err(self.no_rows_error()),
+        let Some(merged) = super::merge_into_previous(self.previous.take(), mine)? else {
+            return Err(self.no_rows_error());
         };
         let answer = Answer {
             top: merged.finish()?,

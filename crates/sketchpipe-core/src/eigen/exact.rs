@@ -17,6 +17,23 @@ use faer::{Accum, Mat, MatRef, Par, Side};
 use super::{canonical_sign, TopEigen};
 use crate::{Error, Result};
 
+/// `G += XᵀX` on the lower triangle of `g`, for a row-major `n × d` buffer: one blocked SYRK.
+pub(crate) fn add_gram_lower(g: &mut Mat<f64>, rows: &[f64], d: usize) {
+    let n = rows.len() / d;
+    let x = MatRef::from_row_major_slice(rows, n, d);
+    triangular::matmul(
+        g.as_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Add,
+        x.transpose(),
+        BlockStructure::Rectangular,
+        x,
+        BlockStructure::Rectangular,
+        1.0,
+        Par::Seq,
+    );
+}
+
 /// Streaming Gram accumulator `G = Σ a_i a_iᵀ` (lower triangle kept).
 #[derive(Debug, Clone)]
 pub struct Gram {
@@ -58,18 +75,7 @@ impl Gram {
         if n == 0 {
             return;
         }
-        let x = MatRef::from_row_major_slice(rows, n, self.d);
-        triangular::matmul(
-            self.g.as_mut(),
-            BlockStructure::TriangularLower,
-            Accum::Add,
-            x.transpose(),
-            BlockStructure::Rectangular,
-            x,
-            BlockStructure::Rectangular,
-            1.0,
-            Par::Seq,
-        );
+        add_gram_lower(&mut self.g, rows, self.d);
         self.rows += n as u64;
     }
 

@@ -24,9 +24,9 @@
 //! `σ_j = sqrt(M_jj / (n − 1))` from the exact diagonal, and the decomposed matrix is
 //! `D⁻¹ M D⁻¹` with `D = diag(σ)`. FD's bound carries through as `Δ / min_j σ_j²`.
 
-use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, MatRef, Par, Side};
 
+use super::exact::add_gram_lower;
 use super::fd::FdState;
 use super::{canonical_sign, FrequentDirections};
 use crate::{Error, Result};
@@ -107,23 +107,6 @@ impl Scatter {
         &self.mean
     }
 
-    /// `M += XᵀX` (lower triangle) for a row-major `n × d` buffer.
-    fn syrk(m: &mut Mat<f64>, rows: &[f64], d: usize) {
-        let n = rows.len() / d;
-        let x = MatRef::from_row_major_slice(rows, n, d);
-        triangular::matmul(
-            m.as_mut(),
-            BlockStructure::TriangularLower,
-            Accum::Add,
-            x.transpose(),
-            BlockStructure::Rectangular,
-            x,
-            BlockStructure::Rectangular,
-            1.0,
-            Par::Seq,
-        );
-    }
-
     /// `M += w δδᵀ` on the lower triangle.
     fn rank_one(&mut self, delta: &[f64], w: f64) {
         for (j, dj) in delta.iter().enumerate() {
@@ -145,13 +128,13 @@ impl Scatter {
             return;
         }
         if !self.center {
-            Self::syrk(&mut self.m, rows, self.d);
+            add_gram_lower(&mut self.m, rows, self.d);
             self.rows += n;
             return;
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let batch_mean = centre_batch(rows, self.d, &mut scratch);
-        Self::syrk(&mut self.m, &scratch, self.d);
+        add_gram_lower(&mut self.m, &scratch, self.d);
         self.scratch = scratch;
         let (delta, w) = fold_means(&mut self.mean, self.rows, &batch_mean, n);
         self.rank_one(&delta, w);
