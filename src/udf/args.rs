@@ -1,9 +1,9 @@
 //! What the SQL functions share: errors that keep their exit code, constant arguments, and
 //! list-of-numbers arguments read in place.
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch};
+use datafusion::arrow::compute::{cast, filter, is_not_null};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::function::AccumulatorArgs;
@@ -11,7 +11,7 @@ use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
 use datafusion::physical_expr::expressions::Literal;
 use std::sync::Arc;
 
-use crate::rows::ListView;
+use crate::rows::{DenseRowReader, DenseRows, ListView, OnInvalid};
 
 /// A sketchpipe error inside DataFusion (its exit code survives the trip: see
 /// [`crate::Error::exit_kind`]).
@@ -82,4 +82,62 @@ pub(super) fn call_result(array: ArrayRef, scalar: bool) -> DfResult<ColumnarVal
     } else {
         ColumnarValue::Array(array)
     })
+}
+
+/// The `rows` argument of a rows aggregate (`top_eigenvector`, `pca`): a list column or one
+/// number, read through the rows adapter; NULL rows are skipped as SQL aggregates skip NULLs.
+#[derive(Debug)]
+pub(super) struct RowsArg {
+    schema: SchemaRef,
+    reader: DenseRowReader,
+}
+
+impl RowsArg {
+    pub(super) fn new(args: &AccumulatorArgs, name: &str) -> DfResult<Self> {
+        let field = args.expr_fields[0].as_ref().clone().with_name("rows");
+        let schema: SchemaRef = Arc::new(Schema::new(vec![field]));
+        let reader = DenseRowReader::new(&schema, &["rows".to_string()], OnInvalid::Error)
+            .map_err(|e| df_err(e.context(name)))?;
+        Ok(RowsArg { schema, reader })
+    }
+
+    /// Hands `f` the batch's non-null rows, when there are any.
+    pub(super) fn with_rows(
+        &mut self,
+        values: &[ArrayRef],
+        name: &str,
+        f: impl FnOnce(DenseRows<'_>) -> DfResult<()>,
+    ) -> DfResult<()> {
+        let mut column = Arc::clone(&values[0]);
+        if column.null_count() > 0 {
+            column = filter(&column, &is_not_null(&column)?)?;
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![column])?;
+        let rows = self
+            .reader
+            .read(&batch)
+            .map_err(|e| df_err(e.context(name)))?;
+        if rows.rows == 0 {
+            return Ok(());
+        }
+        f(rows)
+    }
+}
+
+/// An aggregate's state as scalars: row 0 of `columns`, or nulls of `fields` for an empty
+/// state.
+pub(super) fn state_scalars(
+    fields: &[Field],
+    columns: Option<Vec<ArrayRef>>,
+) -> DfResult<Vec<ScalarValue>> {
+    match columns {
+        None => fields
+            .iter()
+            .map(|f| ScalarValue::try_from(f.data_type()))
+            .collect(),
+        Some(c) => c
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect(),
+    }
 }

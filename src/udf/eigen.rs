@@ -14,24 +14,21 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, Float64Array, RecordBatch, StringArray, StructArray, UInt64Array,
+    Array, ArrayRef, Float64Array, StringArray, StructArray, UInt64Array,
 };
-use datafusion::arrow::compute::filter;
-use datafusion::arrow::compute::is_not_null;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
 
-use super::args::{df_err, literal};
+use super::args::{df_err, literal, state_scalars, RowsArg};
 use crate::eigen::{FrequentDirections, Gram};
 use crate::operators::eigen_state::{self, MergeableEigen};
 use crate::operators::op::Functions;
 use crate::operators::top_eigenvector::DEFAULT_ELL;
 use crate::operators::Algorithm;
-use crate::rows::{DenseRowReader, OnInvalid};
 
 /// The `top_eigenvector` op's SQL functions: `top_eigenvector`, `top_eigenvector_stats` and
 /// `top_eigenvector_state`.
@@ -174,18 +171,14 @@ impl AggregateUDFImpl for TopEigenvector {
             Some(e) => e as usize,
             None => DEFAULT_ELL,
         };
-        let field = args.expr_fields[0].as_ref().clone().with_name("rows");
-        let schema: SchemaRef = Arc::new(Schema::new(vec![field]));
-        let reader = DenseRowReader::new(&schema, &["rows".to_string()], OnInvalid::Error)
-            .map_err(|e| df_err(e.context(name)))?;
+        let rows = RowsArg::new(&args, name)?;
         Ok(Box::new(EigenAccumulator {
             name: name.to_string(),
             output: self.output,
             algorithm,
             seed,
             ell,
-            schema,
-            reader,
+            rows,
             core: None,
         }))
     }
@@ -209,8 +202,7 @@ struct EigenAccumulator {
     algorithm: Algorithm,
     seed: Option<u64>,
     ell: usize,
-    schema: SchemaRef,
-    reader: DenseRowReader,
+    rows: RowsArg,
     core: Option<MergeableEigen>,
 }
 
@@ -242,41 +234,25 @@ fn width_mismatch(name: &str, d: usize, other: usize) -> datafusion::error::Data
 
 impl Accumulator for EigenAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        let mut column = Arc::clone(&values[0]);
-        if column.null_count() > 0 {
-            column = filter(&column, &is_not_null(&column)?)?;
-        }
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![column])?;
-        let rows = self
-            .reader
-            .read(&batch)
-            .map_err(|e| df_err(e.context(&self.name)))?;
-        if rows.rows == 0 {
-            return Ok(());
-        }
-        if let Some(have) = self.core.as_ref().map(MergeableEigen::dim) {
-            if have != rows.dim {
-                return Err(width_mismatch(&self.name, have, rows.dim));
+        let (name, core) = (&self.name, &mut self.core);
+        let (algorithm, ell) = (self.algorithm, self.ell);
+        self.rows.with_rows(values, name, |rows| {
+            if let Some(have) = core.as_ref().map(MergeableEigen::dim) {
+                if have != rows.dim {
+                    return Err(width_mismatch(name, have, rows.dim));
+                }
             }
-        }
-        match core_for(&mut self.core, self.algorithm, self.ell, rows.dim)? {
-            MergeableEigen::Exact(g) => g.update(rows.values),
-            MergeableEigen::FrequentDirections(f) => f.update(rows.values).map_err(df_err)?,
-        }
-        Ok(())
+            match core_for(core, algorithm, ell, rows.dim)? {
+                MergeableEigen::Exact(g) => g.update(rows.values),
+                MergeableEigen::FrequentDirections(f) => f.update(rows.values).map_err(df_err)?,
+            }
+            Ok(())
+        })
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        let Some(core) = &self.core else {
-            return eigen_state::state_fields("")
-                .iter()
-                .map(|f| ScalarValue::try_from(f.data_type()))
-                .collect();
-        };
-        core.to_columns()
-            .iter()
-            .map(|c| ScalarValue::try_from_array(c, 0))
-            .collect()
+        let columns = self.core.as_ref().map(MergeableEigen::to_columns);
+        state_scalars(&eigen_state::state_fields(""), columns)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {

@@ -17,13 +17,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Builder, ListArray, ListBuilder, RecordBatch, StructArray,
-    UInt64Array,
+    Array, ArrayRef, AsArray, Float64Builder, ListArray, ListBuilder, StructArray, UInt64Array,
 };
-use datafusion::arrow::compute::{filter, is_not_null};
-use datafusion::arrow::datatypes::{
-    DataType, Field, FieldRef, Fields, Float64Type, Schema, SchemaRef,
-};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
 use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
@@ -32,13 +28,13 @@ use datafusion::logical_expr::{
 };
 use faer::Mat;
 
-use super::args::{call_result, call_rows, df_err, literal, FloatLists};
+use super::args::{call_result, call_rows, df_err, literal, state_scalars, FloatLists, RowsArg};
 use crate::eigen::{dot, Pca};
 use crate::operators::op::Functions;
 use crate::operators::pca::state::{self, MergeablePca};
 use crate::operators::top_eigenvector::DEFAULT_ELL;
 use crate::operators::Algorithm;
-use crate::rows::{is_number_list, DenseRowReader, OnInvalid};
+use crate::rows::is_number_list;
 
 /// The `pca` op's SQL functions.
 pub fn functions() -> Functions {
@@ -363,10 +359,7 @@ impl AggregateUDFImpl for PcaAggregate {
                 "{name}: frequent-directions needs ell ≥ 2 and ell > k (k = {k}, ell = {ell})"
             );
         }
-        let field = args.expr_fields[0].as_ref().clone().with_name("rows");
-        let schema: SchemaRef = Arc::new(Schema::new(vec![field]));
-        let reader = DenseRowReader::new(&schema, &["rows".to_string()], OnInvalid::Error)
-            .map_err(|e| df_err(e.context(name)))?;
+        let rows = RowsArg::new(&args, name)?;
         Ok(Box::new(PcaAccumulator {
             name: name.to_string(),
             output: self.output,
@@ -375,8 +368,7 @@ impl AggregateUDFImpl for PcaAggregate {
             ell: (algorithm == Algorithm::FrequentDirections).then_some(ell),
             center,
             scale,
-            schema,
-            reader,
+            rows,
             core: None,
         }))
     }
@@ -391,8 +383,7 @@ struct PcaAccumulator {
     ell: Option<usize>,
     center: bool,
     scale: bool,
-    schema: SchemaRef,
-    reader: DenseRowReader,
+    rows: RowsArg,
     core: Option<MergeablePca>,
 }
 
@@ -410,46 +401,27 @@ impl PcaAccumulator {
 
 impl Accumulator for PcaAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        let mut column = Arc::clone(&values[0]);
-        if column.null_count() > 0 {
-            column = filter(&column, &is_not_null(&column)?)?;
-        }
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![column])?;
-        let rows = self
-            .reader
-            .read(&batch)
-            .map_err(|e| df_err(e.context(&self.name)))?;
-        if rows.rows == 0 {
-            return Ok(());
-        }
-        let core = match &mut self.core {
-            Some(core) if core.dim() != rows.dim => {
-                return Err(df_err(crate::Error::Input(format!(
-                    "{}: rows of dimension {} and {} in one aggregate",
-                    self.name,
-                    core.dim(),
-                    rows.dim
-                ))))
-            }
-            Some(core) => core,
-            None => self
-                .core
-                .insert(MergeablePca::new(rows.dim, self.ell, self.center).map_err(df_err)?),
-        };
-        core.update(rows.values).map_err(df_err)
+        let (name, slot) = (&self.name, &mut self.core);
+        let (ell, center) = (self.ell, self.center);
+        self.rows.with_rows(values, name, |rows| {
+            let core = match slot {
+                Some(core) if core.dim() != rows.dim => {
+                    return Err(df_err(crate::Error::Input(format!(
+                        "{name}: rows of dimension {} and {} in one aggregate",
+                        core.dim(),
+                        rows.dim
+                    ))))
+                }
+                Some(core) => core,
+                None => slot.insert(MergeablePca::new(rows.dim, ell, center).map_err(df_err)?),
+            };
+            core.update(rows.values).map_err(df_err)
+        })
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        let Some(core) = &self.core else {
-            return state::state_fields("")
-                .iter()
-                .map(|f| ScalarValue::try_from(f.data_type()))
-                .collect();
-        };
-        core.to_columns()
-            .iter()
-            .map(|c| ScalarValue::try_from_array(c, 0))
-            .collect()
+        let columns = self.core.as_ref().map(MergeablePca::to_columns);
+        state_scalars(&state::state_fields(""), columns)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
