@@ -823,7 +823,7 @@ mod tests {
             assert!(alignment(&e.components[0], &f.components[0]) > 0.99);
             if !scale {
                 // The centred bound is FD's `‖M − M_k‖_F² / (ℓ − k)` of the centred rows; a
-                // sketch of the raw rows would have the mean's mass (1e3 × λ₁ here) in it.
+                // sketch of the raw rows would have the mean's mass (about 1e4 × λ₁ here) in it.
                 let tail: f64 = e.total - e.eigenvalues.iter().sum::<f64>();
                 assert!(
                     bound <= tail / (8.0 - 3.0) * (1.0 + 1e-9),
