@@ -822,7 +822,7 @@ mod tests {
             }
             assert!(alignment(&e.components[0], &f.components[0]) > 0.99);
             if !scale {
-                // The centred bound is FD's `‖M − M_k‖_F² / (ℓ − k)` of the centred rows; a
+                // The centred bound is FD's `‖C − C_k‖_F² / (ℓ − k)` for the centred rows C; a
                 // sketch of the raw rows would have the mean's mass (about 1e4 × λ₁ here) in it.
                 let tail: f64 = e.total - e.eigenvalues.iter().sum::<f64>();
                 assert!(
