@@ -202,16 +202,19 @@ static STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 #[derive(Debug)]
 struct Standardise {
     mean: Vec<f64>,
-    /// `1 / σ_j` with `scale = true`.
+    /// `σ_j` with `scale = true` (what the `scale` table holds, exactly).
+    scale: Option<Vec<f64>>,
+    /// `1 / σ_j`, what the rows are multiplied by.
     inv: Option<Vec<f64>>,
     buf: Vec<f64>,
 }
 
 impl Standardise {
-    fn new(mean: Vec<f64>, scale: Option<&[f64]>) -> Self {
+    fn new(mean: Vec<f64>, scale: Option<Vec<f64>>) -> Self {
         Standardise {
             mean,
-            inv: scale.map(|s| s.iter().map(|x| 1.0 / x).collect()),
+            inv: scale.as_ref().map(|s| s.iter().map(|x| 1.0 / x).collect()),
+            scale,
             buf: Vec::new(),
         }
     }
@@ -434,7 +437,7 @@ impl PcaOp {
         if let Some(c) = crate::eigen::pca::constant_column(m.mean(), &sd) {
             return Err(self.params.constant_error(c.0, what));
         }
-        Ok(Standardise::new(mean, Some(&sd)))
+        Ok(Standardise::new(mean, Some(sd)))
     }
 
     /// `Σ ‖(a − μ)/σ‖²` from the moments of all the rows, exactly.
@@ -740,16 +743,12 @@ impl Operator for PcaOp {
                         top.rows
                     )));
                 }
-                let scale = standardise
-                    .inv
-                    .as_ref()
-                    .map(|inv| inv.iter().map(|x| 1.0 / x).collect());
                 Pca {
                     components: vec![top.vector],
                     eigenvalues: vec![top.eigenvalue],
                     total: top.frobenius_sq,
                     mean: standardise.mean,
-                    scale,
+                    scale: standardise.scale,
                     rows: top.rows,
                     error_bound: None,
                     state_bytes: top.state_bytes,

@@ -229,7 +229,6 @@ impl MergeablePca {
                 MergeablePca::FrequentDirections(CentredFd::from_parts(
                     &state,
                     c,
-                    n,
                     &mean,
                     &list(diag)?,
                 )?)

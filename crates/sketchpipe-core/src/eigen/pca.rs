@@ -228,10 +228,7 @@ impl Scatter {
     pub fn finish(&self, k: usize, scale: bool) -> Result<Pca> {
         let scales = scales(self.rows, &self.mean, &self.diagonal(), scale, self.center)?;
         check_components(k, self.d, self.rows)?;
-        let inv: Vec<f64> = match &scales {
-            Some(s) => s.iter().map(|x| 1.0 / x).collect(),
-            None => vec![1.0; self.d],
-        };
+        let inv = inverse(&scales, self.d);
         let a = Mat::<f64>::from_fn(self.d, self.d, |i, j| {
             let (r, c) = if i >= j { (i, j) } else { (j, i) };
             self.m[(r, c)] * inv[i] * inv[j]
@@ -256,7 +253,6 @@ impl Scatter {
 pub struct CentredFd {
     fd: FrequentDirections,
     center: bool,
-    rows: u64,
     mean: Vec<f64>,
     /// The exact diagonal of `M` (for scaling and the total variance).
     diag: Vec<f64>,
@@ -269,7 +265,6 @@ impl CentredFd {
         Ok(CentredFd {
             fd: FrequentDirections::new(d, ell)?,
             center,
-            rows: 0,
             mean: vec![0.0; d],
             diag: vec![0.0; d],
             scratch: Vec::new(),
@@ -284,8 +279,9 @@ impl CentredFd {
         self.fd.ell()
     }
 
+    /// Input rows (the sketch counts them; its correction rows are not counted).
     pub fn rows(&self) -> u64 {
-        self.rows
+        self.fd.rows()
     }
 
     pub fn centred(&self) -> bool {
@@ -302,7 +298,7 @@ impl CentredFd {
 
     /// With `scale = true`, the first coordinate that is constant over the rows.
     pub fn constant_column(&self) -> Option<usize> {
-        let s = Moments::sample_std(self.rows, &self.diag);
+        let s = Moments::sample_std(self.rows(), &self.diag);
         constant_column(&self.mean, &s).map(|c| c.0)
     }
 
@@ -335,7 +331,7 @@ impl CentredFd {
         let mut scratch = std::mem::take(&mut self.scratch);
         let centred: &[f64] = if self.center {
             let batch_mean = centre_batch(rows, d, &mut scratch);
-            let (delta, w) = fold_means(&mut self.mean, self.rows, &batch_mean, n);
+            let (delta, w) = fold_means(&mut self.mean, self.fd.rows(), &batch_mean, n);
             self.correction(&delta, w)?;
             &scratch
         } else {
@@ -348,7 +344,6 @@ impl CentredFd {
         }
         let done = self.fd.update(centred);
         self.scratch = scratch;
-        self.rows += n;
         done
     }
 
@@ -360,18 +355,18 @@ impl CentredFd {
                 "cannot merge a centred PCA sketch with an uncentred one".into(),
             ));
         }
+        let (n1, n2) = (self.rows(), other.rows());
         self.fd.merge(&other.fd)?;
-        if other.rows == 0 {
+        if n2 == 0 {
             return Ok(());
         }
         for (g, x) in self.diag.iter_mut().zip(&other.diag) {
             *g += x;
         }
         if self.center {
-            let (delta, w) = fold_means(&mut self.mean, self.rows, &other.mean, other.rows);
+            let (delta, w) = fold_means(&mut self.mean, n1, &other.mean, n2);
             self.correction(&delta, w)?;
         }
-        self.rows += other.rows;
         Ok(())
     }
 
@@ -380,14 +375,9 @@ impl CentredFd {
         self.fd.to_state()
     }
 
-    /// The sketch [`Self::sketch`], [`Self::mean`] and [`Self::diagonal`] came from.
-    pub fn from_parts(
-        state: &FdState,
-        center: bool,
-        rows: u64,
-        mean: &[f64],
-        diag: &[f64],
-    ) -> Result<Self> {
+    /// The sketch [`Self::sketch`], [`Self::mean`] and [`Self::diagonal`] came from (the
+    /// state's `rows_seen` is the input row count).
+    pub fn from_parts(state: &FdState, center: bool, mean: &[f64], diag: &[f64]) -> Result<Self> {
         if mean.len() != state.d || diag.len() != state.d {
             return Err(Error::Input(format!(
                 "a PCA sketch of dimension {} needs {} means and diagonal values, got {} and {}",
@@ -400,7 +390,6 @@ impl CentredFd {
         Ok(CentredFd {
             fd: FrequentDirections::from_state(state)?,
             center,
-            rows,
             mean: mean.to_vec(),
             diag: diag.to_vec(),
             scratch: Vec::new(),
@@ -423,12 +412,9 @@ impl CentredFd {
                  ell or use algorithm = \"exact\""
             )));
         }
-        let scales = scales(self.rows, &self.mean, &self.diag, scale, self.center)?;
-        check_components(k, d, self.rows)?;
-        let inv: Vec<f64> = match &scales {
-            Some(s) => s.iter().map(|x| 1.0 / x).collect(),
-            None => vec![1.0; d],
-        };
+        let scales = scales(self.rows(), &self.mean, &self.diag, scale, self.center)?;
+        check_components(k, d, self.rows())?;
+        let inv = inverse(&scales, d);
         let state = self.fd.to_state();
         let r = state.rows.len() / d;
         let b = Mat::<f64>::from_fn(r, d, |i, j| state.rows[i * d + j] * inv[j]);
@@ -444,7 +430,7 @@ impl CentredFd {
             total,
             mean: self.mean.clone(),
             scale: scales,
-            rows: self.rows,
+            rows: self.rows(),
             error_bound: Some(self.fd.error_bound() * max_inv_sq),
             state_bytes: self.state_bytes(),
         })
@@ -522,10 +508,7 @@ fn scales(
             "PCA needs at least 2 rows (the variance of {rows} row(s) is undefined)"
         )));
     }
-    let s: Vec<f64> = diag
-        .iter()
-        .map(|m| (m.max(0.0) / (rows - 1) as f64).sqrt())
-        .collect();
+    let s = Moments::sample_std(rows, diag);
     if let Some(ConstantColumn(j)) = constant_column(mean, &s) {
         return Err(Error::Input(format!(
             "coordinate {j} is constant (standard deviation {:e} about its mean {}): scale = true \
@@ -534,6 +517,14 @@ fn scales(
         )));
     }
     Ok(Some(s))
+}
+
+/// `1 / σ_j`, or ones without scaling.
+fn inverse(scales: &Option<Vec<f64>>, d: usize) -> Vec<f64> {
+    match scales {
+        Some(s) => s.iter().map(|x| 1.0 / x).collect(),
+        None => vec![1.0; d],
+    }
 }
 
 /// The first column whose standard deviation is zero to rounding (`σ ≤ 1e-12 |μ|`: the
