@@ -19,7 +19,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef, UInt32Type};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Float64Type, Schema, SchemaRef, UInt32Type, UInt64Type,
+};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::FunctionRegistry;
@@ -209,7 +211,8 @@ fn read_basis(dir: &Path) -> Result<StoredBasis> {
     let columns: Vec<String> = meta_value(COLUMNS_METADATA)
         .and_then(|v| serde_json::from_str(&v).ok())
         .ok_or_else(|| bad(&format!("components.parquet has no {COLUMNS_METADATA}")))?;
-    let vector = |t: &str| -> Result<Option<Vec<f64>>> {
+    // A Float64 column of one of the basis's tables (`None` when the table is absent).
+    let floats = |t: &str, column: &str| -> Result<Option<Vec<f64>>> {
         if !path(t).exists() {
             return Ok(None);
         }
@@ -217,15 +220,17 @@ fn read_basis(dir: &Path) -> Result<StoredBasis> {
         let mut out = Vec::new();
         for b in &batches {
             let v = b
-                .column_by_name("value")
+                .column_by_name(column)
                 .and_then(|c| c.as_primitive_opt::<Float64Type>())
-                .ok_or_else(|| bad(&format!("{t}.parquet has no Float64 `value` column")))?;
+                .ok_or_else(|| bad(&format!("{t}.parquet has no Float64 `{column}` column")))?;
             out.extend_from_slice(v.values());
         }
         Ok(Some(out))
     };
-    let mean = vector("mean")?.ok_or_else(|| bad("no mean.parquet"))?;
-    let scale = vector("scale")?;
+    let mean = floats("mean", "value")?.ok_or_else(|| bad("no mean.parquet"))?;
+    let scale = floats("scale", "value")?;
+    let eigenvalues =
+        floats("spectrum", "eigenvalue")?.ok_or_else(|| bad("no spectrum.parquet"))?;
     let d = mean.len();
     let mut components: Vec<Vec<f64>> = Vec::new();
     for b in &batches {
@@ -252,17 +257,24 @@ fn read_basis(dir: &Path) -> Result<StoredBasis> {
             "components.parquet does not hold whole components of dimension {d}"
         )));
     }
+    if eigenvalues.len() != components.len() {
+        return Err(bad(
+            "spectrum.parquet and components.parquet differ in their components",
+        ));
+    }
     if scale.as_ref().is_some_and(|s| s.len() != d) {
         return Err(bad("scale.parquet and mean.parquet differ in length"));
     }
     Ok(StoredBasis {
+        // What the basis struct carries (`pca_project` reads the components, mean and
+        // scale); the total, bound and memory are not part of it.
         pca: Pca {
-            eigenvalues: vec![0.0; components.len()],
+            eigenvalues,
             components,
             total: 0.0,
             mean,
             scale,
-            rows: 0,
+            rows: stats_rows(dir)?,
             error_bound: None,
             state_bytes: 0,
         },
@@ -292,6 +304,25 @@ fn list_length(a: &ArrayRef) -> Option<usize> {
         DataType::LargeList(_) => Some(a.as_list::<i64>().value_length(0) as usize),
         _ => None,
     }
+}
+
+/// The rows a `pca` stage's basis was computed from (its `stats.rows`).
+fn stats_rows(dir: &Path) -> Result<u64> {
+    let (batches, _) = read_small_table(&dir.join("stats.parquet"))?;
+    batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| {
+            b.column_by_name("rows")?
+                .as_primitive_opt::<UInt64Type>()
+                .map(|r| r.value(0))
+        })
+        .ok_or_else(|| {
+            Error::Input(format!(
+                "{}: stats.parquet has no UInt64 `rows`",
+                dir.display()
+            ))
+        })
 }
 
 /// Running summaries of one component's scores (Welford), in row order.
