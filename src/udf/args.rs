@@ -11,6 +11,7 @@ use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
 use datafusion::physical_expr::expressions::Literal;
 use std::sync::Arc;
 
+use crate::operators::Algorithm;
 use crate::rows::{DenseRowReader, DenseRows, ListView, OnInvalid};
 
 /// A sketchpipe error inside DataFusion (its exit code survives the trip: see
@@ -139,5 +140,72 @@ pub(super) fn state_scalars(
             .iter()
             .map(|a| ScalarValue::try_from_array(a, 0))
             .collect(),
+    }
+}
+
+/// A constant argument of a given kind, or `None` when not given.
+pub(super) fn constant<T>(
+    args: &AccumulatorArgs,
+    i: usize,
+    name: &str,
+    what: &str,
+    read: impl Fn(&ScalarValue) -> Option<T>,
+) -> DfResult<Option<T>> {
+    match literal(args, i, name)? {
+        None | Some(ScalarValue::Null) => Ok(None),
+        Some(v) => match read(&v) {
+            Some(x) => Ok(Some(x)),
+            None => plan_err!("{name}: argument {} must be {what}, got {v}", i + 1),
+        },
+    }
+}
+
+pub(super) fn as_u64(v: &ScalarValue) -> Option<u64> {
+    match v.cast_to(&DataType::UInt64).ok()? {
+        ScalarValue::UInt64(Some(x)) => Some(x),
+        _ => None,
+    }
+}
+
+pub(super) fn as_bool(v: &ScalarValue) -> Option<bool> {
+    match v {
+        ScalarValue::Boolean(Some(b)) => Some(*b),
+        _ => None,
+    }
+}
+
+pub(super) fn as_string(v: &ScalarValue) -> Option<String> {
+    match v {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::Utf8View(Some(s))
+        | ScalarValue::LargeUtf8(Some(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The `algorithm` argument (position `i`) of a rows aggregate: `exact` (the default) or
+/// `frequent-directions`, the algorithms that merge; `stage` names the op whose pipeline stage
+/// runs the others.
+pub(super) fn sql_algorithm(
+    args: &AccumulatorArgs,
+    i: usize,
+    name: &str,
+    stage: &str,
+) -> DfResult<Algorithm> {
+    let Some(s) = constant(args, i, name, "a string", as_string)? else {
+        return Ok(Algorithm::Exact);
+    };
+    match Algorithm::parse(&s) {
+        Some(a @ (Algorithm::Exact | Algorithm::FrequentDirections)) => Ok(a),
+        Some(a) => plan_err!(
+            "{name}: algorithm '{}' needs one pass over the rows in a random order and does not \
+             merge, so it cannot run as an SQL aggregate (DataFusion runs those \
+             partition-parallel and merges); use 'exact' or 'frequent-directions' here, or a \
+             {stage} pipeline stage",
+            a.as_str()
+        ),
+        None => {
+            plan_err!("{name}: unknown algorithm '{s}'; SQL runs 'exact' and 'frequent-directions'")
+        }
     }
 }

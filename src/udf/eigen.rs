@@ -23,7 +23,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
 
-use super::args::{df_err, literal, state_scalars, RowsArg};
+use super::args::{as_u64, constant, df_err, sql_algorithm, state_scalars, RowsArg};
 use crate::eigen::{FrequentDirections, Gram};
 use crate::operators::eigen_state::{self, MergeableEigen};
 use crate::operators::op::Functions;
@@ -133,37 +133,9 @@ impl AggregateUDFImpl for TopEigenvector {
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
         let name = self.name();
-        let algorithm = match literal(&args, 1, name)? {
-            None => Algorithm::Exact,
-            Some(v) => {
-                let s = match &v {
-                    ScalarValue::Utf8(Some(s))
-                    | ScalarValue::Utf8View(Some(s))
-                    | ScalarValue::LargeUtf8(Some(s)) => s.clone(),
-                    other => return plan_err!("{name}: the algorithm is {other}, not a string"),
-                };
-                match Algorithm::parse(&s) {
-                    Some(a @ (Algorithm::Exact | Algorithm::FrequentDirections)) => a,
-                    Some(a) => {
-                        return plan_err!(
-                            "{name}: algorithm '{}' needs one pass over the rows in a random order \
-                             and does not merge, so it cannot run as an SQL aggregate (DataFusion \
-                             runs those partition-parallel and merges); use 'exact' or \
-                             'frequent-directions' here, or a top_eigenvector pipeline stage",
-                            a.as_str()
-                        )
-                    }
-                    None => {
-                        return plan_err!(
-                            "{name}: unknown algorithm '{s}'; SQL runs 'exact' and \
-                             'frequent-directions'"
-                        )
-                    }
-                }
-            }
-        };
-        let seed = literal_u64(&args, 2, name)?;
-        let ell = match literal_u64(&args, 3, name)? {
+        let algorithm = sql_algorithm(&args, 1, name, "top_eigenvector")?;
+        let seed = constant(&args, 2, name, "a non-negative integer", as_u64)?;
+        let ell = match constant(&args, 3, name, "a non-negative integer", as_u64)? {
             Some(_) if algorithm != Algorithm::FrequentDirections => {
                 return plan_err!("{name}: ell only applies to 'frequent-directions'")
             }
@@ -181,16 +153,6 @@ impl AggregateUDFImpl for TopEigenvector {
             rows,
             core: None,
         }))
-    }
-}
-
-fn literal_u64(args: &AccumulatorArgs, i: usize, name: &str) -> DfResult<Option<u64>> {
-    match literal(args, i, name)? {
-        None | Some(ScalarValue::Null) => Ok(None),
-        Some(v) => match v.cast_to(&DataType::UInt64)? {
-            ScalarValue::UInt64(Some(x)) => Ok(Some(x)),
-            _ => plan_err!("{name}: argument {} must be a non-negative integer", i + 1),
-        },
     }
 }
 

@@ -16,9 +16,11 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::{make_comparator, DynComparator};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Builder, ListArray, ListBuilder, StructArray, UInt64Array,
 };
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
 use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -28,7 +30,10 @@ use datafusion::logical_expr::{
 };
 use faer::Mat;
 
-use super::args::{call_result, call_rows, df_err, literal, state_scalars, FloatLists, RowsArg};
+use super::args::{
+    as_bool, as_u64, call_result, call_rows, constant, df_err, sql_algorithm, state_scalars,
+    FloatLists, RowsArg,
+};
 use crate::eigen::{dot, Pca};
 use crate::operators::op::Functions;
 use crate::operators::pca::state::{self, MergeablePca};
@@ -227,46 +232,6 @@ impl PcaAggregate {
     }
 }
 
-/// A constant argument of a given kind, or `None` when not given.
-fn constant<T>(
-    args: &AccumulatorArgs,
-    i: usize,
-    name: &str,
-    what: &str,
-    read: impl Fn(&ScalarValue) -> Option<T>,
-) -> DfResult<Option<T>> {
-    match literal(args, i, name)? {
-        None | Some(ScalarValue::Null) => Ok(None),
-        Some(v) => match read(&v) {
-            Some(x) => Ok(Some(x)),
-            None => plan_err!("{name}: argument {} must be {what}, got {v}", i + 1),
-        },
-    }
-}
-
-fn as_u64(v: &ScalarValue) -> Option<u64> {
-    match v.cast_to(&DataType::UInt64).ok()? {
-        ScalarValue::UInt64(Some(x)) => Some(x),
-        _ => None,
-    }
-}
-
-fn as_bool(v: &ScalarValue) -> Option<bool> {
-    match v {
-        ScalarValue::Boolean(Some(b)) => Some(*b),
-        _ => None,
-    }
-}
-
-fn as_algorithm(v: &ScalarValue) -> Option<String> {
-    match v {
-        ScalarValue::Utf8(Some(s))
-        | ScalarValue::Utf8View(Some(s))
-        | ScalarValue::LargeUtf8(Some(s)) => Some(s.clone()),
-        _ => None,
-    }
-}
-
 impl AggregateUDFImpl for PcaAggregate {
     fn name(&self) -> &str {
         match self.output {
@@ -318,25 +283,7 @@ impl AggregateUDFImpl for PcaAggregate {
             }
             Output::State => (1, 1),
         };
-        let algorithm = match constant(&args, at, name, "a string", as_algorithm)? {
-            None => Algorithm::Exact,
-            Some(s) => match Algorithm::parse(&s) {
-                Some(a @ (Algorithm::Exact | Algorithm::FrequentDirections)) => a,
-                Some(a) => {
-                    return plan_err!(
-                        "{name}: algorithm '{}' needs one ordered pass over the rows and does not \
-                         merge, so it cannot run as an SQL aggregate; use 'exact' or \
-                         'frequent-directions' here, or a pca pipeline stage",
-                        a.as_str()
-                    )
-                }
-                None => {
-                    return plan_err!(
-                    "{name}: unknown algorithm '{s}'; SQL runs 'exact' and 'frequent-directions'"
-                )
-                }
-            },
-        };
+        let algorithm = sql_algorithm(&args, at, name, "pca")?;
         let center = constant(&args, at + 1, name, "a boolean", as_bool)?.unwrap_or(true);
         let (scale, ell) = match self.output {
             Output::Basis => (
@@ -474,19 +421,21 @@ impl Accumulator for PcaAccumulator {
 struct Bases<'a> {
     array: ArrayRef,
     constant: bool,
+    /// Compares two rows of `array` in place (no allocation per row).
+    same: DynComparator,
     what: &'a str,
     last: Option<(usize, Option<Basis>)>,
 }
 
 impl<'a> Bases<'a> {
     fn new(arg: &ColumnarValue, n: usize, what: &'a str) -> DfResult<Self> {
+        let constant = matches!(arg, ColumnarValue::Scalar(_));
+        let array = arg.to_array(if constant { 1 } else { n })?;
+        let same = make_comparator(&array, &array, SortOptions::default())?;
         Ok(Bases {
-            constant: matches!(arg, ColumnarValue::Scalar(_)),
-            array: arg.to_array(if matches!(arg, ColumnarValue::Scalar(_)) {
-                1
-            } else {
-                n
-            })?,
+            array,
+            constant,
+            same,
             what,
             last: None,
         })
@@ -495,9 +444,7 @@ impl<'a> Bases<'a> {
     fn at(&mut self, i: usize) -> DfResult<Option<&Basis>> {
         let i = if self.constant { 0 } else { i };
         let reuse = match &self.last {
-            Some((j, _)) if *j == i => true,
-            // Compared in place (no per-row basis is built when rows repeat one).
-            Some((j, _)) => self.array.slice(i, 1).to_data() == self.array.slice(*j, 1).to_data(),
+            Some((j, _)) => *j == i || (self.same)(i, *j) == std::cmp::Ordering::Equal,
             None => false,
         };
         if !reuse {
