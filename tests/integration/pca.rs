@@ -503,3 +503,65 @@ fn exact_recovers_a_known_centred_spectrum_under_a_large_mean() {
     }
     assert!((stat_f64(&stage, "total_variance") - total / n1).abs() < 1e-9 * total / n1);
 }
+
+/// The `pca` aggregate gives the stage's basis; `pca_project` on it gives the stage's scores;
+/// the SQL functions refuse what cannot run as an aggregate or does not fit the basis.
+#[test]
+fn sql_pca_equals_the_stage_and_refuses_what_it_cannot_do() {
+    let tmp = TempDir::new().unwrap();
+    spectrum_file(&tmp.path().join("t.parquet"), 3_000, &LAMBDAS, 30.0, 5);
+    let text = "[pipeline]\noutput_dir = \"out\"\n[sources.t]\npath = \"t.parquet\"\n\
+        [stages.basis]\nop = \"pca\"\nsource = \"t\"\ncolumns = [\"emb\"]\ncomponents = 2\nscale = true\n\
+        [stages.scores]\nop = \"project\"\nsource = \"t\"\npca = \"basis\"\ncolumns = [\"emb\"]\nkeep = [\"id\"]\n";
+    let file = write_pipeline(tmp.path(), text);
+    assert_ok(&sketchpipe(&["run", file.to_str().unwrap(), "--quiet"]));
+    let t = tmp.path().join("t.parquet");
+    let t = t.to_str().unwrap();
+    let sql = |q: &str| sketchpipe(&["sql", "--pipeline", file.to_str().unwrap(), q]);
+    // pc 0's first coordinate and row 7's first score, through SQL and from the stage.
+    let out = sql(&format!(
+        "SELECT b.basis.components[1][1] AS c, pca_project(x.emb, b.basis)[1] AS s \
+         FROM '{t}' x, (SELECT pca(emb, 2, 'exact', true, true) AS basis FROM '{t}') b WHERE x.id = 7"
+    ));
+    assert_ok(&out);
+    let printed: Vec<f64> = stdout(&out)
+        .split(|c: char| c == '|' || c.is_whitespace())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let stage = components(&tmp.path().join("out/basis"))[0][0];
+    let scores = read_parquet(&tmp.path().join("out/scores/scores.parquet"));
+    let ids = scores
+        .column_by_name("id")
+        .unwrap()
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+    let row = (0..scores.num_rows()).find(|&i| ids.value(i) == 7).unwrap();
+    let proj = scores
+        .column_by_name("projection")
+        .unwrap()
+        .as_list::<i32>()
+        .value(row);
+    let score = proj.as_primitive::<Float64Type>().value(0);
+    assert_eq!(printed.len(), 2, "{}", stdout(&out));
+    assert!((printed[0] - stage).abs() < 1e-9, "{printed:?} vs {stage}");
+    assert!(
+        (printed[1] - score).abs() < 1e-9 * score.abs().max(1.0),
+        "{printed:?} vs {score}"
+    );
+    // Refusals: an ordered algorithm, a row of another length.
+    let bad = sql(&format!("SELECT pca(emb, 1, 'random-order') FROM '{t}'"));
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("a pca pipeline stage"),
+        "{}",
+        stderr(&bad)
+    );
+    let bad = sql(&format!(
+        "SELECT pca_project(make_array(1.0, 2.0), b.basis) FROM (SELECT pca(emb, 2) AS basis FROM '{t}') b"
+    ));
+    assert_eq!(bad.status.code(), Some(3), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("has 2 values and the basis dimension 8"),
+        "{}",
+        stderr(&bad)
+    );
+}
