@@ -515,18 +515,18 @@ impl PcaOp {
     fn main_update(&mut self, batch: &RecordBatch) -> Result<()> {
         let mut reader = self.reader.take().expect("between batches");
         let seen = reader.rows_seen() + batch.num_rows() as u64;
-        let in_place =
-            matches!(&self.core, Some(Core::Stream { standardise, .. }) if !standardise.identity());
-        if let (true, Some(Core::Stream { standardise, core })) = (in_place, &mut self.core) {
-            // Standardised in the reader's buffer: one copy of the rows, not two.
-            let fed = reader
-                .read_mut(batch)
-                .and_then(|(values, _, rows)| match rows {
-                    0 => Ok(()),
-                    _ => feed(core, standardise.apply_in_place(values)),
-                });
-            self.reader = Some(reader);
-            return fed;
+        if let Some(Core::Stream { standardise, core }) = &mut self.core {
+            if !standardise.identity() {
+                // Standardised in the reader's buffer: one copy of the rows, not two.
+                let fed = reader
+                    .read_mut(batch)
+                    .and_then(|(values, _, rows)| match rows {
+                        0 => Ok(()),
+                        _ => feed(core, standardise.apply_in_place(values)),
+                    });
+                self.reader = Some(reader);
+                return fed;
+            }
         }
         let fed = match reader.read(batch) {
             Ok(rows) if rows.rows == 0 => Ok(()),
