@@ -51,7 +51,8 @@ enum Command {
     /// alone or joined with stage outputs in one statement.
     ///
     /// sketchpipe's functions (`docs/reference.md` "SQL functions" has each):
-    /// el2n, grand, el2n_probs, grand_probs (pruning scores per row); uniform_hash (the
+    /// el2n, grand, el2n_probs, grand_probs (pruning scores per row), run_stats (their
+    /// mean, std and runs per id, an aggregate); uniform_hash (the
     /// shared key hash); list_mean, list_stddev; aggregates top_eigenvector,
     /// top_eigenvector_stats, top_eigenvector_state, pca, pca_state, priority_sketch,
     /// coordinated_sketch, sketch_merge; pca_project (scores on a basis), subspace_alignment

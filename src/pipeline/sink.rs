@@ -22,6 +22,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::metadata::KeyValue;
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::schema::types::ColumnPath;
 
 use crate::operators::OutputTable;
 use crate::{Error, Result};
@@ -110,8 +111,16 @@ impl StageOutput {
         let path = self.tmp_table_path(name);
         let file = File::create(&path)
             .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
+        let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
+        // Floating-point columns (scores, eigenvalues, projections) are nearly all distinct:
+        // a dictionary page only costs time (a hash per value) before Parquet gives it up.
+        for field in schema.fields() {
+            if field.data_type().is_floating() {
+                props = props
+                    .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+            }
+        }
+        let props = props
             .set_key_value_metadata(Some(
                 metadata
                     .into_iter()

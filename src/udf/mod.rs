@@ -3,11 +3,12 @@
 //! its registry entry ([`crate::operators::op::OpKind::functions`]); the general ones
 //! (`uniform_hash`, `list_mean`, `list_stddev`) are added here:
 //!
-//! * pruning scores — `el2n`, `grand`, `el2n_probs`, `grand_probs` (`scores`);
+//! * pruning scores — `el2n`, `grand`, `el2n_probs`, `grand_probs` (`scores`), and the
+//!   aggregate `run_stats(score, run)` that averages them by id (`run_stats`);
 //! * `uniform_hash(key, seed)` — the shared key hash `u(key) ∈ (0, 1)` of [`crate::hash`];
 //! * `list_mean(list)`, `list_stddev(list)` — mean and sample standard deviation of a list of
 //!   numbers, summed in sorted order so the result does not depend on the list's order
-//!   (`lists`; the by-id averaging of `prune_scores` uses them);
+//!   (`lists`);
 //! * aggregates `top_eigenvector(rows [, algorithm, seed, ell])` and
 //!   `top_eigenvector_stats(…)` ([`eigen`]), `priority_sketch(key, values, k, seed)`,
 //!   `coordinated_sketch(key, values, method, size, seed [, dim])` and `sketch_merge(sketch)`,
@@ -19,6 +20,7 @@ pub mod eigen;
 mod hash;
 mod lists;
 pub mod pca;
+pub mod run_stats;
 pub mod scores;
 pub mod sketches;
 

@@ -19,7 +19,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{exec_err, plan_err, Result as DfResult};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    AggregateUDF, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 
 use super::args::FloatLists;
@@ -28,7 +29,8 @@ use crate::prune::{check_probabilities, el2n, el2n_rows, grand_last_layer, softm
 use crate::rows::is_number_list;
 use crate::rows::{Floats, ListView};
 
-/// The `prune_scores` op's SQL functions: `el2n`, `el2n_probs`, `grand`, `grand_probs`.
+/// The `prune_scores` op's SQL functions: `el2n`, `el2n_probs`, `grand`, `grand_probs`, and
+/// the by-id aggregate `run_stats`.
 pub fn functions() -> Functions {
     let mut scalar = Vec::new();
     for kind in [Kind::El2n, Kind::Grand] {
@@ -38,7 +40,7 @@ pub fn functions() -> Functions {
     }
     Functions {
         scalar,
-        aggregate: Vec::new(),
+        aggregate: vec![AggregateUDF::from(super::run_stats::RunStats::new())],
     }
 }
 

@@ -315,3 +315,52 @@ async fn el2n_averaged_by_id_over_generated_runs_finds_the_flipped_labels() {
     println!("EL2N averaged over 3 runs: AUROC {a:.4} for {flipped} flipped labels");
     assert!(a >= 0.9, "AUROC {a}");
 }
+
+/// `run_stats(score, run)` by id over generated runs equals what it replaces in the
+/// `prune_scores` query — `list_mean`/`list_stddev` of `array_agg` and `count(DISTINCT run)`
+/// — to the bit, with string runs, and counts rows and scores.
+#[tokio::test]
+async fn run_stats_equals_the_list_aggregates_it_replaces() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("runs");
+    assert_ok(&sketchpipe(&[
+        "-q",
+        "generate",
+        "logits",
+        "--rows",
+        "5000",
+        "--runs",
+        "4",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    let ctx = session();
+    let glob = format!("{}/run-*.parquet", dir.display());
+    ctx.register_parquet("runs", &glob, Default::default())
+        .await
+        .unwrap();
+    // Drop a quarter of one run's rows and name runs by strings.
+    let rows = "SELECT id, 'r' || CAST(run AS VARCHAR) AS run, el2n(logits, label) AS e \
+                FROM runs WHERE NOT (run = 1 AND id % 4 = 0)";
+    let query = format!(
+        "SELECT id, s['mean'] = m AS mean_ok, s['std'] IS NOT DISTINCT FROM sd AS std_ok, \
+         s['runs'] = r AS runs_ok, s['rows'] = n AND s['scored'] = n AS counts_ok, r FROM ( \
+         SELECT id, run_stats(e, run) AS s, list_mean(array_agg(e)) AS m, \
+         list_stddev(array_agg(e)) AS sd, count(DISTINCT run) AS r, count(*) AS n \
+         FROM ({rows}) GROUP BY id)"
+    );
+    let batches = ctx.sql(&query).await.unwrap().collect().await.unwrap();
+    let (mut ids, mut short) = (0, 0);
+    for b in &batches {
+        for c in 1..5 {
+            let ok = b.column(c).as_boolean();
+            assert_eq!(ok.true_count(), b.num_rows(), "column {c} of {b:?}");
+        }
+        let r = b
+            .column(5)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        short += r.values().iter().filter(|&&r| r == 3).count();
+        ids += b.num_rows();
+    }
+    assert_eq!((ids, short), (5000, 1250));
+}

@@ -19,10 +19,10 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt64Type};
 use datafusion::dataframe::DataFrame;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::SessionContext;
 
 use super::runs::Aggregated;
-use super::sql::Registered;
+use super::sql::{read_by_id, Registered};
 use super::{KeepSize, Mask, MaskMode, MissingRuns, PruneScoresParams, ScoresInput};
 use crate::{Error, Result};
 
@@ -67,12 +67,7 @@ pub async fn finish(
     agg: Aggregated,
 ) -> Result<ScoresOutput> {
     let runs = agg.runs;
-    let frame = ctx
-        .read_parquet(
-            by_id.to_string_lossy().as_ref(),
-            ParquetReadOptions::default(),
-        )
-        .await?;
+    let frame = read_by_id(ctx, by_id).await?;
     let table = Registered::new(ctx, "prune_by_id", frame)?;
     let t = table.name.clone();
     let summary = ctx
@@ -160,8 +155,11 @@ pub async fn finish(
     }
 
     let score = p.score.as_str();
-    let mut windows =
-        format!("CAST(row_number() OVER (ORDER BY {score} ASC, id ASC) AS BIGINT) AS rn");
+    // Ranked in one sort: the output is ordered by the rank window's own order, which
+    // DataFusion sees is already met (`ORDER BY rank` would be a second sort of every id),
+    // and `rn` stays an unsigned integer (no cast through a decimal).
+    let order = format!("{score} ASC, id ASC");
+    let mut windows = format!("row_number() OVER (ORDER BY {order}) AS rn");
     let (keep, kept) = match p.mask {
         None => ("true".to_string(), ids),
         Some(mask) => {
@@ -178,16 +176,15 @@ pub async fn finish(
                 }
                 MaskMode::Random => {
                     windows.push_str(&format!(
-                        ", CAST(row_number() OVER (ORDER BY uniform_hash(id, {}), id) AS BIGINT) \
-                         AS rr",
+                        ", row_number() OVER (ORDER BY uniform_hash(id, {}), id) AS rr",
                         p.seed
                     ));
                     format!("rr <= {k}")
                 }
                 MaskMode::ClassBalanced => {
                     windows.push_str(&format!(
-                        ", CAST(row_number() OVER (PARTITION BY label ORDER BY {score} DESC, \
-                         id DESC) AS BIGINT) AS rc"
+                        ", row_number() OVER (PARTITION BY label ORDER BY {score} DESC, \
+                         id DESC) AS rc"
                     ));
                     let counts = class_counts(ctx, &t).await?;
                     let quotas = class_quotas(&counts, k);
@@ -205,8 +202,8 @@ pub async fn finish(
     let scores = ctx
         .sql(&format!(
             "SELECT id, label, el2n, el2n_std, grand, grand_std, runs, \
-             CAST(rn - 1 AS BIGINT UNSIGNED) AS rank, {keep} AS keep \
-             FROM (SELECT *, {windows} FROM {t}) ORDER BY rank"
+             rn - CAST(1 AS BIGINT UNSIGNED) AS rank, {keep} AS keep \
+             FROM (SELECT *, {windows} FROM {t}) ORDER BY {order}"
         ))
         .await?;
     let counts = Counts {

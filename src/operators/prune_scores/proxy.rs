@@ -16,7 +16,6 @@
 //! 3. **scoring** — EL2N and exact GraNd of every row under every seed's model, averaged over
 //!    seeds (with their standard deviation), written to the per-id scratch file.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
@@ -25,10 +24,10 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use datafusion::parquet::arrow::ArrowWriter;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::sql::ByIdWriter;
 use super::{by_id_schema, PruneScoresParams, ScoresInput};
 use crate::hash::{hash64, Key};
 use crate::operators::{Operator, OutputTable, PassInfo, PassKind};
@@ -122,7 +121,7 @@ pub struct ProxyScoresOp {
     classes: usize,
     runs: Vec<Run>,
     training: Vec<(u32, u32, StepStats)>,
-    writer: Option<ArrowWriter<File>>,
+    writer: Option<ByIdWriter>,
     x: Vec<f64>,
     y: Vec<i64>,
     scratch: Scratch,
@@ -423,13 +422,7 @@ impl Operator for ProxyScoresOp {
     fn begin_pass(&mut self, _info: &PassInfo) -> Result<()> {
         self.reader.restart();
         if self.phase == Phase::Score {
-            let file = File::create(&self.by_id)
-                .map_err(|e| Error::io(format!("cannot create {}", self.by_id.display()), e))?;
-            self.writer = Some(ArrowWriter::try_new(
-                file,
-                Arc::clone(&self.by_id_schema),
-                None,
-            )?);
+            self.writer = Some(ByIdWriter::create(&self.by_id, &self.by_id_schema)?);
         }
         Ok(())
     }
@@ -464,7 +457,7 @@ impl Operator for ProxyScoresOp {
                 }
             }
             Phase::Score => {
-                self.writer.take().expect("opened").close()?;
+                self.writer.take().expect("opened").finish()?;
                 self.phase = Phase::Done;
             }
             Phase::Done => {}

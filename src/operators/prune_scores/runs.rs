@@ -3,23 +3,23 @@
 //! position, since run files come in different row orders. The group-by spills to disk under
 //! the session's memory limit, so the ids need not fit in memory.
 //!
-//! Per id the scores of its runs are collected and averaged by `list_mean`/`list_stddev`,
-//! which sort before summing: the result is bit-identical whatever order the files are read in.
+//! Per id one `run_stats` aggregate keeps the scores of its rows and the distinct runs; it
+//! sorts the scores before summing, so the result is bit-identical whatever order the files
+//! are read in.
 
-use std::fs::File;
 use std::path::Path;
 
 use std::sync::Arc;
 
 use datafusion::common::Column;
 use datafusion::dataframe::DataFrame;
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::prelude::{col, SessionContext};
+use futures::StreamExt;
 
-use super::sql::{scalar_u64, Registered};
+use super::sql::{scalar_u64, ByIdWriter, Registered};
 use super::{PruneScoresParams, ScoresInput};
-use crate::operators::write_stream;
+use crate::udf::run_stats;
 use crate::{Error, Result};
 
 /// What the by-id aggregation found.
@@ -56,41 +56,45 @@ pub async fn aggregate(
     columns.extend(p.run.iter().map(|r| column(r, "run")));
     let table = Registered::new(ctx, "prune_input", input.select(columns)?)?;
     let t = &table.name;
-    let grand = match &p.embedding {
-        Some(_) => format!("{g_fn}(output, label, embedding)"),
-        None => "CAST(NULL AS DOUBLE)".to_string(),
+    let stats = run_stats::NAME;
+    let run = match &p.run {
+        Some(_) => "run",
+        None => "0",
     };
-    let (run_col, runs_expr) = match &p.run {
-        Some(_) => (", run", "count(DISTINCT run)"),
-        None => ("", "1"),
+    let (grand_rows, grand_stats, grand_cols) = match &p.embedding {
+        Some(_) => (
+            format!(", {g_fn}(output, label, embedding) AS g"),
+            format!(", {stats}(g, {run}) AS gs"),
+            "gs['mean'] AS grand, gs['std'] AS grand_std",
+        ),
+        None => (
+            String::new(),
+            String::new(),
+            "CAST(NULL AS DOUBLE) AS grand, CAST(NULL AS DOUBLE) AS grand_std",
+        ),
     };
     let rows = format!(
-        "SELECT id, label, {e_fn}(output, label) AS e, {grand} AS g, \
-         array_length(output) AS k{run_col} FROM {t}"
+        "SELECT id, label, {e_fn}(output, label) AS e{grand_rows}, array_length(output) AS k\
+         {run_col} FROM {t}",
+        run_col = if p.run.is_some() { ", run" } else { "" },
     );
     let grouped = format!(
-        "SELECT id, min(label) AS label, max(label) AS label_max, \
-         list_mean(array_agg(e)) AS el2n, list_stddev(array_agg(e)) AS el2n_std, \
-         list_mean(array_agg(g)) AS grand, list_stddev(array_agg(g)) AS grand_std, \
-         CAST({runs_expr} AS INT UNSIGNED) AS runs, CAST(count(*) AS BIGINT UNSIGNED) AS rows, \
-         CAST(count(e) AS BIGINT UNSIGNED) AS scored, \
-         CAST(min(k) AS INT UNSIGNED) AS k_min, CAST(max(k) AS INT UNSIGNED) AS k_max \
-         FROM ({rows}) GROUP BY id"
+        "SELECT id, label, label_max, es['mean'] AS el2n, es['std'] AS el2n_std, {grand_cols}, \
+         es['runs'] AS runs, es['rows'] AS rows, es['scored'] AS scored, k_min, k_max FROM (\
+         SELECT id, min(label) AS label, max(label) AS label_max, {stats}(e, {run}) AS es\
+         {grand_stats}, CAST(min(k) AS INT UNSIGNED) AS k_min, CAST(max(k) AS INT UNSIGNED) AS k_max \
+         FROM ({rows}) GROUP BY id)"
     );
     let plan = ctx.sql(&grouped).await?.create_physical_plan().await?;
     let stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())?;
-    let file = File::create(by_id)
-        .map_err(|e| Error::io(format!("cannot create {}", by_id.display()), e))?;
-    let mut writer = ArrowWriter::try_new(file, stream.schema(), None)?;
-    write_stream(stream, &mut writer)
-        .await
-        .map_err(|e| match e {
-            Error::DataFusion(e) => {
-                Error::Input(format!("scoring rows and averaging them by id: {e}"))
-            }
-            other => other,
-        })?;
-    writer.close()?;
+    let mut writer = ByIdWriter::create(by_id, &stream.schema())?;
+    let mut stream = stream;
+    while let Some(batch) = stream.next().await {
+        let batch = batch
+            .map_err(|e| Error::Input(format!("scoring rows and averaging them by id: {e}")))?;
+        writer.write(&batch)?;
+    }
+    writer.finish()?;
     let spilled = spilled_bytes(plan.as_ref());
     let runs = match &p.run {
         Some(_) => {

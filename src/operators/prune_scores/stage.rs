@@ -26,7 +26,7 @@ pub const KIND: OpKind = OpKind {
 };
 
 /// The per-id scratch table of a stage, in its scratch directory.
-const BY_ID: &str = "by_id.parquet";
+const BY_ID: &str = "by_id.arrow";
 
 fn by_id(ctx: &StageContext<'_>) -> std::path::PathBuf {
     ctx.scratch
