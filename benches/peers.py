@@ -28,7 +28,8 @@ a drift of the machine's speed hits every command alike. Each pair:
   written to Parquet.
 
 Each answer is checked against its peer's (EL2N by id to 1e-6; the eigenvector's alignment
-with the exact one; the sample's size). It prints the median seconds and peak RSS of every
+with numpy's; the sample's size). For the eigen and sketch tables it also times the decode
+floor: `sketchpipe sql` reading every value of the list column, which no stage can beat. It prints the median seconds and peak RSS of every
 command and each ratio peer / sketchpipe (> 1: sketchpipe is faster).
 """
 
@@ -130,6 +131,11 @@ class Bench:
         path.write_text(sql)
         self.commands[name] = [sys.executable, self.tmp / "duck.py", path]
 
+    def scan(self, name, table, column):
+        """The decode floor: `sketchpipe sql` reading every value of the list column."""
+        self.commands[name] = [self.binary, "-q", "sql",
+                               f"SELECT count(*), sum(array_length({column})) FROM '{table}'"]
+
     def python(self, name, *args):
         self.commands[name] = [sys.executable, self.tmp / "eigen.py", *args]
 
@@ -190,6 +196,7 @@ def main():
             for alg in ("frequent-directions", "exact", "random-order"):
                 outs[alg] = b.stage(alg, src, f'source = "t"\nop = "top_eigenvector"\n'
                                     f'columns = ["emb"]\nalgorithm = "{alg}"\n')
+            b.scan("scan-low", table, "emb")
             b.python("numpy", table, "numpy", tmp / "numpy.npy")
             b.python("ipca", table, "ipca", tmp / "ipca.npy")
             b.pairs += [("top eigenvector, frequent-directions vs numpy A.T@A + eigh",
@@ -213,6 +220,7 @@ def main():
             b.generate("low-rank", "--out", table, "--rows", a.sketch_rows, "--dim",
                        a.sketch_dim, "--gap", 10)
             src = '[sources.t]\npath = "wide.parquet"\n'
+            b.scan("scan-wide", table, "emb")
             for method, sql in (("priority", DUCK_PRIORITY), ("threshold", DUCK_THRESHOLD)):
                 b.stage(method, src, f'source = "t"\nop = "coordinated_sketch"\nkey = "id"\n'
                         f'columns = ["emb"]\nmethod = "{method}"\nsize = 1000\n')
@@ -242,9 +250,16 @@ def main():
         for label, ours, peer in b.pairs:
             print(f"| {label} | {med[ours]:.2f} | {med[peer]:.2f} | {med[peer] / med[ours]:.2f} |"
                   f" {rss[ours]:.0f}, {rss[peer]:.0f} |")
+        print()
         if "eigen" in only:
-            print(f"\nfrequent-directions / exact: {med['frequent-directions'] / med['exact']:.2f}"
+            print(f"frequent-directions / exact: {med['frequent-directions'] / med['exact']:.2f}"
                   " (target <= 1)")
+            print(f"decode floor of the eigen table (sketchpipe sql reading every value): "
+                  f"{med['scan-low']:.2f} s; random-order / floor: "
+                  f"{med['random-order'] / med['scan-low']:.2f}")
+        if "sketch" in only:
+            print(f"decode floor of the sketch table: {med['scan-wide']:.2f} s; priority / floor: "
+                  f"{med['priority'] / med['scan-wide']:.2f}")
         failed = False
         print()
         for check in checks:
