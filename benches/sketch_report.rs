@@ -103,18 +103,12 @@ fn main() {
                     let (ra, rb) = (&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d]);
                     pa.update(keys(i), ra);
                     pb.update(keys(i), rb);
-                    ta.observe(ra);
-                    tb.observe(rb);
+                    ta.update(keys(i), ra);
+                    tb.update(keys(i), rb);
                     ja.update(keys(i), ra);
                     jb.update(keys(i), rb);
                     ca.update(keys(i), ra);
                     cb.update(keys(i), rb);
-                }
-                ta.start_sampling();
-                tb.start_sampling();
-                for i in 0..n {
-                    ta.update(keys(i), &a[i * d..(i + 1) * d]);
-                    tb.update(keys(i), &b[i * d..(i + 1) * d]);
                 }
                 let estimates = [
                     estimate_product(&pa.finish(), &pb.finish()).unwrap(),

@@ -10,7 +10,8 @@
 //!   `coordinated_sketch` stage makes, for every method that merges: `'priority'` (the same as
 //!   `priority_sketch`), `'exact'` (every row), `'jl'` and `'countsketch'` (linear sketches of
 //!   `size` rows: partitions' sketches add up, equal to one pass up to rounding). `threshold`
-//!   is refused: its sampling level depends on the whole input's `‖A‖_F²` (two passes). `dim`
+//!   is refused: its sampling level depends on the whole input's `‖A‖_F²`, so two sketches of
+//!   parts do not merge into the sketch of the whole. `dim`
 //!   is the width of a sparse `List<Struct<index, value>>` column's rows.
 //! * `sketch_merge(sketch)` — aggregate: one sketch from sketches of disjoint rows (e.g. one
 //!   per day), as if built in one pass.
@@ -239,8 +240,8 @@ impl AggregateUDFImpl for SketchUdaf {
                     Some(Method::Threshold) => {
                         return plan_err!(
                             "{name}: 'threshold' sketches do not merge (their sampling level \
-                             depends on the whole input's ‖A‖_F², a second pass); use \
-                             'priority', or the coordinated_sketch stage"
+                             depends on the whole input's ‖A‖_F²); use 'priority', or the \
+                             coordinated_sketch stage"
                         )
                     }
                     Some(m) => m,

@@ -205,7 +205,7 @@ fn read_linear(stage_dir: &Path) -> sketchpipe::sketch::linear::LinearSketch {
 }
 
 /// Coordinated sketches beyond the sketch demo's: JL and CountSketch (on the cluster), sparse
-/// rows, and a threshold sketch (two passes: streamed to the client).
+/// rows, and a threshold sketch (it does not merge: streamed to the client).
 fn sketches_pipeline(dir: &Path) -> std::path::PathBuf {
     let rows: Vec<(i64, Vec<f64>)> = (0..3000i64)
         .map(|i| {

@@ -406,8 +406,8 @@ fn progress_lines_name_the_passes_of_multi_pass_stages() {
     let file = over_known(
         tmp.path(),
         &KnownSpectrum::new(4, 10, 8),
-        "[stages.th]\nop = \"coordinated_sketch\"\nsource = \"src\"\nkey = \"id\"\n\
-         columns = [\"emb\"]\nmethod = \"threshold\"\nsize = 5\n\
+        "[stages.th]\nop = \"top_eigenvector\"\nsource = \"src\"\ncolumns = [\"emb\"]\n\
+         algorithm = \"random-order\"\nfrobenius = \"exact\"\n\
          [stages.v]\nop = \"top_eigenvector\"\nsource = \"src\"\ncolumns = [\"emb\"]\n\
          algorithm = \"exact\"\nverify = true\n",
     );
@@ -415,8 +415,8 @@ fn progress_lines_name_the_passes_of_multi_pass_stages() {
     assert_ok(&out);
     let log = stderr(&out);
     for line in [
-        "source `src` (scan 1: threshold weights — `th`; exact — `v`): started",
-        "source `src` (scan 2: threshold sampling — `th`; verify — `v`): started",
+        "source `src` (scan 1: ‖A‖_F² — `th`; exact — `v`): started",
+        "source `src` (scan 2: random-order — `th`; verify — `v`): started",
     ] {
         assert!(log.contains(line), "{line}\n{log}");
     }

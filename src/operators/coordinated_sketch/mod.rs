@@ -209,14 +209,13 @@ enum Core {
     Linear(LinearSketch),
 }
 
-/// The `coordinated_sketch` operator: one pass (two for `threshold`: weights, then sampling).
+/// The `coordinated_sketch` operator: one pass.
 pub struct CoordinatedSketchOp {
     p: CoordinatedSketchParams,
     key_type: KeyType,
     key_index: usize,
     reader: Reader,
     core: Option<Core>,
-    passes: u32,
     done: bool,
     /// Incremental: the previous run's sketch, merged in at the end.
     previous: Option<(StoredSketch, Header)>,
@@ -255,7 +254,6 @@ impl CoordinatedSketchOp {
             key_index,
             reader,
             core: None,
-            passes: 0,
             done: false,
             previous: None,
         })
@@ -336,21 +334,10 @@ impl Operator for CoordinatedSketchOp {
         (!self.done).then_some(PassKind::AnyOrder)
     }
 
-    fn pass_name(&self) -> Option<String> {
-        (self.p.method == Method::Threshold).then(|| match self.passes {
-            0 => "threshold weights".into(),
-            _ => "threshold sampling".into(),
-        })
-    }
-
     fn begin_pass(&mut self, _info: &PassInfo) -> Result<()> {
         match &mut self.reader {
             Reader::Dense(r) => r.restart(),
             Reader::Sparse(r) => r.restart(),
-        }
-        self.passes += 1;
-        if let Some(Core::Threshold(t)) = &mut self.core {
-            t.start_sampling();
         }
         Ok(())
     }
@@ -365,14 +352,12 @@ impl Operator for CoordinatedSketchOp {
                 first_row + i as u64
             )));
         }
-        let pass = self.passes;
         let feed = |core: &mut Core, i: usize, row: RowRef<'_>| {
             let key = keys.get(i);
             match core {
                 Core::Priority(s) => s.update(key, row),
                 Core::Exact(s) => s.update(key, row),
                 Core::Linear(s) => s.update(key, row),
-                Core::Threshold(s) if pass == 1 => s.observe(row),
                 Core::Threshold(s) => s.update(key, row),
             }
         };
@@ -402,10 +387,7 @@ impl Operator for CoordinatedSketchOp {
     }
 
     fn end_pass(&mut self) -> Result<()> {
-        let two_passes = self.p.method == Method::Threshold && self.core.is_some();
-        if !(two_passes && self.passes == 1) {
-            self.done = true;
-        }
+        self.done = true;
         Ok(())
     }
 

@@ -10,7 +10,7 @@
 //! the *same* `u(key)` with their own inclusion probability, so `P(kept by both) = min(p^A, p^B)`.
 //!
 //! Cores, pure: [`priority::PrioritySketch`] (fixed size `k`, one pass, mergeable),
-//! [`threshold::ThresholdSketch`] (expected size `k`, two passes), the `exact` reference (every
+//! [`threshold::ThresholdSketch`] (expected size `k`, one pass), the `exact` reference (every
 //! row, `p = 1`), and the linear baselines of [`linear`] (Johnson–Lindenstrauss, CountSketch).
 
 pub mod linear;

@@ -1,12 +1,22 @@
-//! Threshold sampling (expected size `k`, two passes) — Daliri, Freire, Musco, Santos, Zhang,
+//! Threshold sampling (expected size `k`, one pass) — Daliri, Freire, Musco, Santos, Zhang,
 //! VLDB 2024, as used for matrices in arXiv:2501.17836; §2 of `docs/algorithms.md`:
 //! `p_i = min(1, λ w_i)` with `w_i = ‖a_i‖²`, keep row `i` iff `u(key_i) ≤ p_i`.
 //!
 //! `λ = k / ‖A‖_F²` unless some `p_i` would exceed 1; then **water-filling**: the `c` heaviest
 //! rows get `p = 1` and `λ = (k − c) / (‖A‖_F² − Σ_{capped} w)`, with `c` the smallest count for
 //! which every other row has `λ w < 1`, so the `p_i` sum to `k` exactly (when `n ≥ k`). Only
-//! rows with `w ≥ ‖A‖_F²/k` can be capped, and there are at most `k` of them, so the first
-//! pass keeps `‖A‖_F²` and the `k` largest weights — `O(k)` memory.
+//! rows with `w ≥ ‖A‖_F²/k` can be capped, and there are at most `k` of them, so `λ` needs
+//! `‖A‖_F²` and the `k` largest weights — `O(k)` memory.
+//!
+//! **One pass, the two-pass sample.** `λ` depends on the whole input, but the level of a prefix
+//! of the rows is an upper bound on it: adding a row adds a term to `Σ_i min(1, λ w_i)` at every
+//! `λ`, so the `λ` that brings the sum to `k` can only fall. A row with `u > min(1, λ_t w)` for
+//! the level `λ_t` of any prefix is therefore out of the final sample too. The sketch keeps the
+//! rows that pass the latest bound as candidates, recomputes the bound (water-filling over the
+//! rows so far) whenever the candidates reach `4k` (at least 1 024), dropping those that fail
+//! it — about `k` survive, since the bound's own probabilities sum to `k` — and at the end
+//! keeps the candidates that pass the final `λ`: exactly the rows the two-pass algorithm keeps,
+//! with the same `λ` to the bit (the same sums in the same order).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -29,8 +39,7 @@ impl Ord for W {
     }
 }
 
-/// A threshold sample being built: [`Self::observe`] every row, [`Self::start_sampling`], then
-/// [`Self::update`] every row again.
+/// A threshold sample being built: [`Self::update`] every row once, then [`Self::finish`].
 #[derive(Debug, Clone)]
 pub struct ThresholdSketch {
     k: usize,
@@ -38,7 +47,9 @@ pub struct ThresholdSketch {
     dim: usize,
     frobenius_sq: f64,
     heaviest: BinaryHeap<Reverse<W>>,
-    lambda: Option<f64>,
+    /// An upper bound on the final `λ` (the level of a prefix; ∞ before the first).
+    bound: f64,
+    /// Rows with `u ≤ min(1, bound · w)` for the bound when they came.
     rows: Vec<SampledRow>,
     rows_seen: u64,
 }
@@ -51,15 +62,23 @@ impl ThresholdSketch {
             dim,
             frobenius_sq: 0.0,
             heaviest: BinaryHeap::with_capacity(k + 1),
-            lambda: None,
+            bound: f64::INFINITY,
             rows: Vec::new(),
             rows_seen: 0,
         }
     }
 
-    /// Pass 1: one row's weight.
-    pub fn observe<'r>(&mut self, row: impl Into<RowRef<'r>>) {
-        let w = row.into().norm_sq();
+    /// Candidates that trigger a new bound.
+    fn limit(&self) -> usize {
+        (4 * self.k).max(1024)
+    }
+
+    /// One row: its weight counts towards `‖A‖_F²`, and it is kept as a candidate if it passes
+    /// the current bound.
+    pub fn update<'r>(&mut self, key: Key<'_>, row: impl Into<RowRef<'r>>) {
+        let row = row.into();
+        self.rows_seen += 1;
+        let w = row.norm_sq();
         if w == 0.0 {
             return;
         }
@@ -68,42 +87,43 @@ impl ThresholdSketch {
         if self.heaviest.len() > self.k {
             self.heaviest.pop();
         }
-    }
-
-    /// Between the passes: the water-filling level `λ`.
-    pub fn start_sampling(&mut self) {
-        let mut heavy: Vec<f64> = self.heaviest.iter().map(|r| r.0 .0).collect();
-        heavy.sort_by(|a, b| b.total_cmp(a));
-        self.lambda = Some(water_fill(self.k, self.frobenius_sq, &heavy));
-    }
-
-    /// Pass 2: keeps the row iff `u(key) ≤ min(1, λ w)`.
-    pub fn update<'r>(&mut self, key: Key<'_>, row: impl Into<RowRef<'r>>) {
-        let row = row.into();
-        let lambda = self.lambda.expect("start_sampling comes first");
-        self.rows_seen += 1;
-        let w = row.norm_sq();
-        if w == 0.0 {
-            return;
-        }
         let u = uniform(key, self.seed);
-        if u <= (lambda * w).min(1.0) {
+        if u <= (self.bound * w).min(1.0) {
             self.rows.push(SampledRow {
                 key: KeyValue::from_key(key),
                 u,
                 weight: w,
                 row: row.to_sparse(),
             });
+            if self.rows.len() >= self.limit() {
+                self.tighten();
+            }
         }
     }
 
+    /// The level of the rows so far.
+    fn level(&self) -> f64 {
+        let mut heavy: Vec<f64> = self.heaviest.iter().map(|r| r.0 .0).collect();
+        heavy.sort_by(|a, b| b.total_cmp(a));
+        water_fill(self.k, self.frobenius_sq, &heavy)
+    }
+
+    /// Recomputes the bound and drops the candidates that fail it.
+    fn tighten(&mut self) {
+        let bound = self.level();
+        self.bound = bound;
+        self.rows.retain(|r| r.u <= (bound * r.weight).min(1.0));
+    }
+
     pub fn finish(mut self) -> Sample {
+        let lambda = self.level();
+        self.rows.retain(|r| r.u <= (lambda * r.weight).min(1.0));
         self.rows.sort_by(|a, b| a.key.cmp(&b.key));
         Sample {
             method: Method::Threshold,
             seed: self.seed,
             dim: self.dim,
-            level: self.lambda.unwrap_or(0.0),
+            level: lambda,
             size: self.k,
             rows: self.rows,
             frobenius_sq: self.frobenius_sq,
@@ -141,11 +161,59 @@ mod tests {
 
     fn sketch(t: &[(i64, Vec<f64>)], k: usize, seed: u64) -> Sample {
         let mut s = ThresholdSketch::new(k, t[0].1.len(), seed);
-        t.iter().for_each(|(_, row)| s.observe(row));
-        s.start_sampling();
         t.iter()
             .for_each(|(key, row)| s.update(Key::Int(*key), row));
         s.finish()
+    }
+
+    /// The two-pass algorithm, as the definition: `‖A‖_F²` and the heaviest weights first,
+    /// then every row against the final `λ`. Keys and `λ`.
+    fn two_pass(t: &[(i64, Vec<f64>)], k: usize, seed: u64) -> (Vec<i64>, f64) {
+        let weights: Vec<f64> = t
+            .iter()
+            .map(|(_, r)| r.iter().map(|x| x * x).sum())
+            .collect();
+        let total = weights.iter().filter(|&&w| w != 0.0).sum::<f64>();
+        let mut heavy: Vec<f64> = weights.iter().copied().filter(|&w| w != 0.0).collect();
+        heavy.sort_by(|a, b| b.total_cmp(a));
+        heavy.truncate(k);
+        let lambda = water_fill(k, total, &heavy);
+        let mut keys: Vec<i64> = t
+            .iter()
+            .zip(&weights)
+            .filter(|&((key, _), &w)| {
+                w != 0.0 && uniform(Key::Int(*key), seed) <= (lambda * w).min(1.0)
+            })
+            .map(|((key, _), _)| *key)
+            .collect();
+        keys.sort_unstable();
+        (keys, lambda)
+    }
+
+    proptest::proptest! {
+        /// One pass keeps exactly the two-pass sample, with the same `λ` to the bit, also when
+        /// the weights grow along the stream (every early bound loose) and when the candidates
+        /// are pruned many times (small `k`, many rows).
+        #[test]
+        fn one_pass_is_the_two_pass_sample(
+            n in 1usize..4000, k in 1usize..40, growth in 0.0f64..3.0, seed in 0u64..1000,
+        ) {
+            let t: Vec<(i64, Vec<f64>)> = (0..n as i64)
+                .map(|i| {
+                    let scale = (growth * i as f64 / n as f64).exp();
+                    let r = uniform(Key::Int(i), 7);
+                    (i * 3 + 1, vec![scale * (r - 0.3), if i % 11 == 0 { 0.0 } else { scale }])
+                })
+                .collect();
+            let s = sketch(&t, k, seed);
+            let (keys, lambda) = two_pass(&t, k, seed);
+            let got: Vec<i64> = s.rows.iter().map(|r| match r.key {
+                KeyValue::Int(v) => v,
+                _ => unreachable!(),
+            }).collect();
+            proptest::prop_assert_eq!(got, keys);
+            proptest::prop_assert_eq!(s.level.to_bits(), lambda.to_bits());
+        }
     }
 
     #[test]
