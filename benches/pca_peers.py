@@ -22,13 +22,13 @@ the median seconds, peak RSS and the ratios (> 1: sketchpipe is faster).
 """
 
 import argparse
-import os
 import pathlib
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from peers import timed  # the same whole-process timer (benches/peers.py)
 
 PY_PCA = r"""
 import sys, numpy as np, pyarrow.parquet as pq
@@ -54,18 +54,6 @@ def pipeline(dir, name, stage):
     path = dir / f"{name}.toml"
     path.write_text(text)
     return path
-
-
-def timed(cmd):
-    """Wall seconds and peak RSS (MiB) of one whole process."""
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    err = proc.stderr.read().decode()
-    if status != 0:
-        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{err}")
-    return wall, usage.ru_maxrss / 1024
 
 
 def main():

@@ -239,30 +239,26 @@ fn sql_joins_a_raw_file_with_stage_outputs_in_one_statement() {
     );
 }
 
-#[tokio::test]
-async fn el2n_averaged_by_id_over_generated_runs_finds_the_flipped_labels() {
-    let tmp = TempDir::new().unwrap();
+/// A session with table `runs`: `sketchpipe generate logits` (noise 0.1) with `args`, under
+/// `tmp`.
+async fn generated_runs(tmp: &TempDir, args: &[&str]) -> datafusion::prelude::SessionContext {
     let dir = tmp.path().join("runs");
-    assert_ok(&sketchpipe(&[
-        "-q",
-        "generate",
-        "logits",
-        "--rows",
-        "3000",
-        "--classes",
-        "5",
-        "--runs",
-        "3",
-        "--noise",
-        "0.1",
-        "--out",
-        dir.to_str().unwrap(),
-    ]));
+    let mut command = vec!["-q", "generate", "logits", "--noise", "0.1"];
+    command.extend_from_slice(args);
+    command.extend(["--out", dir.to_str().unwrap()]);
+    assert_ok(&sketchpipe(&command));
     let ctx = session();
     let glob = format!("{}/run-*.parquet", dir.display());
     ctx.register_parquet("runs", &glob, Default::default())
         .await
         .unwrap();
+    ctx
+}
+
+#[tokio::test]
+async fn el2n_averaged_by_id_over_generated_runs_finds_the_flipped_labels() {
+    let tmp = TempDir::new().unwrap();
+    let ctx = generated_runs(&tmp, &["--rows", "3000", "--classes", "5", "--runs", "3"]).await;
     // Runs come in different row orders: the first ids differ between files.
     let firsts = ctx
         .sql("SELECT first_value(id) FROM runs GROUP BY run")
@@ -322,23 +318,7 @@ async fn el2n_averaged_by_id_over_generated_runs_finds_the_flipped_labels() {
 #[tokio::test]
 async fn run_stats_equals_the_list_aggregates_it_replaces() {
     let tmp = TempDir::new().unwrap();
-    let dir = tmp.path().join("runs");
-    assert_ok(&sketchpipe(&[
-        "-q",
-        "generate",
-        "logits",
-        "--rows",
-        "5000",
-        "--runs",
-        "4",
-        "--out",
-        dir.to_str().unwrap(),
-    ]));
-    let ctx = session();
-    let glob = format!("{}/run-*.parquet", dir.display());
-    ctx.register_parquet("runs", &glob, Default::default())
-        .await
-        .unwrap();
+    let ctx = generated_runs(&tmp, &["--rows", "5000", "--runs", "4"]).await;
     // Drop a quarter of one run's rows and name runs by strings.
     let rows = "SELECT id, 'r' || CAST(run AS VARCHAR) AS run, el2n(logits, label) AS e \
                 FROM runs WHERE NOT (run = 1 AND id % 4 = 0)";
