@@ -145,7 +145,7 @@ pub async fn run_query(
     format: OutputFormat,
     out: &mut dyn Write,
 ) -> Result<()> {
-    run_query_on(&session(), dir, sql, format, out).await
+    query(&session(), dir, sql, format, out, true).await
 }
 
 /// [`run_query`] on a given session (e.g. one whose queries run on a cluster).
@@ -155,6 +155,19 @@ pub async fn run_query_on(
     sql: &str,
     format: OutputFormat,
     out: &mut dyn Write,
+) -> Result<()> {
+    query(ctx, dir, sql, format, out, false).await
+}
+
+/// The query; with `local`, its file scans read batches sized to the columns they read
+/// ([`crate::pipeline::ordered::sized`]; a cluster plans its own scans).
+async fn query(
+    ctx: &SessionContext,
+    dir: Option<&Path>,
+    sql: &str,
+    format: OutputFormat,
+    out: &mut dyn Write,
+    local: bool,
 ) -> Result<()> {
     let tables = match dir {
         Some(dir) => register_outputs(ctx, dir).await?,
@@ -179,6 +192,10 @@ pub async fn run_query_on(
             _ => Error::Input(message),
         }
     })?;
+    let frame = match local {
+        true => crate::pipeline::ordered::sized(frame).await?,
+        false => frame,
+    };
     let batches = frame.collect().await?;
     write_batches(&batches, format, out)
 }

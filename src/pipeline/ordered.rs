@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -67,14 +68,69 @@ pub fn ordered_state(
     options.execution.target_partitions =
         bytes.div_ceil(chunk_bytes.max(1)).clamp(1, 4096) as usize;
     if let Some(rows) = rows.filter(|&n| n > 0 && bytes > 0) {
-        let row_bytes = bytes.div_ceil(rows);
-        let default = options.execution.batch_size.get() as u64;
-        let batch = (BATCH_BYTES / row_bytes).clamp(512.min(default), default) as usize;
-        if let Ok(batch) = datafusion::config::ConfigNonZeroUsize::try_new(batch) {
-            options.execution.batch_size = batch;
-        }
+        set_batch_rows(&mut state, bytes, rows);
     }
     state
+}
+
+/// Sets the batch size of `state` for reading `bytes` over `rows` (> 0) rows: about
+/// [`BATCH_BYTES`] a batch, never more rows than the configured size nor fewer than 512.
+fn set_batch_rows(state: &mut SessionState, bytes: u64, rows: u64) {
+    let options = state.config_mut().options_mut();
+    let row_bytes = bytes.div_ceil(rows).max(1);
+    let default = options.execution.batch_size.get() as u64;
+    let batch = (BATCH_BYTES / row_bytes).clamp(512.min(default), default) as usize;
+    if let Ok(batch) = datafusion::config::ConfigNonZeroUsize::try_new(batch) {
+        options.execution.batch_size = batch;
+    }
+}
+
+/// `frame` with batches of about [`BATCH_BYTES`] for the columns its file scans read, as
+/// ordered scans have them: a query over wide rows (embeddings) reads fewer than DataFusion's
+/// 8 192 per batch, one over narrow columns of the same files keeps 8 192. Judged from the
+/// Parquet footers: the row counts, and the read columns' sizes when the statistics have them
+/// all (flat columns), else the files' bytes; unchanged when a scan's row count is unknown.
+pub async fn sized(frame: DataFrame) -> DfResult<DataFrame> {
+    let plan = frame.clone().create_physical_plan().await?;
+    let Some((bytes, rows)) = projected_size(&plan).filter(|&(b, n)| b > 0 && n > 0) else {
+        return Ok(frame);
+    };
+    let (mut state, logical) = frame.into_parts();
+    set_batch_rows(&mut state, bytes, rows);
+    Ok(DataFrame::new(state, logical))
+}
+
+/// The bytes of the columns `plan`'s file scans read (see [`sized`]), and their rows.
+fn projected_size(plan: &Arc<dyn ExecutionPlan>) -> Option<(u64, u64)> {
+    let config = plan
+        .downcast_ref::<DataSourceExec>()
+        .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>());
+    let own = match config {
+        None => (0, 0),
+        Some(config) => {
+            let stats = config.statistics();
+            let rows = *stats.num_rows.get_value()? as u64;
+            let file = config.file_schema();
+            let columns: Vec<usize> = config
+                .projected_schema()
+                .ok()?
+                .fields()
+                .iter()
+                .filter_map(|f| file.index_of(f.name()).ok())
+                .collect();
+            // A nested column (a list) has no size in the statistics: then the files' bytes.
+            let bytes = columns
+                .iter()
+                .map(|&i| Some(*stats.column_statistics.get(i)?.byte_size.get_value()? as u64))
+                .sum::<Option<u64>>()
+                .unwrap_or_else(|| scanned_bytes(plan));
+            (bytes, rows)
+        }
+    };
+    plan.children().into_iter().try_fold(own, |(b, n), child| {
+        let (cb, cn) = projected_size(child)?;
+        Some((b + cb, n + cn))
+    })
 }
 
 /// The bytes a batch of an ordered scan aims at, judged from the files' bytes per row: wide
@@ -314,6 +370,61 @@ mod tests {
             .iter()
             .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
             .collect())
+    }
+
+    /// A query over wide rows reads batches of about [`BATCH_BYTES`] of its columns, one over
+    /// a narrow column of the same file keeps DataFusion's 8 192; the answers are the same.
+    #[tokio::test]
+    async fn sized_frames_read_wide_rows_in_smaller_batches() {
+        use datafusion::arrow::array::{Float32Builder, ListBuilder};
+        use datafusion::parquet::arrow::ArrowWriter;
+        let dir = tempfile::TempDir::new().unwrap();
+        let (rows, width) = (4000usize, 1024usize);
+        let mut list = ListBuilder::new(Float32Builder::new());
+        for i in 0..rows {
+            for j in 0..width {
+                list.values()
+                    .append_value(((i * 31 + j * 17) % 1013) as f32 * 0.37);
+            }
+            list.append(true);
+        }
+        let wide = RecordBatch::try_from_iter([
+            ("emb", Arc::new(list.finish()) as _),
+            (
+                "id",
+                Arc::new((0..rows as i64).collect::<Int64Array>()) as _,
+            ),
+        ])
+        .unwrap();
+        let path = dir.path().join("wide.parquet");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = ArrowWriter::try_new(file, wide.schema(), None).unwrap();
+        w.write(&wide).unwrap();
+        w.close().unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_parquet("t", path.to_str().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let batch_of = |frame: &DataFrame| frame.clone().into_parts().0.config().batch_size();
+        // A list column has no size in the statistics: the file's bytes a row count.
+        let file_row = std::fs::metadata(&path)
+            .unwrap()
+            .len()
+            .div_ceil(rows as u64);
+        let wide_batch = (BATCH_BYTES / file_row).max(512) as usize;
+        assert!(wide_batch < 4096, "{wide_batch}");
+        for (query, want) in [
+            (
+                "SELECT count(*) AS n, sum(array_length(emb)) AS v FROM t",
+                wide_batch,
+            ),
+            ("SELECT sum(id) FROM t", 8192),
+        ] {
+            let frame = sized(ctx.sql(query).await.unwrap()).await.unwrap();
+            assert_eq!(batch_of(&frame), want, "{query}");
+            let plain = ctx.sql(query).await.unwrap().collect().await.unwrap();
+            assert_eq!(frame.collect().await.unwrap(), plain, "{query}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
