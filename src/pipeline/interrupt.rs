@@ -3,7 +3,7 @@
 //! [`interruptible`]. The run then returns [`Error::Interrupted`], and unwinding removes its
 //! temporary and spill files and releases the output lock.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::Notify;
 
@@ -25,19 +25,18 @@ pub(super) async fn interruptible<T>(
 /// between scans is remembered (`Notify` keeps one permit) and stops the next scan.
 pub(super) struct Interrupt {
     notify: Arc<Notify>,
-    received: Arc<Mutex<Option<Signal>>>,
+    received: Arc<signals::Received>,
     listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Interrupt {
     pub(super) fn new(enabled: bool) -> Self {
         let notify = Arc::new(Notify::new());
-        let received = Arc::new(Mutex::new(None));
+        let received = Arc::new(signals::Received::new());
         let listener = enabled.then(|| {
             let (notify, received) = (Arc::clone(&notify), Arc::clone(&received));
             tokio::spawn(async move {
-                let s = signals::first().await;
-                *received.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+                received.set(signals::first().await);
                 notify.notify_one();
             })
         });
@@ -53,10 +52,7 @@ impl Interrupt {
         self.notify.notified().await;
         // Keep the permit for the next waiter (a later scan stops too).
         self.notify.notify_one();
-        self.received
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .unwrap_or(Signal::Interrupt)
+        self.received.get().unwrap_or(Signal::Interrupt)
     }
 }
 
