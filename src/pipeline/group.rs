@@ -254,15 +254,15 @@ impl GroupScan<'_> {
     /// Warns, for each stage about to make a stream-order pass over rows in file order, that
     /// its guarantee assumes a random order, and names the remedies.
     fn warn_file_order(&self, ops: &[(&StageSpec, Box<dyn Operator>)], fed: &[usize]) {
+        let source = match &self.group.input {
+            Input::Source(name) => format!("source `{name}`"),
+            other => other.to_string(),
+        };
         for &i in fed {
             let (stage, op) = &ops[i];
             if op.next_pass() != Some(PassKind::StreamOrder) {
                 continue;
             }
-            let source = match &self.group.input {
-                Input::Source(name) => format!("source `{name}`"),
-                other => other.to_string(),
-            };
             let extra = stage
                 .op
                 .file_order_remedy()

@@ -57,9 +57,10 @@ pub async fn aggregate(
     let table = Registered::new(ctx, "prune_input", input.select(columns)?)?;
     let t = &table.name;
     let stats = run_stats::NAME;
-    let run = match &p.run {
-        Some(_) => "run",
-        None => "0",
+    // Without a run column every row is of one run (a constant key).
+    let (run, run_col) = match &p.run {
+        Some(_) => ("run", ", run"),
+        None => ("0", ""),
     };
     let (grand_rows, grand_stats, grand_cols) = match &p.embedding {
         Some(_) => (
@@ -75,8 +76,7 @@ pub async fn aggregate(
     };
     let rows = format!(
         "SELECT id, label, {e_fn}(output, label) AS e{grand_rows}, array_length(output) AS k\
-         {run_col} FROM {t}",
-        run_col = if p.run.is_some() { ", run" } else { "" },
+         {run_col} FROM {t}"
     );
     let grouped = format!(
         "SELECT id, label, label_max, es['mean'] AS el2n, es['std'] AS el2n_std, {grand_cols}, \
@@ -86,9 +86,8 @@ pub async fn aggregate(
          FROM ({rows}) GROUP BY id)"
     );
     let plan = ctx.sql(&grouped).await?.create_physical_plan().await?;
-    let stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())?;
+    let mut stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())?;
     let mut writer = ByIdWriter::create(by_id, &stream.schema())?;
-    let mut stream = stream;
     while let Some(batch) = stream.next().await {
         let batch = batch
             .map_err(|e| Error::Input(format!("scoring rows and averaging them by id: {e}")))?;
