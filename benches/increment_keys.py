@@ -15,11 +15,12 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from peers import timed  # the whole-process timer of benches/peers.py
 
 STAGE = ('[stages.sk]\nop = "coordinated_sketch"\nsource = "days"\nkey = "id"\n'
          'columns = ["emb"]\nsize = 1000\n')
@@ -59,12 +60,8 @@ def main():
             shutil.move(last, aside)
             subprocess.run([binary, "-q", "run", str(inc)], check=True)
             shutil.move(aside, last)
-            t0 = time.monotonic()
-            subprocess.run([binary, "-q", "run", str(inc)], check=True)
-            increment.append(time.monotonic() - t0)
-            t0 = time.monotonic()
-            subprocess.run([binary, "-q", "run", str(one)], check=True)
-            alone.append(time.monotonic() - t0)
+            increment.append(timed([binary, "-q", "run", inc])[0])
+            alone.append(timed([binary, "-q", "run", one])[0])
         i, o = statistics.median(increment), statistics.median(alone)
         print(f"{a.files - 1} merged files + 1 new, {a.rows} rows each, medians of {a.rounds}\n")
         print("| run | seconds |\n|---|---|")
