@@ -550,6 +550,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 run_date: args.run_date,
                 progress,
                 handle_ctrl_c: true,
+                stop: None,
             };
             let summary = pipeline::run(&spec, &opts).await.map_err(remote_error)?;
             event(

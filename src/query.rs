@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -159,8 +159,12 @@ pub async fn run_query_on(
     query(ctx, dir, sql, format, out, false).await
 }
 
-/// The query; with `local`, its file scans read batches sized to the columns they read
-/// ([`crate::pipeline::ordered::sized`]; a cluster plans its own scans).
+/// Runs `sql` over the outputs in `dir` (if any), as [`run_query`] does, and returns the
+/// result: its schema (also when it has no rows) and its batches.
+pub async fn query_batches(dir: Option<&Path>, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    collect(&session(), dir, sql, true).await
+}
+
 async fn query(
     ctx: &SessionContext,
     dir: Option<&Path>,
@@ -169,6 +173,18 @@ async fn query(
     out: &mut dyn Write,
     local: bool,
 ) -> Result<()> {
+    let (_, batches) = collect(ctx, dir, sql, local).await?;
+    write_batches(&batches, format, out)
+}
+
+/// The query's result; with `local`, its file scans read batches sized to the columns they
+/// read ([`crate::pipeline::ordered::sized`]; a cluster plans its own scans).
+async fn collect(
+    ctx: &SessionContext,
+    dir: Option<&Path>,
+    sql: &str,
+    local: bool,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let tables = match dir {
         Some(dir) => register_outputs(ctx, dir).await?,
         None => Vec::new(),
@@ -196,8 +212,9 @@ async fn query(
         true => crate::pipeline::ordered::sized(frame).await?,
         false => frame,
     };
+    let schema = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await?;
-    write_batches(&batches, format, out)
+    Ok((schema, batches))
 }
 
 fn list(tables: &[RegisteredTable]) -> String {

@@ -21,38 +21,53 @@ pub(super) async fn interruptible<T>(
     }
 }
 
+/// A way to stop a run from outside it, as a stopping signal would (a library caller's own
+/// Ctrl-C handling, e.g. the Python package's `KeyboardInterrupt`): pass it in
+/// [`super::RunOptions::stop`] and call [`Stop::request`]. The run ends at its next scan batch
+/// or long step with [`Error::Interrupted`], its temporary files removed and the previous
+/// outputs untouched. A request made before the run starts stops it at its first scan.
+#[derive(Debug, Default)]
+pub struct Stop {
+    notify: Notify,
+    received: signals::Received,
+}
+
+impl Stop {
+    pub fn new() -> Self {
+        Stop::default()
+    }
+
+    /// Stops the run as `signal` would.
+    pub fn request(&self, signal: Signal) {
+        self.received.set(signal);
+        self.notify.notify_one();
+    }
+}
+
 /// The stopping signals as a future the scan loop can select on. A signal that arrives
 /// between scans is remembered (`Notify` keeps one permit) and stops the next scan.
 pub(super) struct Interrupt {
-    notify: Arc<Notify>,
-    received: Arc<signals::Received>,
+    stop: Arc<Stop>,
     listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Interrupt {
-    pub(super) fn new(enabled: bool) -> Self {
-        let notify = Arc::new(Notify::new());
-        let received = Arc::new(signals::Received::new());
-        let listener = enabled.then(|| {
-            let (notify, received) = (Arc::clone(&notify), Arc::clone(&received));
-            tokio::spawn(async move {
-                received.set(signals::first().await);
-                notify.notify_one();
-            })
+    /// Listens for the process's stopping signals when `signals`, and for requests on `stop`.
+    pub(super) fn new(signals: bool, stop: Option<Arc<Stop>>) -> Self {
+        let stop = stop.unwrap_or_default();
+        let listener = signals.then(|| {
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move { stop.request(signals::first().await) })
         });
-        Interrupt {
-            notify,
-            received,
-            listener,
-        }
+        Interrupt { stop, listener }
     }
 
     /// The signal, once one has come.
     pub(super) async fn wait(&self) -> Signal {
-        self.notify.notified().await;
+        self.stop.notify.notified().await;
         // Keep the permit for the next waiter (a later scan stops too).
-        self.notify.notify_one();
-        self.received.get().unwrap_or(Signal::Interrupt)
+        self.stop.notify.notify_one();
+        self.stop.received.get().unwrap_or(Signal::Interrupt)
     }
 }
 

@@ -23,5 +23,5 @@ pub mod source;
 pub mod spec;
 mod writer;
 
-pub use run::{run, RunOptions, RunSummary, StageSummary};
+pub use run::{run, RunOptions, RunSummary, StageSummary, Stop};
 pub use spec::{FileFormat, Input, PipelineSpec, SourceSpec, StageSpec};

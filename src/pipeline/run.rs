@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::NaiveDate;
@@ -23,6 +24,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use super::group::{group_by_input, Group, GroupScan};
 use super::incremental::{self, Increment};
+pub use super::interrupt::Stop;
 use super::interrupt::{interruptible, Interrupt};
 use super::lock::OutputLock;
 use super::remote;
@@ -54,6 +56,9 @@ pub struct RunOptions {
     /// Run the mergeable stages as SQL aggregates on this session (a Ballista cluster:
     /// `run --cluster`); see [`super::remote`].
     pub cluster: Option<SessionContext>,
+    /// Stops the run when requested, as a stopping signal would (for library callers that
+    /// handle signals themselves).
+    pub stop: Option<Arc<Stop>>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -64,6 +69,7 @@ impl std::fmt::Debug for RunOptions {
             .field("progress", &self.progress)
             .field("handle_ctrl_c", &self.handle_ctrl_c)
             .field("cluster", &self.cluster.as_ref().map(|c| c.session_id()))
+            .field("stop", &self.stop)
             .finish()
     }
 }
@@ -88,7 +94,7 @@ pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
         spec,
         opts,
         tmp_root,
-        interrupt: Interrupt::new(opts.handle_ctrl_c),
+        interrupt: Interrupt::new(opts.handle_ctrl_c, opts.stop.clone()),
         schemas,
         scratch: BTreeMap::new(),
         increments,

@@ -1,7 +1,9 @@
 //! What the SQL functions share: errors that keep their exit code, constant arguments, and
 //! list-of-numbers arguments read in place.
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, ListArray, RecordBatch, RecordBatchOptions,
+};
 use datafusion::arrow::compute::{cast, filter, is_not_null};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
@@ -29,8 +31,23 @@ pub(super) fn literal(
     let Some(expr) = args.exprs.get(i) else {
         return Ok(None);
     };
-    match expr.downcast_ref::<Literal>() {
-        Some(l) => Ok(Some(l.value().clone())),
+    if let Some(l) = expr.downcast_ref::<Literal>() {
+        return Ok(Some(l.value().clone()));
+    }
+    // A constant from another library (the `datafusion` Python package, through DataFusion's
+    // FFI) is not our `Literal` type: it is still a constant if it evaluates without columns.
+    let no_columns = RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        vec![],
+        &RecordBatchOptions::new().with_row_count(Some(1)),
+    )?;
+    let value = match expr.evaluate(&no_columns) {
+        Ok(ColumnarValue::Scalar(s)) => Some(s),
+        Ok(ColumnarValue::Array(a)) if a.len() == 1 => Some(ScalarValue::try_from_array(&a, 0)?),
+        _ => None,
+    };
+    match value {
+        Some(v) => Ok(Some(v)),
         None => plan_err!("{name}: argument {} must be a constant, got {expr}", i + 1),
     }
 }

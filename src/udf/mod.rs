@@ -18,6 +18,7 @@
 mod args;
 pub mod eigen;
 mod hash;
+pub use hash::uniform_hashes;
 mod lists;
 pub mod pca;
 pub mod run_stats;

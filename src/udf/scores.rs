@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, Float64Array, PrimitiveArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, PrimitiveArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{exec_err, plan_err, Result as DfResult};
@@ -167,6 +167,43 @@ impl ScalarUDFImpl for Score {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        self.scores(&arrays).map(ColumnarValue::Array)
+    }
+}
+
+/// One of the four score functions (`el2n`, `grand`, `el2n_probs`, `grand_probs`) over whole
+/// arrays, outside SQL — the Python package's `el2n`/`grand`: the same code and the same
+/// messages as the SQL function, its arguments as the SQL function takes them.
+pub fn evaluate(name: &str, args: &[ArrayRef]) -> crate::Result<ArrayRef> {
+    let score = [Kind::El2n, Kind::Grand]
+        .into_iter()
+        .flat_map(|kind| [false, true].map(|probs| Score::new(kind, probs)))
+        .find(|s| s.name() == name)
+        .ok_or_else(|| crate::Error::Config(format!("no score function `{name}`")))?;
+    let arity = match score.kind {
+        Kind::El2n => 2,
+        Kind::Grand => 3,
+    };
+    if args.len() != arity {
+        return Err(crate::Error::Config(format!(
+            "{name} takes {arity} arguments: {}",
+            score.usage()
+        )));
+    }
+    let types: Vec<DataType> = args.iter().map(|a| a.data_type().clone()).collect();
+    score.return_type(&types)?;
+    if let Some(other) = args.iter().find(|a| a.len() != args[0].len()) {
+        return Err(crate::Error::Input(format!(
+            "{name}: the arguments have {} and {} rows",
+            args[0].len(),
+            other.len()
+        )));
+    }
+    Ok(score.scores(args)?)
+}
+
+impl Score {
+    fn scores(&self, arrays: &[ArrayRef]) -> DfResult<ArrayRef> {
         let outputs = FloatLists::new(&arrays[0])?;
         let outputs = outputs.view();
         let label = &arrays[1];
@@ -181,7 +218,7 @@ impl ScalarUDFImpl for Score {
         let embedding = embedding.as_ref().map(FloatLists::view);
         let n = outputs.len();
         if let Some(scores) = self.whole_batch(&outputs, classes, embedding.as_ref()) {
-            return Ok(ColumnarValue::Array(Arc::new(Float64Array::from(scores))));
+            return Ok(Arc::new(Float64Array::from(scores)));
         }
         let mut out = Vec::with_capacity(n);
         let (mut p, mut z, mut q, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -223,6 +260,6 @@ impl ScalarUDFImpl for Score {
                 Some(lists) => grand_of_row(e, lists, row, &mut h),
             }));
         }
-        Ok(ColumnarValue::Array(Arc::new(Float64Array::from(out))))
+        Ok(Arc::new(Float64Array::from(out)))
     }
 }

@@ -14,6 +14,7 @@ mod ballista;
 mod cluster_stages;
 mod coordinated_sketches;
 mod docs_reference;
+mod ffi;
 mod generate;
 mod incremental;
 mod layout;

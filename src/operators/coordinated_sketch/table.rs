@@ -241,6 +241,16 @@ pub fn from_bytes(bytes: &[u8], what: &str) -> Result<(StoredSketch, Header)> {
     decode(&kv, &concat_batches(&schema, &batches)?, what)
 }
 
+/// The sketch of a `sketch` table `b` of [`write()`] and its key-value metadata `kv` (others
+/// ignored), e.g. a stage's table held in memory; `what` names it in errors.
+pub fn from_table(
+    kv: &[(String, String)],
+    b: &RecordBatch,
+    what: &str,
+) -> Result<(StoredSketch, Header)> {
+    decode(kv, b, what)
+}
+
 /// A sketch from its table `b` and header key-values `kv` (others ignored).
 fn decode(kv: &[(String, String)], b: &RecordBatch, what: &str) -> Result<(StoredSketch, Header)> {
     let kv: Vec<(&str, &str)> = kv

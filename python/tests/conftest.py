@@ -1,0 +1,56 @@
+"""Shared fixtures: the CLI binary the bit-for-bit tests compare with, and small tables."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def cli() -> pathlib.Path:
+    """The `sketchpipe` CLI: $SKETCHPIPE_BIN, else the repository's debug or release build."""
+    env = os.environ.get("SKETCHPIPE_BIN")
+    candidates = [pathlib.Path(env)] if env else [
+        REPO / "target" / "debug" / "sketchpipe",
+        REPO / "target" / "release" / "sketchpipe",
+    ]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise RuntimeError(
+        "the sketchpipe CLI is needed to compare with: build it (cargo build) or set "
+        f"SKETCHPIPE_BIN (looked for {', '.join(map(str, candidates))})"
+    )
+
+
+def run_cli(cli: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(cli), "--quiet", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise AssertionError(f"sketchpipe {' '.join(args)} failed: {out.stderr}")
+    return out
+
+
+def embeddings(path: pathlib.Path, n: int = 3000, d: int = 16, seed: int = 7) -> np.ndarray:
+    """A low-rank-plus-noise table `emb` (list<float64>) with an `id`, written to `path`."""
+    rng = np.random.default_rng(seed)
+    top = rng.normal(size=d)
+    top /= np.linalg.norm(top)
+    a = rng.normal(size=(n, d)) * 0.3 + np.outer(rng.normal(size=n) * 3.0, top)
+    table = pa.table(
+        {
+            "id": pa.array(np.arange(n, dtype=np.int64)),
+            "emb": pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), d).cast(
+                pa.list_(pa.float64())
+            ),
+        }
+    )
+    pq.write_table(table, path, row_group_size=1000)
+    return a

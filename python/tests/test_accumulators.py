@@ -1,0 +1,154 @@
+"""The streaming accumulators: against numpy, and bit for bit against the CLI's stage over the
+same rows in the same order."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import sketchpipe
+from conftest import embeddings, run_cli
+
+
+def cli_stage(cli, tmp: pathlib.Path, data: pathlib.Path, stage: str) -> dict:
+    """Runs one stage over `data` with the CLI; returns its tables."""
+    pipeline = tmp / "p.toml"
+    pipeline.write_text(
+        f'[pipeline]\noutput_dir = "out"\n[sources.t]\npath = "{data}"\n'
+        f'[stages.s]\nsource = "t"\n{stage}\n'
+    )
+    run_cli(cli, "run", str(pipeline))
+    out = tmp / "out" / "s"
+    return {p.stem: pq.read_table(p) for p in out.glob("*.parquet")}
+
+
+def feed(acc, path: pathlib.Path, batch_size: int = 1000):
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
+        acc.update(batch)
+    return acc
+
+
+@pytest.mark.parametrize("algorithm", ["exact", "frequent-directions", "oja"])
+def test_top_eigenvector_equals_cli(cli, tmp_path, algorithm):
+    path = tmp_path / "emb.parquet"
+    embeddings(path)
+    te = feed(sketchpipe.TopEigenvector("emb", algorithm=algorithm, seed=3, rows=3000), path)
+    mine = te.result()
+    theirs = cli_stage(
+        cli, tmp_path, path, f'op = "top_eigenvector"\ncolumns = ["emb"]\n'
+        f'algorithm = "{algorithm}"\nseed = 3'
+    )
+    assert mine["vector"].equals(theirs["vector"])
+    for column in ("eigenvalue", "rows", "dim"):
+        assert mine["stats"].column(column).equals(theirs["stats"].column(column))
+
+
+def test_top_eigenvector_matches_numpy(tmp_path):
+    a = embeddings(tmp_path / "emb.parquet", n=2000, d=12)
+    te = sketchpipe.TopEigenvector(algorithm="exact")
+    for start in range(0, len(a), 300):
+        te.update(a[start:start + 300])  # 2-D numpy batches
+    w, v = np.linalg.eigh(a.T @ a)
+    assert abs(abs(te.vector @ v[:, -1]) - 1.0) < 1e-9
+    assert te.eigenvalue == pytest.approx(w[-1], rel=1e-10)
+
+
+def test_random_order_needs_rows(tmp_path):
+    a = embeddings(tmp_path / "emb.parquet", n=500, d=8)
+    with pytest.raises(sketchpipe.ConfigError, match="rows="):
+        sketchpipe.TopEigenvector(algorithm="random-order").update(a)
+    te = sketchpipe.TopEigenvector(algorithm="random-order", rows=len(a), seed=1).update(a)
+    assert te.result()["stats"].column("rows")[0].as_py() == 500
+
+
+def test_pca_equals_cli(cli, tmp_path):
+    path = tmp_path / "emb.parquet"
+    a = embeddings(path, n=2500, d=10)
+    p = feed(sketchpipe.PCA("emb", components=3), path)
+    mine = p.result()
+    theirs = cli_stage(cli, tmp_path, path, 'op = "pca"\ncolumns = ["emb"]\ncomponents = 3')
+    assert mine["components"].equals(theirs["components"])
+    assert mine["spectrum"].equals(theirs["spectrum"])
+    c = a - a.mean(axis=0)
+    w = np.linalg.eigvalsh(c.T @ c)[::-1][:3]
+    got = np.array(mine["spectrum"].column("eigenvalue").to_pylist())
+    np.testing.assert_allclose(got, w, rtol=1e-9)
+
+
+def sketch_table(n: int, seed: int, offset: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    return pa.table(
+        {
+            "k": pa.array(np.arange(offset, offset + n, dtype=np.int64)),
+            "x": pa.array(rng.normal(size=n)),
+            "y": pa.array(rng.normal(size=n)),
+        }
+    )
+
+
+def test_coordinated_sketch_equals_cli_and_round_trips(cli, tmp_path):
+    t = sketch_table(5000, 1)
+    pq.write_table(t, tmp_path / "a.parquet")
+    s = sketchpipe.CoordinatedSketch(key="k", size=300, seed=9)
+    for batch in t.to_batches(max_chunksize=700):
+        s.update(batch)
+    mine = s.result()
+    theirs = cli_stage(
+        cli, tmp_path, tmp_path / "a.parquet",
+        'op = "coordinated_sketch"\nkey = "k"\ncolumns = ["x", "y"]\nsize = 300\nseed = 9'
+    )
+    assert mine["sketch"].equals(theirs["sketch"])
+    back = sketchpipe.CoordinatedSketch.from_bytes(s.to_bytes())
+    assert back.to_bytes() == s.to_bytes()
+    assert back.result()["sketch"].equals(mine["sketch"])
+
+
+def test_merge_of_halves_is_one_pass():
+    t = sketch_table(4000, 2)
+    whole = sketchpipe.CoordinatedSketch(key="k", size=200, seed=5).update(t)
+    left = sketchpipe.CoordinatedSketch(key="k", size=200, seed=5).update(t.slice(0, 1500))
+    right = sketchpipe.CoordinatedSketch(key="k", size=200, seed=5).update(t.slice(1500))
+    merged = left.merge(right)
+    assert merged.result()["sketch"].equals(whole.result()["sketch"])
+
+
+def test_product_estimates_the_join():
+    a = sketch_table(20000, 3)
+    b = sketch_table(20000, 4, offset=10000)  # keys 10000..29999 overlap half of a's
+    sa = sketchpipe.CoordinatedSketch(key="k", columns=["x"], method="exact").update(a)
+    sb = sketchpipe.CoordinatedSketch(key="k", columns=["y"], method="exact").update(b)
+    got = sa.product(sb)["product"].column("value")[0].as_py()
+    want = float(np.dot(a["x"].to_numpy()[10000:], b["y"].to_numpy()[:10000]))
+    assert got == pytest.approx(want, rel=1e-12)
+    sc = sketchpipe.CoordinatedSketch(key="k", columns=["y"], method="exact", seed=1).update(b)
+    with pytest.raises(sketchpipe.InputError, match="seed"):
+        sa.product(sc)
+
+
+def test_bad_arguments_are_refused_by_name(tmp_path):
+    t = sketch_table(100, 5)
+    with pytest.raises(sketchpipe.ConfigError, match="no column `z`"):
+        sketchpipe.CoordinatedSketch(key="k", columns=["z"]).update(t)
+    with pytest.raises(sketchpipe.ConfigError, match="algorithm"):
+        sketchpipe.TopEigenvector("x", algorithm="nope")
+    with pytest.raises(sketchpipe.ConfigError, match="unknown key"):
+        sketchpipe.TopEigenvector("x", bogus=1)
+    with pytest.raises(sketchpipe.ConfigError, match="shuffle"):
+        sketchpipe.TopEigenvector("x", shuffle=True)
+    dup = pa.table({"k": [1, 2, 2], "x": [1.0, 2.0, 3.0]})
+    s = sketchpipe.CoordinatedSketch(key="k", columns=["x"]).update(dup)
+    with pytest.raises(sketchpipe.InputError, match="repeats a key"):
+        s.result()
+
+
+def test_polars_and_readers_feed_without_a_copy_step():
+    import polars as pl
+    t = sketch_table(3000, 6)
+    via_polars = sketchpipe.CoordinatedSketch(key="k", size=100).update(pl.from_arrow(t))
+    reader = pa.RecordBatchReader.from_batches(t.schema, t.to_batches(max_chunksize=512))
+    via_reader = sketchpipe.CoordinatedSketch(key="k", size=100).update(reader)
+    assert via_polars.to_bytes() == via_reader.to_bytes()
