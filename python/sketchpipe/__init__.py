@@ -5,9 +5,9 @@ runner — over pyarrow tables, record batches and readers, polars frames, anyth
 ``__arrow_c_stream__``, and numpy arrays, without copying them on the way in.
 
 * :func:`run` runs a pipeline file and returns what it wrote; :func:`sql` queries outputs.
-* :class:`TopEigenvector`, :class:`PCA` and :class:`CoordinatedSketch` are streaming
-  accumulators for out-of-core work: ``update(batch)`` any number of times, then
-  ``result()`` — the tables the CLI writes for that op.
+* :class:`TopEigenvector`, :class:`PCA`, :class:`CoordinatedSketch` and
+  :class:`PruneScores` are accumulators for out-of-core work: ``update(batch)`` any number
+  of times, then ``result()`` — the tables the CLI writes for that op.
 * :func:`el2n`, :func:`grand` and :func:`uniform_hash` are the SQL functions over arrays.
 * :func:`register` adds every sketchpipe SQL function to a ``datafusion.SessionContext``.
 
@@ -46,6 +46,7 @@ __all__ = [
     "TopEigenvector",
     "PCA",
     "CoordinatedSketch",
+    "PruneScores",
     "SketchpipeError",
     "ConfigError",
     "InputError",
@@ -295,6 +296,9 @@ class _Accumulator:
     """One stage of an op fed batch by batch (see the subclasses)."""
 
     _op: str = ""
+    #: Whether the op reads ``columns`` (defaulted from the first batch when not given);
+    #: an op that names its columns by other keys is made at once.
+    _reads_columns: bool = True
 
     def __init__(self, keys: Dict[str, Any], rows: Optional[int] = None,
                  order_randomised: bool = False) -> None:
@@ -302,11 +306,8 @@ class _Accumulator:
         self._rows = rows
         self._order_randomised = order_randomised
         self._stage: Optional[Any] = None
-        if "columns" in self._keys or not self._columns_default_needed():
+        if "columns" in self._keys or not self._reads_columns:
             self._stage = self._make(self._keys)
-
-    def _columns_default_needed(self) -> bool:
-        return True
 
     def _make(self, keys: Dict[str, Any]) -> Any:
         if isinstance(keys.get("columns"), str):
@@ -499,3 +500,38 @@ class CoordinatedSketch(_Accumulator):
         if "lambda_" in keys:
             keys["lambda"] = keys.pop("lambda_")
         return _tables(self._final().regression(other._final(), dict(keys, target=target)))
+
+
+class PruneScores(_Accumulator):
+    """EL2N / GraNd data-pruning scores averaged by example id over runs, with a rank and a
+    keep mask (op ``prune_scores``; Paul, Ganguli, Dziugaite, arXiv:2107.07075).
+
+    Feed it the logged model outputs of every run — from a training loop, epoch by epoch,
+    or from files — and ask for the result once: the rows are spooled to a temporary Parquet
+    file and the op runs over them as the CLI runs over a file.
+
+    Args:
+        id: the example id column.
+        label: the label column (an integer class, or a list: a label distribution).
+        logits: the logits column (a list of floats) — or ``probs``: logged probabilities.
+        run: the run (seed) column; scores are averaged over runs by id.
+        embedding: penultimate features, for last-layer GraNd (``score="grand"``).
+        score, keep_fraction, keep_count, mode, offset, missing_runs, classes, seed: as the
+            op's keys in a pipeline file (``docs/reference.md``).
+
+    Example:
+        >>> ps = sketchpipe.PruneScores(id="id", label="y", logits="z", run="seed")  # doctest: +SKIP
+        >>> for epoch_batch in logged:  # doctest: +SKIP
+        ...     ps.update(epoch_batch)
+        >>> ps.result()["scores"].sort_by("rank")  # doctest: +SKIP
+    """
+
+    _op = "prune_scores"
+    _reads_columns = False
+
+    def __init__(self, id: str, *, label: Optional[str] = None,  # noqa: A002 - the op's key
+                 logits: Optional[str] = None, probs: Optional[str] = None,
+                 run: Optional[str] = None, embedding: Optional[str] = None,
+                 **keys: Any) -> None:
+        super().__init__(dict(keys, id=id, label=label, logits=logits, probs=probs, run=run,
+                              embedding=embedding))

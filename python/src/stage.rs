@@ -1,20 +1,29 @@
 //! A pipeline stage fed from Python: the op's own parser reads the keyword arguments as it
-//! reads a stage's keys, the op's own operator consumes the batches, and its tables come back
-//! — the same code as `sketchpipe run`, without a file in between. One pass over what
-//! `update` is given; an op that needs the whole input first (a shuffle, a second pass, rows
-//! added up by key) is refused with what to do instead.
+//! reads a stage's keys, the op's own operator or query consumes the rows, and its tables come
+//! back — the same code as `sketchpipe run`, without a file in between.
+//!
+//! Most ops stream: each batch `update` is given goes straight into the operator, one pass,
+//! in bounded memory. An op that is one query over its whole input (`prune_scores`) or that
+//! rewrites its input first (`duplicate_keys = "sum"`) spools the rows to a Parquet file in a
+//! temporary directory and runs when the result is asked for, as the CLI runs it over a file.
+//! A shuffle, and an op that reads an earlier output, are refused with what to do instead.
 
+use std::fs::File;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
 use arrow::datatypes::{Schema, SchemaRef};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::ParquetReadOptions;
+use futures::StreamExt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use sketchpipe::keys::Keys;
 use sketchpipe::operators::coordinated_sketch::unique::KeyHashes;
-use sketchpipe::operators::op::{Execution, InputForm, Op, StageContext};
+use sketchpipe::operators::op::{Execution, InputForm, Op, StageContext, StageTables};
 use sketchpipe::operators::{registry, Operator, OutputTable, PassInfo};
 use sketchpipe::{Error, Result};
 
@@ -50,6 +59,8 @@ fn toml_value(v: &Bound<'_, PyAny>, key: &str) -> PyResult<toml::Value> {
         toml::Value::Float(v.extract()?)
     } else if v.is_instance_of::<PyString>() {
         toml::Value::String(v.extract()?)
+    } else if let Ok(table) = v.cast::<PyDict>() {
+        toml::Value::Table(toml_table(table)?)
     } else if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
         let items: Vec<Bound<'_, PyAny>> = v.extract()?;
         toml::Value::Array(
@@ -77,6 +88,17 @@ pub fn parse_op(op: &str, label: &str, table: &toml::Table) -> Result<Box<dyn Op
     Ok(op)
 }
 
+/// How the rows given to `update` reach the op.
+enum Feed {
+    /// Straight into the op's operator (one pass).
+    Stream(Running),
+    /// Into a Parquet file in a temporary directory, read by the op when the result is
+    /// asked for: ops that are one query over their input (`prune_scores`), that rewrite it
+    /// first (`duplicate_keys`) or that keep files of their own (the proxy model) — and they
+    /// may read it as many times as they need.
+    Spool(Box<Spool>),
+}
+
 struct Running {
     operator: Box<dyn Operator>,
     /// The batches' schema, and the op's columns' positions in it.
@@ -85,6 +107,16 @@ struct Running {
     projected: SchemaRef,
     key_check: Option<KeyHashes>,
 }
+
+struct Spool {
+    dir: tempfile::TempDir,
+    writer: ArrowWriter<File>,
+    input: SchemaRef,
+    projection: Vec<usize>,
+    projected: SchemaRef,
+}
+
+const SPOOL: &str = "rows.parquet";
 
 /// One stage over batches from Python; see the module docs.
 #[pyclass(module = "sketchpipe._native", name = "Stage")]
@@ -95,9 +127,15 @@ pub struct Stage {
     order_randomised: bool,
     /// Behind a lock only so the class can be shared between threads (`&mut self` reaches
     /// it without locking).
-    running: Mutex<Option<Running>>,
+    feed: Mutex<Option<Feed>>,
     done: bool,
     finished: Option<Vec<OutputTable>>,
+}
+
+/// Whether the op spools (see [`Feed::Spool`]): a query, an input rewritten first, or an op
+/// that keeps files of its own (the proxy model's per-id table, over its epochs).
+fn spools(op: &dyn Op) -> bool {
+    matches!(op.execution(), Execution::Query(_)) || op.rewrites_input() || op.needs_scratch()
 }
 
 #[pymethods]
@@ -116,9 +154,10 @@ impl Stage {
         let table = toml_table(keys)?;
         let op = check(parse_op(op, label, &table))?;
         let refuse = |why: String| check::<()>(Err(Error::Config(format!("{label}: {why}"))));
-        if op.input_form() != InputForm::Rows || !matches!(op.execution(), Execution::Passes(_)) {
+        if op.input_form() != InputForm::Rows || matches!(op.execution(), Execution::Sketches(_)) {
             refuse(format!(
-                "op `{}` does not run batch by batch; use sketchpipe.run",
+                "op `{}` reads sketches, not rows; use CoordinatedSketch's merge, product and \
+                 regression",
                 op.name()
             ))?;
         }
@@ -130,18 +169,9 @@ impl Stage {
                     .into(),
             )?;
         }
-        if op.rewrites_input() {
-            refuse(
-                "this setting rewrites the whole input before the sketch reads it (e.g. \
-                 duplicate_keys adds up each key's rows first); add the rows up before \
-                 update (e.g. with a group_by), or use sketchpipe.run"
-                    .into(),
-            )?;
-        }
-        if op.needs_scratch() || op.incremental() || !op.uses().is_empty() {
+        if op.incremental() || !op.uses().is_empty() {
             refuse(format!(
-                "op `{}` with these settings needs files (scratch space, an earlier output); \
-                 use sketchpipe.run",
+                "op `{}` with these settings reads an earlier output; use sketchpipe.run",
                 op.name()
             ))?;
         }
@@ -150,7 +180,7 @@ impl Stage {
             op,
             rows,
             order_randomised,
-            running: Mutex::new(None),
+            feed: Mutex::new(None),
             done: false,
             finished: None,
         })
@@ -173,17 +203,17 @@ impl Stage {
         }
         let imported = import(data, &format!("{}.update", self.label))?;
         for_each_batch(imported, &self.label.clone(), |batch| {
-            if running_of(&mut self.running).is_none() {
+            if feed_of(&mut self.feed).is_none() {
                 let started = check(self.start(batch.schema()))?;
-                *running_of(&mut self.running) = Some(started);
+                *feed_of(&mut self.feed) = Some(started);
             }
             let mut start = 0;
             while start < batch.num_rows() {
                 let len = ROWS_PER_CHECK.min(batch.num_rows() - start);
                 let piece = batch.slice(start, len);
-                let running = running_of(&mut self.running).as_mut().expect("started");
+                let feed = feed_of(&mut self.feed).as_mut().expect("started");
                 let label = &self.label;
-                py.detach(|| feed(running, &piece, label))
+                py.detach(|| feed_rows(feed, &piece, label))
                     .map_err(crate::errors::to_py)?;
                 py.check_signals()?;
                 start += len;
@@ -210,19 +240,27 @@ impl Stage {
     /// The finished tables (finishing the stage the first time).
     pub fn tables(&mut self, py: Python<'_>) -> PyResult<&[OutputTable]> {
         if self.finished.is_none() {
-            let running = running_of(&mut self.running).take().ok_or_else(|| {
+            let feed = feed_of(&mut self.feed).take().ok_or_else(|| {
                 crate::errors::to_py(Error::Input(format!(
                     "{}: no rows were given (call update first)",
                     self.label
                 )))
             })?;
             self.done = true;
-            self.finished = Some(self.finish(py, running)?);
+            let tables = match feed {
+                Feed::Stream(running) => self.finish(py, running)?,
+                Feed::Spool(spool) => {
+                    let work = self.run_spooled(spool);
+                    block_on(py, OnInterrupt::Drop, work)?
+                }
+            };
+            self.finished = Some(tables);
         }
         Ok(self.finished.as_deref().expect("just finished"))
     }
 
-    fn start(&self, input: SchemaRef) -> Result<Running> {
+    /// The op's columns in `input`, and the projected schema, checked by the op.
+    fn project(&self, input: &SchemaRef) -> Result<(Vec<usize>, SchemaRef)> {
         let projection = self
             .op
             .columns()
@@ -245,12 +283,51 @@ impl Stage {
             .collect::<Result<Vec<_>>>()?;
         let projected = Arc::new(input.project(&projection)?);
         self.op.check_schema(&projected)?;
+        Ok((projection, projected))
+    }
+
+    fn start(&self, input: SchemaRef) -> Result<Feed> {
+        let (projection, projected) = self.project(&input)?;
+        if spools(self.op.as_ref()) {
+            let dir = tempfile::Builder::new()
+                .prefix("sketchpipe-python-")
+                .tempdir()
+                .map_err(|e| Error::io("cannot make a temporary directory", e))?;
+            let path = dir.path().join(SPOOL);
+            let file = File::create(&path)
+                .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+            let writer = ArrowWriter::try_new(file, Arc::clone(&projected), None)?;
+            return Ok(Feed::Spool(Box::new(Spool {
+                dir,
+                writer,
+                input,
+                projection,
+                projected,
+            })));
+        }
+        let (operator, key_check) = self.operator(&projected, None, self.rows)?;
+        Ok(Feed::Stream(Running {
+            operator,
+            input,
+            projection,
+            projected,
+            key_check,
+        }))
+    }
+
+    /// The op's operator with its first pass begun, and its key check.
+    fn operator(
+        &self,
+        projected: &SchemaRef,
+        scratch: Option<&Path>,
+        rows: Option<u64>,
+    ) -> Result<(Box<dyn Operator>, Option<KeyHashes>)> {
         let Execution::Passes(passes) = self.op.execution() else {
-            unreachable!("checked when made");
+            unreachable!("a query spools");
         };
         let ctx = StageContext {
-            schema: &projected,
-            scratch: None,
+            schema: projected,
+            scratch,
             previous: None,
             uses: Vec::new(),
         };
@@ -261,7 +338,7 @@ impl Stage {
                 self.label
             )));
         }
-        if operator.needs_row_count() && self.rows.is_none() {
+        if operator.needs_row_count() && rows.is_none() {
             return Err(Error::Config(format!(
                 "{}: these settings need the number of rows up front (the CLI reads it from \
                  the files' footers): pass rows=N, the rows you will feed in all",
@@ -269,26 +346,34 @@ impl Stage {
             )));
         }
         operator.begin_pass(&PassInfo {
-            rows: self.rows,
+            rows,
             order_randomised: self.order_randomised,
             scan: 1,
         })?;
         let key_check = match self.op.unique_key() {
             Some(key) => Some(KeyHashes::new(
-                &projected,
+                projected,
                 key,
                 KEY_CHECK_MEMORY,
                 &std::env::temp_dir(),
             )?),
             None => None,
         };
-        Ok(Running {
-            operator,
-            input,
-            projection,
-            projected,
-            key_check,
-        })
+        Ok((operator, key_check))
+    }
+
+    fn check_keys(&self, key_check: Option<KeyHashes>) -> Result<()> {
+        if let Some(keys) = key_check {
+            if keys.repeats()? {
+                let key = self.op.unique_key().unwrap_or_default();
+                return Err(Error::Input(format!(
+                    "{}: key column `{key}` repeats a key over the rows given (a key is a row \
+                     identity); make the keys unique, or pass duplicate_keys=\"sum\" or \"mean\"",
+                    self.label
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn finish(&self, py: Python<'_>, mut running: Running) -> PyResult<Vec<OutputTable>> {
@@ -306,52 +391,136 @@ impl Stage {
                 what.unwrap_or_else(|| "a second scan".into())
             ))));
         }
-        if let Some(keys) = running.key_check.take() {
-            if check(keys.repeats())? {
-                let key = self.op.unique_key().unwrap_or_default();
-                return check(Err(Error::Input(format!(
-                    "{label}: key column `{key}` repeats a key over the rows given (a key is \
-                     a row identity); make the keys unique, or add each key's rows up first"
-                ))));
-            }
-        }
+        check(self.check_keys(running.key_check.take()))?;
+        let projected = Arc::clone(&running.projected);
+        let work = self.finish_operator(running.operator, projected, None);
+        block_on(py, OnInterrupt::Drop, work)
+    }
+
+    async fn finish_operator(
+        &self,
+        operator: Box<dyn Operator>,
+        projected: SchemaRef,
+        scratch: Option<&Path>,
+    ) -> Result<Vec<OutputTable>> {
         let Execution::Passes(passes) = self.op.execution() else {
-            unreachable!("checked when made");
+            unreachable!("only operators finish here");
         };
         let session = sketchpipe::pipeline::source::session();
-        let projected = Arc::clone(&running.projected);
-        let operator = running.operator;
-        let work = async {
-            let ctx = StageContext {
-                schema: &projected,
-                scratch: None,
-                previous: None,
-                uses: Vec::new(),
-            };
-            let tables = passes.finish(operator, &session, &ctx).await?;
-            Ok(tables.tables)
+        let ctx = StageContext {
+            schema: &projected,
+            scratch,
+            previous: None,
+            uses: Vec::new(),
         };
-        block_on(py, OnInterrupt::Drop, work)
+        let tables = passes.finish(operator, &session, &ctx).await?;
+        collect(tables).await
+    }
+
+    /// The op over the spooled rows: its query, or its operator's passes over them (as
+    /// prepared by the op).
+    async fn run_spooled(&self, spool: Box<Spool>) -> Result<Vec<OutputTable>> {
+        let Spool {
+            dir,
+            writer,
+            projected,
+            ..
+        } = *spool;
+        let meta = writer.close()?;
+        let rows = meta.file_metadata().num_rows() as u64;
+        let session = sketchpipe::pipeline::source::session();
+        let path = dir.path().join(SPOOL);
+        let frame = session
+            .read_parquet(path.display().to_string(), ParquetReadOptions::default())
+            .await?;
+        let frame = self.op.prepare(frame)?;
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir(&scratch)
+            .map_err(|e| Error::io(format!("cannot create {}", scratch.display()), e))?;
+        let scratch = self.op.needs_scratch().then_some(scratch.as_path());
+        let ctx = StageContext {
+            schema: &projected,
+            scratch,
+            previous: None,
+            uses: Vec::new(),
+        };
+        match self.op.execution() {
+            Execution::Query(query) => {
+                let tables = query.run(&session, &session, frame, &ctx).await?;
+                collect(tables).await
+            }
+            Execution::Passes(_) => {
+                let (mut operator, mut key_check) =
+                    self.operator(&projected, scratch, Some(rows))?;
+                let mut scan = 1;
+                loop {
+                    let mut stream = frame.clone().execute_stream().await?;
+                    while let Some(batch) = stream.next().await {
+                        let batch = batch?;
+                        if let Some(keys) = &mut key_check {
+                            keys.update(&batch)?;
+                        }
+                        operator.update(&batch)?;
+                    }
+                    operator.end_pass()?;
+                    if scan == 1 {
+                        self.check_keys(key_check.take())?;
+                    }
+                    if operator.next_pass().is_none() {
+                        break;
+                    }
+                    scan += 1;
+                    operator.begin_pass(&PassInfo {
+                        rows: Some(rows),
+                        order_randomised: self.order_randomised,
+                        scan,
+                    })?;
+                }
+                self.finish_operator(operator, projected, scratch).await
+            }
+            Execution::Sketches(_) => unreachable!("refused when made"),
+        }
     }
 }
 
-fn running_of(m: &mut Mutex<Option<Running>>) -> &mut Option<Running> {
+/// A stage's tables with its streamed table (if any) collected, first.
+async fn collect(tables: StageTables) -> Result<Vec<OutputTable>> {
+    let mut out = Vec::new();
+    if let Some((name, frame)) = tables.streamed {
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame.collect().await?;
+        out.push(OutputTable::new(name, concat_batches(&schema, &batches)?));
+    }
+    out.extend(tables.tables);
+    Ok(out)
+}
+
+fn feed_of(m: &mut Mutex<Option<Feed>>) -> &mut Option<Feed> {
     m.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn feed(running: &mut Running, batch: &RecordBatch, label: &str) -> Result<()> {
-    if batch.schema().fields() != running.input.fields() {
+fn feed_rows(feed: &mut Feed, batch: &RecordBatch, label: &str) -> Result<()> {
+    let (input, projection) = match feed {
+        Feed::Stream(r) => (&r.input, &r.projection),
+        Feed::Spool(s) => (&s.input, &s.projection),
+    };
+    if batch.schema().fields() != input.fields() {
         return Err(Error::Input(format!(
             "{label}: a batch's columns differ from the first batch's ({} vs {})",
             batch.schema(),
-            running.input
+            input
         )));
     }
-    let projected = batch.project(&running.projection)?;
-    if let Some(keys) = &mut running.key_check {
-        keys.update(&projected)?;
+    let projected = batch.project(projection)?;
+    match feed {
+        Feed::Stream(running) => {
+            if let Some(keys) = &mut running.key_check {
+                keys.update(&projected)?;
+            }
+            running.operator.update(&projected)
+        }
+        Feed::Spool(spool) => Ok(spool.writer.write(&projected)?),
     }
-    running.operator.update(&projected)
 }
 
 /// A table's batch with its key-value metadata in the schema, and that schema.

@@ -3,6 +3,7 @@ same rows in the same order."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import numpy as np
@@ -11,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import sketchpipe
-from conftest import embeddings, run_cli
+from conftest import REPO, embeddings, run_cli
 
 
 def cli_stage(cli, tmp: pathlib.Path, data: pathlib.Path, stage: str) -> dict:
@@ -152,3 +153,35 @@ def test_polars_and_readers_feed_without_a_copy_step():
     reader = pa.RecordBatchReader.from_batches(t.schema, t.to_batches(max_chunksize=512))
     via_reader = sketchpipe.CoordinatedSketch(key="k", size=100).update(reader)
     assert via_polars.to_bytes() == via_reader.to_bytes()
+
+
+PRUNE = {"id": "id", "label": "label", "logits": "logits", "run": "run",
+         "keep_fraction": 0.5, "mode": "keep_max"}
+
+
+def test_prune_scores_equals_cli(cli, tmp_path):
+    runs = sorted((REPO / "data" / "logits").glob("run-*.parquet"))
+    ps = sketchpipe.PruneScores(**PRUNE)
+    for f in runs:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=4096):
+            ps.update(batch)
+    mine = ps.result()
+    keys = "\n".join(f"{k} = {json.dumps(v)}" for k, v in PRUNE.items())
+    theirs = cli_stage(cli, tmp_path, REPO / "data" / "logits", f'op = "prune_scores"\n{keys}')
+    assert mine["scores"].equals(theirs["scores"])
+    assert mine["stats"].column("runs").equals(theirs["stats"].column("runs"))
+    ids = set(pq.read_table(runs[0], columns=["id"])["id"].to_pylist())
+    assert mine["scores"].num_rows == len(ids)
+
+
+def test_duplicate_keys_sum_spools_and_equals_cli(cli, tmp_path):
+    t = pa.table({"k": [1, 2, 2, 3, 3, 3], "x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    pq.write_table(t, tmp_path / "d.parquet")
+    s = sketchpipe.CoordinatedSketch(key="k", columns=["x"], method="exact",
+                                     duplicate_keys="sum").update(t)
+    theirs = cli_stage(
+        cli, tmp_path, tmp_path / "d.parquet",
+        'op = "coordinated_sketch"\nkey = "k"\ncolumns = ["x"]\nmethod = "exact"\n'
+        'duplicate_keys = "sum"'
+    )
+    assert s.result()["sketch"].equals(theirs["sketch"])
