@@ -338,9 +338,41 @@ class _Accumulator:
 
     def result(self) -> Tables:
         """The tables the CLI writes for this op, ``{table: pyarrow.Table}``."""
+        return _tables(self._made().result())
+
+    def _made(self) -> Any:
         if self._stage is None:
             raise InputError(f"{type(self).__name__}: no rows were given (call update first)")
-        return _tables(self._stage.result())
+        return self._stage
+
+    def to_bytes(self) -> bytes:
+        """The finished state as one value (the ``state`` table an incremental stage writes,
+        with the op's keys and input schema): for ``from_bytes`` and ``merge`` later.
+        Algorithms whose state merges only (``exact``, ``frequent-directions``)."""
+        return bytes(self._made().to_bytes())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "_Accumulator":
+        """The finished accumulator ``to_bytes`` wrote."""
+        return cls._of(_native.Stage.from_bytes(cls.__name__, bytes(data)))
+
+    @classmethod
+    def _of(cls, stage: Any) -> "_Accumulator":
+        out = cls.__new__(cls)
+        out._keys, out._rows, out._order_randomised = {}, None, False
+        out._stage = stage
+        return out
+
+    def merge(self, other: "_Accumulator") -> "_Accumulator":
+        """This accumulator's rows and ``other``'s (disjoint rows, the same keys) as one
+        finished accumulator, as partitions' states merge (``exact`` to rounding, Frequent
+        Directions within its bound). Both are finished first."""
+        if type(other) is not type(self):
+            raise ConfigError(
+                f"{type(self).__name__}.merge: expected a {type(self).__name__}, "
+                f"got {type(other).__name__}"
+            )
+        return type(self)._of(self._made().merge(other._made()))
 
 
 class TopEigenvector(_Accumulator):
@@ -474,10 +506,10 @@ class CoordinatedSketch(_Accumulator):
     @classmethod
     def from_bytes(cls, data: bytes) -> "CoordinatedSketch":
         """The sketch ``to_bytes`` (or a ``coordinated_sketch`` SQL aggregate) made."""
-        return cls._of(_native.Sketch.from_bytes(bytes(data)))
+        return cls._of_sketch(_native.Sketch.from_bytes(bytes(data)))
 
     @classmethod
-    def _of(cls, sketch: Any) -> "CoordinatedSketch":
+    def _of_sketch(cls, sketch: Any) -> "CoordinatedSketch":
         out = cls.__new__(cls)
         out._keys, out._rows, out._order_randomised, out._stage = {}, None, False, None
         out._sketch = sketch
@@ -486,7 +518,7 @@ class CoordinatedSketch(_Accumulator):
     def merge(self, other: "CoordinatedSketch") -> "CoordinatedSketch":
         """This sketch and ``other`` (of a disjoint set of rows, same method and seed) as one
         sketch, as if built in one pass; returns a new sketch."""
-        return CoordinatedSketch._of(self._final().merge(other._final()))
+        return CoordinatedSketch._of_sketch(self._final().merge(other._final()))
 
     def product(self, other: "CoordinatedSketch") -> Tables:
         """``AᵀB`` over the join of this sketch's table (``A``) and ``other``'s (``B``): the

@@ -12,14 +12,15 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StructArray};
 use arrow::compute::concat_batches;
+use arrow::datatypes::UInt64Type;
 use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::ParquetReadOptions;
 use futures::StreamExt;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use sketchpipe::keys::Keys;
 use sketchpipe::operators::coordinated_sketch::unique::KeyHashes;
@@ -130,6 +131,15 @@ pub struct Stage {
     feed: Mutex<Option<Feed>>,
     done: bool,
     finished: Option<Vec<OutputTable>>,
+    /// The keys as given (for `to_bytes`).
+    keys: toml::Table,
+    /// For an op whose state merges (exact and Frequent Directions eigen ops): the op as an
+    /// incremental stage, whose operator writes its `state` table too.
+    state_op: Option<Box<dyn Op>>,
+    /// The input's schema, projected to the op's columns, once known.
+    projected: Option<SchemaRef>,
+    /// The finished `state` table (with `state_op`).
+    state: Option<RecordBatch>,
 }
 
 /// Whether the op spools (see [`Feed::Spool`]): a query, an input rewritten first, or an op
@@ -175,6 +185,16 @@ impl Stage {
                 op.name()
             ))?;
         }
+        // The op again, as an incremental stage, when its state merges (a sketch merges as a
+        // sketch instead): its operator also writes the state that `merge` and `to_bytes`
+        // use.
+        let state_op = match op.cluster().is_some() && !op.writes_sketch() {
+            true => {
+                let mut again = check(parse_op(op.name(), label, &table))?;
+                again.make_incremental().ok().map(|_| again)
+            }
+            false => None,
+        };
         Ok(Stage {
             label: label.to_string(),
             op,
@@ -183,6 +203,10 @@ impl Stage {
             feed: Mutex::new(None),
             done: false,
             finished: None,
+            keys: table,
+            state_op,
+            projected: None,
+            state: None,
         })
     }
 
@@ -222,6 +246,36 @@ impl Stage {
         })
     }
 
+    /// Whether the stage's state merges and serialises (`merge`, `to_bytes`).
+    #[getter]
+    fn mergeable(&self) -> bool {
+        self.state_op.is_some()
+    }
+
+    /// The finished state as one value: an Arrow IPC stream of the `state` table an
+    /// incremental stage writes, with the op, its keys and its input's schema in the schema
+    /// metadata.
+    #[pyo3(name = "to_bytes")]
+    fn state_value<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        self.tables(py)?;
+        let bytes = check(self.state_bytes())?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// The stage `to_bytes` wrote, finished.
+    #[staticmethod]
+    fn from_bytes(label: &str, data: &[u8]) -> PyResult<Stage> {
+        check(Stage::decode(label, data))
+    }
+
+    /// This stage's rows and `other`'s (disjoint rows, the same op and keys) as one finished
+    /// stage, as partitions' states merge; both are finished first.
+    fn merge(&mut self, py: Python<'_>, other: &mut Stage) -> PyResult<Stage> {
+        self.tables(py)?;
+        other.tables(py)?;
+        check(self.merged(other))
+    }
+
     /// Ends the pass and returns the stage's tables as `[(name, ArrowStream)]`, each with its
     /// Parquet key-value metadata as schema metadata. Later calls return the same tables.
     fn result(&mut self, py: Python<'_>) -> PyResult<Vec<(String, ArrowStream)>> {
@@ -247,16 +301,147 @@ impl Stage {
                 )))
             })?;
             self.done = true;
-            let tables = match feed {
+            let mut tables = match feed {
                 Feed::Stream(running) => self.finish(py, running)?,
                 Feed::Spool(spool) => {
                     let work = self.run_spooled(spool);
                     block_on(py, OnInterrupt::Drop, work)?
                 }
             };
+            if self.state_op.is_some() {
+                if let Some(i) = tables.iter().position(|t| t.name == "state") {
+                    self.state = Some(tables.remove(i).batch);
+                }
+            }
             self.finished = Some(tables);
         }
         Ok(self.finished.as_deref().expect("just finished"))
+    }
+
+    fn mergeable_parts(&self) -> Result<(&RecordBatch, &SchemaRef)> {
+        match (&self.state, &self.projected) {
+            (Some(state), Some(projected)) => Ok((state, projected)),
+            _ => Err(Error::Config(format!(
+                "{}: merge and to_bytes need a state that merges: algorithm \"exact\" or \
+                 \"frequent-directions\", without verify, shuffle or on_invalid",
+                self.label
+            ))),
+        }
+    }
+
+    fn state_bytes(&self) -> Result<Vec<u8>> {
+        let (state, projected) = self.mergeable_parts()?;
+        let mut metadata = state.schema().metadata().clone();
+        metadata.insert(META_OP.into(), self.op.name().into());
+        metadata.insert(
+            META_KEYS.into(),
+            toml::to_string(&self.keys).map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        metadata.insert(META_INPUT.into(), hex(&ipc_bytes(projected, &[])?));
+        metadata.insert(META_VERSION.into(), sketchpipe::VERSION.into());
+        let schema = Arc::new(Schema::new_with_metadata(
+            state.schema().fields().clone(),
+            metadata,
+        ));
+        ipc_bytes(&schema, &[state.clone().with_schema(Arc::clone(&schema))?])
+    }
+
+    fn decode(label: &str, data: &[u8]) -> Result<Stage> {
+        let bad = |why: &str| Error::Input(format!("{label}.from_bytes: {why}"));
+        let (schema, batches) = read_ipc(data).map_err(|e| bad(&e.to_string()))?;
+        let meta = schema.metadata();
+        let get = |k: &str| {
+            meta.get(k)
+                .ok_or_else(|| bad(&format!("no `{k}` in the value")))
+        };
+        let keys: toml::Table = toml::from_str(get(META_KEYS)?).map_err(|e| bad(&e.to_string()))?;
+        let input = unhex(get(META_INPUT)?).ok_or_else(|| bad("a malformed input schema"))?;
+        let (projected, _) = read_ipc(&input).map_err(|e| bad(&e.to_string()))?;
+        let state = match batches.as_slice() {
+            [one] if one.num_rows() == 1 => one.clone(),
+            _ => return Err(bad("not one state row")),
+        };
+        let op = parse_op(get(META_OP)?, label, &keys)?;
+        Stage::finished(label, op, keys, projected, state)
+    }
+
+    fn merged(&self, other: &Stage) -> Result<Stage> {
+        let (a, projected) = self.mergeable_parts()?;
+        let (b, other_projected) = other.mergeable_parts()?;
+        if self.op.name() != other.op.name() || self.keys != other.keys {
+            return Err(Error::Config(format!(
+                "{}: merge needs the same op and keys on both sides",
+                self.label
+            )));
+        }
+        if projected.fields() != other_projected.fields() {
+            return Err(Error::Input(format!(
+                "{}: merge needs rows of the same columns and types ({projected} vs \
+                 {other_projected})",
+                self.label
+            )));
+        }
+        let cluster = self
+            .op
+            .cluster()
+            .expect("a state op has a cluster aggregate");
+        let merged = cluster.merge_states(
+            &(Arc::new(StructArray::from(a.clone())) as ArrayRef),
+            &(Arc::new(StructArray::from(b.clone())) as ArrayRef),
+        )?;
+        let state = RecordBatch::from(merged.as_struct().clone());
+        let op = parse_op(self.op.name(), &self.label, &self.keys)?;
+        Stage::finished(
+            &self.label,
+            op,
+            self.keys.clone(),
+            Arc::clone(projected),
+            state,
+        )
+    }
+
+    /// A finished stage from its state: its tables as `run --cluster` makes them from a
+    /// merged state.
+    fn finished(
+        label: &str,
+        op: Box<dyn Op>,
+        keys: toml::Table,
+        projected: SchemaRef,
+        state: RecordBatch,
+    ) -> Result<Stage> {
+        let cluster = op.cluster().ok_or_else(|| {
+            Error::Config(format!(
+                "{label}: these keys give a state that does not merge"
+            ))
+        })?;
+        let rows = state
+            .column_by_name("rows")
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .filter(|c| !c.is_null(0))
+            .map(|c| c.value(0))
+            .ok_or_else(|| Error::Input(format!("{label}: the state has no rows")))?;
+        let as_struct: ArrayRef = Arc::new(StructArray::from(state.clone()));
+        let tables = cluster.finish(&as_struct, rows, &projected, false)?;
+        let mut again = parse_op(op.name(), label, &keys)?;
+        let state_op = again.make_incremental().ok().map(|_| again);
+        Ok(Stage {
+            label: label.to_string(),
+            op,
+            rows: Some(rows),
+            order_randomised: false,
+            feed: Mutex::new(None),
+            done: true,
+            finished: Some(tables),
+            keys,
+            state_op,
+            projected: Some(projected),
+            state: Some(state),
+        })
+    }
+
+    /// The op whose operator reads the rows.
+    fn feeding_op(&self) -> &dyn Op {
+        self.state_op.as_deref().unwrap_or(self.op.as_ref())
     }
 
     /// The op's columns in `input`, and the projected schema, checked by the op.
@@ -286,8 +471,9 @@ impl Stage {
         Ok((projection, projected))
     }
 
-    fn start(&self, input: SchemaRef) -> Result<Feed> {
+    fn start(&mut self, input: SchemaRef) -> Result<Feed> {
         let (projection, projected) = self.project(&input)?;
+        self.projected = Some(Arc::clone(&projected));
         if spools(self.op.as_ref()) {
             let dir = tempfile::Builder::new()
                 .prefix("sketchpipe-python-")
@@ -322,7 +508,7 @@ impl Stage {
         scratch: Option<&Path>,
         rows: Option<u64>,
     ) -> Result<(Box<dyn Operator>, Option<KeyHashes>)> {
-        let Execution::Passes(passes) = self.op.execution() else {
+        let Execution::Passes(passes) = self.feeding_op().execution() else {
             unreachable!("a query spools");
         };
         let ctx = StageContext {
@@ -403,7 +589,7 @@ impl Stage {
         projected: SchemaRef,
         scratch: Option<&Path>,
     ) -> Result<Vec<OutputTable>> {
-        let Execution::Passes(passes) = self.op.execution() else {
+        let Execution::Passes(passes) = self.feeding_op().execution() else {
             unreachable!("only operators finish here");
         };
         let session = sketchpipe::pipeline::source::session();
@@ -521,6 +707,47 @@ fn feed_rows(feed: &mut Feed, batch: &RecordBatch, label: &str) -> Result<()> {
         }
         Feed::Spool(spool) => Ok(spool.writer.write(&projected)?),
     }
+}
+
+const META_OP: &str = "sketchpipe.op";
+const META_KEYS: &str = "sketchpipe.keys";
+const META_INPUT: &str = "sketchpipe.input_schema";
+const META_VERSION: &str = "sketchpipe.version";
+
+/// `batches` of `schema` as an Arrow IPC stream.
+fn ipc_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut out, schema)?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.finish()?;
+    drop(w);
+    Ok(out)
+}
+
+fn read_ipc(data: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let reader = arrow::ipc::reader::StreamReader::try_new(data, None)?;
+    let schema = reader.schema();
+    let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((schema, batches))
+}
+
+/// Bytes as lowercase hex (a schema inside another schema's string metadata).
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    s.len()
+        .is_multiple_of(2)
+        .then(|| {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+                .collect()
+        })
+        .flatten()
 }
 
 /// A table's batch with its key-value metadata in the schema, and that schema.

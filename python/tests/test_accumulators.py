@@ -185,3 +185,38 @@ def test_duplicate_keys_sum_spools_and_equals_cli(cli, tmp_path):
         'duplicate_keys = "sum"'
     )
     assert s.result()["sketch"].equals(theirs["sketch"])
+
+
+@pytest.mark.parametrize("cls,keys", [
+    (sketchpipe.TopEigenvector, {"algorithm": "exact"}),
+    (sketchpipe.TopEigenvector, {"algorithm": "frequent-directions", "ell": 8}),
+    (sketchpipe.PCA, {"components": 2}),
+])
+def test_states_merge_and_round_trip(tmp_path, cls, keys):
+    a = embeddings(tmp_path / "emb.parquet", n=3000, d=10)
+    whole = cls(**keys).update(a)
+    left, right = cls(**keys).update(a[:1200]), cls(**keys).update(a[1200:])
+    merged = left.merge(right)
+    back = cls.from_bytes(merged.to_bytes())
+    for name, table in merged.result().items():
+        assert back.result()[name].equals(table), name
+    w, v = np.linalg.eigh(a.T @ a) if cls is sketchpipe.TopEigenvector else (None, None)
+    if keys.get("algorithm") == "exact":
+        np.testing.assert_allclose(merged.vector, whole.vector, rtol=1e-10, atol=1e-12)
+        assert merged.eigenvalue == pytest.approx(w[-1], rel=1e-12)
+    elif cls is sketchpipe.TopEigenvector:  # Frequent Directions: σ₁² − Δ ≤ eigenvalue ≤ σ₁²
+        bound = merged.result()["stats"].column("error_bound")[0].as_py()
+        assert w[-1] - bound - 1e-9 <= merged.eigenvalue <= w[-1] * (1 + 1e-12)
+    else:
+        np.testing.assert_allclose(
+            np.array(merged.result()["spectrum"].column("eigenvalue").to_pylist()),
+            np.array(whole.result()["spectrum"].column("eigenvalue").to_pylist()), rtol=1e-10)
+    with pytest.raises(sketchpipe.ConfigError, match="same op and keys"):
+        left.merge(cls(**dict(keys, seed=99)).update(a[:10]))
+
+
+def test_random_order_does_not_merge(tmp_path):
+    a = embeddings(tmp_path / "emb.parquet", n=200, d=4)
+    te = sketchpipe.TopEigenvector(algorithm="random-order", rows=200).update(a)
+    with pytest.raises(sketchpipe.ConfigError, match="merges"):
+        te.to_bytes()

@@ -153,6 +153,29 @@ pub fn merge_into_previous<T: MergeState>(
     })
 }
 
+/// Two one-row state structs (the layout of a stage's `state` table) merged: each read by
+/// `read`, merged as [`merge_into_previous`] merges, written back by `write`.
+pub fn merge_state_structs<T: MergeState>(
+    a: &datafusion::arrow::array::ArrayRef,
+    b: &datafusion::arrow::array::ArrayRef,
+    read: impl Fn(&[datafusion::arrow::array::ArrayRef]) -> Result<Option<T>>,
+    write: impl Fn(&T) -> Vec<datafusion::arrow::array::ArrayRef>,
+) -> Result<datafusion::arrow::array::ArrayRef> {
+    use datafusion::arrow::array::{AsArray, StructArray};
+    let merged = merge_into_previous(
+        read(a.as_struct().columns())?,
+        read(b.as_struct().columns())?,
+    )?;
+    Ok(match merged {
+        Some(m) => std::sync::Arc::new(StructArray::try_new(
+            a.as_struct().fields().clone(),
+            write(&m),
+            None,
+        )?),
+        None => std::sync::Arc::clone(a),
+    })
+}
+
 /// Parquet key-value metadata, in file order.
 pub type KeyValues = Vec<(String, String)>;
 

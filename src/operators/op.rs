@@ -283,6 +283,14 @@ pub trait ClusterAggregate: Sync {
         schema: &Schema,
         order_randomised: bool,
     ) -> Result<Vec<OutputTable>>;
+    /// Two states of disjoint rows — each a one-row struct in the layout of the stage's
+    /// `state` table — as one, as the aggregate merges partitions' states (the Python
+    /// package's `merge`). Ops whose output merges another way (a sketch) say so.
+    fn merge_states(&self, _a: &ArrayRef, _b: &ArrayRef) -> Result<ArrayRef> {
+        Err(crate::Error::Config(
+            "this op's outputs merge as sketches (sketch_merge), not as states".into(),
+        ))
+    }
 }
 
 /// SQL aggregates skip rows with a null; a stage refuses them: fails when the aggregate folded

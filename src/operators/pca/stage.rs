@@ -14,7 +14,9 @@ use crate::operators::op::{
     check_folded, ClusterAggregate, Execution, Op, OpKind, Passes, Shuffle, StageContext,
 };
 use crate::operators::top_eigenvector::stage::parse_rows_keys;
-use crate::operators::{rows_expr, Algorithm, Operator, OutputTable, PassInfo, TableDecl};
+use crate::operators::{
+    merge_state_structs, rows_expr, Algorithm, Operator, OutputTable, PassInfo, TableDecl,
+};
 use crate::rows::OnInvalid;
 use crate::{Error, Result};
 
@@ -135,6 +137,15 @@ impl ClusterAggregate for PcaParams {
             scan: 1,
         };
         PcaOp::new(self.clone(), schema)?.finish_from_state(merged, info)
+    }
+
+    fn merge_states(&self, a: &ArrayRef, b: &ArrayRef) -> Result<ArrayRef> {
+        merge_state_structs(
+            a,
+            b,
+            |c| MergeablePca::from_columns(c, 0, self.ell()),
+            MergeablePca::to_columns,
+        )
     }
 }
 

@@ -13,7 +13,9 @@ use crate::operators::eigen_state::MergeableEigen;
 use crate::operators::op::{
     check_folded, ClusterAggregate, Execution, Op, OpKind, Passes, Shuffle, StageContext,
 };
-use crate::operators::{rows_expr, Operator, OutputTable, PassInfo, TableDecl};
+use crate::operators::{
+    merge_state_structs, rows_expr, Operator, OutputTable, PassInfo, TableDecl,
+};
 use crate::rows::OnInvalid;
 use crate::{Error, Result};
 
@@ -148,6 +150,16 @@ impl ClusterAggregate for TopEigenvectorParams {
             scan: 1,
         };
         TopEigenvectorOp::new(self.clone(), schema)?.finish_from_state(merged, info)
+    }
+
+    fn merge_states(&self, a: &ArrayRef, b: &ArrayRef) -> Result<ArrayRef> {
+        let ell = (self.algorithm == Algorithm::FrequentDirections).then_some(self.ell);
+        merge_state_structs(
+            a,
+            b,
+            |c| MergeableEigen::from_columns(c, 0, ell),
+            MergeableEigen::to_columns,
+        )
     }
 }
 
