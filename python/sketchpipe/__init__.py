@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Union
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Union
 
 import numpy as np
 import pyarrow as pa
@@ -61,7 +62,7 @@ __all__ = [
 DATAFUSION_MAJOR: int = _native.ffi_version()
 
 PathLike = Union[str, "os.PathLike[str]"]
-Tables = Dict[str, pa.Table]
+Tables = dict[str, pa.Table]
 
 
 def _tables(streams: Iterable[tuple]) -> Tables:
@@ -83,11 +84,11 @@ def _toml(value: Any) -> str:
 
 def run(
     pipeline: PathLike,
-    output_dir: Optional[PathLike] = None,
-    run_date: Optional[Any] = None,
-    set: Optional[Mapping[str, Any]] = None,  # noqa: A002 - the CLI's --set
+    output_dir: PathLike | None = None,
+    run_date: Any | None = None,
+    set: Mapping[str, Any] | None = None,  # noqa: A002 - the CLI's --set
     quiet: bool = False,
-) -> Dict[str, Tables]:
+) -> dict[str, Tables]:
     """Run a pipeline file, as ``sketchpipe run`` does, and return what it wrote.
 
     Args:
@@ -124,7 +125,9 @@ def run(
 
 
 def sql(
-    query: str, pipeline: Optional[PathLike] = None, dir: Optional[PathLike] = None  # noqa: A002
+    query: str,
+    pipeline: PathLike | None = None,
+    dir: PathLike | None = None,  # noqa: A002
 ) -> pa.Table:
     """Run an SQL query, as ``sketchpipe sql`` does, and return its result.
 
@@ -133,7 +136,8 @@ def sql(
     paths are tables too, and every sketchpipe SQL function is available.
 
     Example:
-        >>> sketchpipe.sql("SELECT uniform_hash(7, 42) AS u").column("u")[0].as_py()  # doctest: +SKIP
+        >>> t = sketchpipe.sql("SELECT uniform_hash(7, 42) AS u")  # doctest: +SKIP
+        >>> t.column("u")[0].as_py()  # doctest: +SKIP
     """
     if dir is None and pipeline is not None:
         dir = _native.pipeline_output_dir(os.fspath(pipeline))
@@ -282,7 +286,7 @@ def _as_arrow(data: Any, what: str) -> Any:
     )
 
 
-def _schema_names(data: Any) -> Optional[Sequence[str]]:
+def _schema_names(data: Any) -> Sequence[str] | None:
     schema = getattr(data, "schema", None)
     if isinstance(schema, pa.Schema):
         return schema.names
@@ -300,20 +304,22 @@ class _Accumulator:
     #: an op that names its columns by other keys is made at once.
     _reads_columns: bool = True
 
-    def __init__(self, keys: Dict[str, Any], rows: Optional[int] = None,
-                 order_randomised: bool = False) -> None:
+    def __init__(
+        self, keys: dict[str, Any], rows: int | None = None, order_randomised: bool = False
+    ) -> None:
         self._keys = {k: v for k, v in keys.items() if v is not None}
         self._rows = rows
         self._order_randomised = order_randomised
-        self._stage: Optional[Any] = None
+        self._stage: Any | None = None
         if "columns" in self._keys or not self._reads_columns:
             self._stage = self._make(self._keys)
 
-    def _make(self, keys: Dict[str, Any]) -> Any:
+    def _make(self, keys: dict[str, Any]) -> Any:
         if isinstance(keys.get("columns"), str):
             keys = dict(keys, columns=[keys["columns"]])
-        return _native.Stage(self._op, type(self).__name__, keys, self._rows,
-                             self._order_randomised)
+        return _native.Stage(
+            self._op, type(self).__name__, keys, self._rows, self._order_randomised
+        )
 
     def _default_columns(self, names: Sequence[str]) -> list:
         if len(names) != 1:
@@ -323,7 +329,7 @@ class _Accumulator:
             )
         return list(names)
 
-    def update(self, data: Any) -> "_Accumulator":
+    def update(self, data: Any) -> _Accumulator:
         """Feed rows: a pyarrow Table/RecordBatch/RecordBatchReader, a polars DataFrame,
         anything with ``__arrow_c_stream__``, or a 2-D numpy array (its rows). Returns self."""
         data = _as_arrow(data, f"{type(self).__name__}.update")
@@ -352,18 +358,18 @@ class _Accumulator:
         return bytes(self._made().to_bytes())
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "_Accumulator":
+    def from_bytes(cls, data: bytes) -> _Accumulator:
         """The finished accumulator ``to_bytes`` wrote."""
         return cls._of(_native.Stage.from_bytes(cls.__name__, bytes(data)))
 
     @classmethod
-    def _of(cls, stage: Any) -> "_Accumulator":
+    def _of(cls, stage: Any) -> _Accumulator:
         out = cls.__new__(cls)
         out._keys, out._rows, out._order_randomised = {}, None, False
         out._stage = stage
         return out
 
-    def merge(self, other: "_Accumulator") -> "_Accumulator":
+    def merge(self, other: _Accumulator) -> _Accumulator:
         """This accumulator's rows and ``other``'s (disjoint rows, the same keys) as one
         finished accumulator, as partitions' states merge (``exact`` to rounding, Frequent
         Directions within its bound). Both are finished first."""
@@ -398,12 +404,21 @@ class TopEigenvector(_Accumulator):
 
     _op = "top_eigenvector"
 
-    def __init__(self, columns: Optional[Union[str, Sequence[str]]] = None, *,
-                 algorithm: Optional[str] = None, rows: Optional[int] = None,
-                 order_randomised: bool = False, seed: Optional[int] = None,
-                 **keys: Any) -> None:
-        super().__init__(dict(keys, columns=columns, algorithm=algorithm, seed=seed),
-                         rows=rows, order_randomised=order_randomised)
+    def __init__(
+        self,
+        columns: str | Sequence[str] | None = None,
+        *,
+        algorithm: str | None = None,
+        rows: int | None = None,
+        order_randomised: bool = False,
+        seed: int | None = None,
+        **keys: Any,
+    ) -> None:
+        super().__init__(
+            dict(keys, columns=columns, algorithm=algorithm, seed=seed),
+            rows=rows,
+            order_randomised=order_randomised,
+        )
 
     @property
     def vector(self) -> np.ndarray:
@@ -429,12 +444,26 @@ class PCA(_Accumulator):
 
     _op = "pca"
 
-    def __init__(self, columns: Optional[Union[str, Sequence[str]]] = None, *,
-                 components: Optional[int] = None, algorithm: Optional[str] = None,
-                 center: Optional[bool] = None, scale: Optional[bool] = None,
-                 **keys: Any) -> None:
-        super().__init__(dict(keys, columns=columns, components=components,
-                              algorithm=algorithm, center=center, scale=scale))
+    def __init__(
+        self,
+        columns: str | Sequence[str] | None = None,
+        *,
+        components: int | None = None,
+        algorithm: str | None = None,
+        center: bool | None = None,
+        scale: bool | None = None,
+        **keys: Any,
+    ) -> None:
+        super().__init__(
+            dict(
+                keys,
+                columns=columns,
+                components=components,
+                algorithm=algorithm,
+                center=center,
+                scale=scale,
+            )
+        )
 
 
 class CoordinatedSketch(_Accumulator):
@@ -460,12 +489,18 @@ class CoordinatedSketch(_Accumulator):
 
     _op = "coordinated_sketch"
 
-    def __init__(self, key: str, columns: Optional[Union[str, Sequence[str]]] = None, *,
-                 method: Optional[str] = None, size: Optional[int] = None,
-                 seed: Optional[int] = None, **keys: Any) -> None:
-        self._sketch: Optional[Any] = None
-        super().__init__(dict(keys, key=key, columns=columns, method=method, size=size,
-                              seed=seed))
+    def __init__(
+        self,
+        key: str,
+        columns: str | Sequence[str] | None = None,
+        *,
+        method: str | None = None,
+        size: int | None = None,
+        seed: int | None = None,
+        **keys: Any,
+    ) -> None:
+        self._sketch: Any | None = None
+        super().__init__(dict(keys, key=key, columns=columns, method=method, size=size, seed=seed))
 
     def _default_columns(self, names: Sequence[str]) -> list:
         rest = [n for n in names if n != self._keys["key"]]
@@ -476,7 +511,7 @@ class CoordinatedSketch(_Accumulator):
             )
         return rest
 
-    def update(self, data: Any) -> "CoordinatedSketch":
+    def update(self, data: Any) -> CoordinatedSketch:
         if self._sketch is not None and self._stage is None:
             raise ConfigError(
                 "CoordinatedSketch: this sketch was made by from_bytes or merge; sketch new rows "
@@ -504,29 +539,30 @@ class CoordinatedSketch(_Accumulator):
         return bytes(self._final().to_bytes())
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "CoordinatedSketch":
+    def from_bytes(cls, data: bytes) -> CoordinatedSketch:
         """The sketch ``to_bytes`` (or a ``coordinated_sketch`` SQL aggregate) made."""
         return cls._of_sketch(_native.Sketch.from_bytes(bytes(data)))
 
     @classmethod
-    def _of_sketch(cls, sketch: Any) -> "CoordinatedSketch":
+    def _of_sketch(cls, sketch: Any) -> CoordinatedSketch:
         out = cls.__new__(cls)
         out._keys, out._rows, out._order_randomised, out._stage = {}, None, False, None
         out._sketch = sketch
         return out
 
-    def merge(self, other: "CoordinatedSketch") -> "CoordinatedSketch":
+    def merge(self, other: CoordinatedSketch) -> CoordinatedSketch:
         """This sketch and ``other`` (of a disjoint set of rows, same method and seed) as one
         sketch, as if built in one pass; returns a new sketch."""
         return CoordinatedSketch._of_sketch(self._final().merge(other._final()))
 
-    def product(self, other: "CoordinatedSketch") -> Tables:
+    def product(self, other: CoordinatedSketch) -> Tables:
         """``AᵀB`` over the join of this sketch's table (``A``) and ``other``'s (``B``): the
         ``product`` and ``stats`` tables of op ``sketch_product``."""
         return _tables(self._final().product(other._final()))
 
-    def regression(self, other: "CoordinatedSketch", target: Optional[str] = None,
-                   **keys: Any) -> Tables:
+    def regression(
+        self, other: CoordinatedSketch, target: str | None = None, **keys: Any
+    ) -> Tables:
         """Least squares of ``other``'s ``target`` on this sketch's columns over the join
         (op ``sketch_regression``; ``lambda_`` or ``**{"lambda": x}`` for ridge)."""
         if "lambda_" in keys:
@@ -552,7 +588,8 @@ class PruneScores(_Accumulator):
             op's keys in a pipeline file (``docs/reference.md``).
 
     Example:
-        >>> ps = sketchpipe.PruneScores(id="id", label="y", logits="z", run="seed")  # doctest: +SKIP
+        >>> ps = sketchpipe.PruneScores(  # doctest: +SKIP
+        ...     id="id", label="y", logits="z", run="seed")
         >>> for epoch_batch in logged:  # doctest: +SKIP
         ...     ps.update(epoch_batch)
         >>> ps.result()["scores"].sort_by("rank")  # doctest: +SKIP
@@ -561,9 +598,17 @@ class PruneScores(_Accumulator):
     _op = "prune_scores"
     _reads_columns = False
 
-    def __init__(self, id: str, *, label: Optional[str] = None,  # noqa: A002 - the op's key
-                 logits: Optional[str] = None, probs: Optional[str] = None,
-                 run: Optional[str] = None, embedding: Optional[str] = None,
-                 **keys: Any) -> None:
-        super().__init__(dict(keys, id=id, label=label, logits=logits, probs=probs, run=run,
-                              embedding=embedding))
+    def __init__(
+        self,
+        id: str,
+        *,
+        label: str | None = None,  # noqa: A002 - the op's key
+        logits: str | None = None,
+        probs: str | None = None,
+        run: str | None = None,
+        embedding: str | None = None,
+        **keys: Any,
+    ) -> None:
+        super().__init__(
+            dict(keys, id=id, label=label, logits=logits, probs=probs, run=run, embedding=embedding)
+        )

@@ -18,10 +18,14 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 def cli() -> pathlib.Path:
     """The `sketchpipe` CLI: $SKETCHPIPE_BIN, else the repository's debug or release build."""
     env = os.environ.get("SKETCHPIPE_BIN")
-    candidates = [pathlib.Path(env)] if env else [
-        REPO / "target" / "debug" / "sketchpipe",
-        REPO / "target" / "release" / "sketchpipe",
-    ]
+    candidates = (
+        [pathlib.Path(env)]
+        if env
+        else [
+            REPO / "target" / "debug" / "sketchpipe",
+            REPO / "target" / "release" / "sketchpipe",
+        ]
+    )
     for c in candidates:
         if c.is_file():
             return c

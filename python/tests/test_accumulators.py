@@ -40,8 +40,10 @@ def test_top_eigenvector_equals_cli(cli, tmp_path, algorithm):
     te = feed(sketchpipe.TopEigenvector("emb", algorithm=algorithm, seed=3, rows=3000), path)
     mine = te.result()
     theirs = cli_stage(
-        cli, tmp_path, path, f'op = "top_eigenvector"\ncolumns = ["emb"]\n'
-        f'algorithm = "{algorithm}"\nseed = 3'
+        cli,
+        tmp_path,
+        path,
+        f'op = "top_eigenvector"\ncolumns = ["emb"]\nalgorithm = "{algorithm}"\nseed = 3',
     )
     assert mine["vector"].equals(theirs["vector"])
     for column in ("eigenvalue", "rows", "dim"):
@@ -52,7 +54,7 @@ def test_top_eigenvector_matches_numpy(tmp_path):
     a = embeddings(tmp_path / "emb.parquet", n=2000, d=12)
     te = sketchpipe.TopEigenvector(algorithm="exact")
     for start in range(0, len(a), 300):
-        te.update(a[start:start + 300])  # 2-D numpy batches
+        te.update(a[start : start + 300])  # 2-D numpy batches
     w, v = np.linalg.eigh(a.T @ a)
     assert abs(abs(te.vector @ v[:, -1]) - 1.0) < 1e-9
     assert te.eigenvalue == pytest.approx(w[-1], rel=1e-10)
@@ -99,8 +101,10 @@ def test_coordinated_sketch_equals_cli_and_round_trips(cli, tmp_path):
         s.update(batch)
     mine = s.result()
     theirs = cli_stage(
-        cli, tmp_path, tmp_path / "a.parquet",
-        'op = "coordinated_sketch"\nkey = "k"\ncolumns = ["x", "y"]\nsize = 300\nseed = 9'
+        cli,
+        tmp_path,
+        tmp_path / "a.parquet",
+        'op = "coordinated_sketch"\nkey = "k"\ncolumns = ["x", "y"]\nsize = 300\nseed = 9',
     )
     assert mine["sketch"].equals(theirs["sketch"])
     back = sketchpipe.CoordinatedSketch.from_bytes(s.to_bytes())
@@ -148,6 +152,7 @@ def test_bad_arguments_are_refused_by_name(tmp_path):
 
 def test_polars_and_readers_feed_without_a_copy_step():
     import polars as pl
+
     t = sketch_table(3000, 6)
     via_polars = sketchpipe.CoordinatedSketch(key="k", size=100).update(pl.from_arrow(t))
     reader = pa.RecordBatchReader.from_batches(t.schema, t.to_batches(max_chunksize=512))
@@ -155,8 +160,14 @@ def test_polars_and_readers_feed_without_a_copy_step():
     assert via_polars.to_bytes() == via_reader.to_bytes()
 
 
-PRUNE = {"id": "id", "label": "label", "logits": "logits", "run": "run",
-         "keep_fraction": 0.5, "mode": "keep_max"}
+PRUNE = {
+    "id": "id",
+    "label": "label",
+    "logits": "logits",
+    "run": "run",
+    "keep_fraction": 0.5,
+    "mode": "keep_max",
+}
 
 
 def test_prune_scores_equals_cli(cli, tmp_path):
@@ -177,21 +188,27 @@ def test_prune_scores_equals_cli(cli, tmp_path):
 def test_duplicate_keys_sum_spools_and_equals_cli(cli, tmp_path):
     t = pa.table({"k": [1, 2, 2, 3, 3, 3], "x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
     pq.write_table(t, tmp_path / "d.parquet")
-    s = sketchpipe.CoordinatedSketch(key="k", columns=["x"], method="exact",
-                                     duplicate_keys="sum").update(t)
+    s = sketchpipe.CoordinatedSketch(
+        key="k", columns=["x"], method="exact", duplicate_keys="sum"
+    ).update(t)
     theirs = cli_stage(
-        cli, tmp_path, tmp_path / "d.parquet",
+        cli,
+        tmp_path,
+        tmp_path / "d.parquet",
         'op = "coordinated_sketch"\nkey = "k"\ncolumns = ["x"]\nmethod = "exact"\n'
-        'duplicate_keys = "sum"'
+        'duplicate_keys = "sum"',
     )
     assert s.result()["sketch"].equals(theirs["sketch"])
 
 
-@pytest.mark.parametrize("cls,keys", [
-    (sketchpipe.TopEigenvector, {"algorithm": "exact"}),
-    (sketchpipe.TopEigenvector, {"algorithm": "frequent-directions", "ell": 8}),
-    (sketchpipe.PCA, {"components": 2}),
-])
+@pytest.mark.parametrize(
+    "cls,keys",
+    [
+        (sketchpipe.TopEigenvector, {"algorithm": "exact"}),
+        (sketchpipe.TopEigenvector, {"algorithm": "frequent-directions", "ell": 8}),
+        (sketchpipe.PCA, {"components": 2}),
+    ],
+)
 def test_states_merge_and_round_trip(tmp_path, cls, keys):
     a = embeddings(tmp_path / "emb.parquet", n=3000, d=10)
     whole = cls(**keys).update(a)
@@ -210,7 +227,9 @@ def test_states_merge_and_round_trip(tmp_path, cls, keys):
     else:
         np.testing.assert_allclose(
             np.array(merged.result()["spectrum"].column("eigenvalue").to_pylist()),
-            np.array(whole.result()["spectrum"].column("eigenvalue").to_pylist()), rtol=1e-10)
+            np.array(whole.result()["spectrum"].column("eigenvalue").to_pylist()),
+            rtol=1e-10,
+        )
     with pytest.raises(sketchpipe.ConfigError, match="same op and keys"):
         left.merge(cls(**dict(keys, seed=99)).update(a[:10]))
 

@@ -12,11 +12,13 @@ import pytest
 import sketchpipe
 from sketchpipe import _native
 
-
-
 REFERENCE = json.loads(
-    (pathlib.Path(__file__).resolve().parents[2] / "tests" / "reference"
-     / "sql_function_queries.json").read_text()
+    (
+        pathlib.Path(__file__).resolve().parents[2]
+        / "tests"
+        / "reference"
+        / "sql_function_queries.json"
+    ).read_text()
 )
 T = REFERENCE["prelude"]
 QUERIES = REFERENCE["queries"]

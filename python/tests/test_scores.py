@@ -47,7 +47,8 @@ def test_probs_and_arrow_inputs_match_sql():
     got = sketchpipe.el2n(z, y, probs=True)
     assert isinstance(got, pa.Array)
     want = sketchpipe.sql(
-        "SELECT el2n_probs(p, y) AS s FROM (VALUES ([0.7, 0.2, 0.1], 0), ([0.1, 0.1, 0.8], 1)) t(p, y)"
+        "SELECT el2n_probs(p, y) AS s "
+        "FROM (VALUES ([0.7, 0.2, 0.1], 0), ([0.1, 0.1, 0.8], 1)) t(p, y)"
     ).column("s")
     assert got.to_pylist() == want.to_pylist()
 
