@@ -144,3 +144,42 @@ fn a_signal_at_any_point_leaves_nothing_and_changes_nothing() {
     // The lock was released: the next run works.
     assert_ok(&run(&file, &os_tmp).output().unwrap());
 }
+
+/// A library caller's [`sketchpipe::pipeline::Stop`] (the Python package's Ctrl-C) stops a
+/// run as the signal it names would: `Error::Interrupted`, and nothing written.
+#[tokio::test]
+async fn a_stop_requested_through_run_options_cancels_the_run_cleanly() {
+    use sketchpipe::pipeline::{PipelineSpec, RunOptions, Stop};
+    use sketchpipe::signals::Signal;
+    let tmp = TempDir::new().unwrap();
+    let data = tmp.path().join("big.parquet");
+    assert_ok(&sketchpipe(&[
+        "-q",
+        "generate",
+        "low-rank",
+        "--rows",
+        "20000",
+        "--dim",
+        "16",
+        "--out",
+        data.to_str().unwrap(),
+    ]));
+    let file = write_pipeline(tmp.path(), PIPELINE);
+    let spec = PipelineSpec::load(&file, &[]).unwrap();
+    let stop = std::sync::Arc::new(Stop::new());
+    stop.request(Signal::Terminate);
+    let opts = RunOptions {
+        progress: sketchpipe::progress::ProgressMode::Quiet,
+        stop: Some(stop),
+        ..Default::default()
+    };
+    let err = sketchpipe::pipeline::run(&spec, &opts).await.unwrap_err();
+    assert!(
+        matches!(err, sketchpipe::Error::Interrupted(Signal::Terminate)),
+        "{err}"
+    );
+    assert_eq!(
+        outputs_under(&tmp.path().join("out")),
+        Vec::<PathBuf>::new()
+    );
+}
