@@ -239,3 +239,21 @@ def test_random_order_does_not_merge(tmp_path):
     te = sketchpipe.TopEigenvector(algorithm="random-order", rows=200).update(a)
     with pytest.raises(sketchpipe.ConfigError, match="merges"):
         te.to_bytes()
+
+
+def test_ctrl_c_stops_a_long_update():
+    import itertools
+    import os
+    import signal
+    import threading
+
+    batch = pa.record_batch({"x": pa.array(np.ones(10_000)), "y": pa.array(np.ones(10_000))})
+    endless = pa.RecordBatchReader.from_batches(batch.schema, itertools.repeat(batch))
+    te = sketchpipe.TopEigenvector(["x", "y"], algorithm="exact")
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            te.update(endless)
+    finally:
+        timer.cancel()
