@@ -28,7 +28,7 @@ pub mod signals;
 pub mod udf;
 
 pub use error::{Error, ExitKind, Result};
-pub use sketchpipe_core::{eigen, hash, prune, sketch};
+pub use sketchpipe_core::{blocks, eigen, hash, prune, sketch};
 
 /// The program version recorded in every output table's Parquet metadata.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -257,3 +257,25 @@ def test_ctrl_c_stops_a_long_update():
             te.update(endless)
     finally:
         timer.cancel()
+
+
+@pytest.mark.parametrize(
+    "cls,keys",
+    [
+        (sketchpipe.TopEigenvector, {"algorithm": "exact"}),
+        (sketchpipe.PCA, {"components": 2}),
+        (sketchpipe.PCA, {"components": 2, "algorithm": "frequent-directions"}),
+    ],
+)
+def test_batch_sizes_do_not_change_a_bit(tmp_path, cls, keys):
+    path = tmp_path / "emb.parquet"
+    embeddings(path, n=9000, d=40)
+    results = []
+    for size in (9000, 1000, 777, 4096):
+        acc = cls("emb", **keys)
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=size):
+            acc.update(batch)
+        results.append(acc.result())
+    for other in results[1:]:
+        for name, table in results[0].items():
+            assert other[name].equals(table), name

@@ -11,8 +11,10 @@
 //! * [`sketch`] — coordinated sampling sketches for `AᵀB` (Daliri–Freire–Li–Musco), their
 //!   stored image, merge and the one compatibility check;
 //! * [`prune`] — EL2N / GraNd data-pruning scores (Paul–Ganguli–Dziugaite) and the proxy model;
-//! * [`hash`] — the shared key hash `u(key)` every coordinated sketch is built on.
+//! * [`hash`] — the shared key hash `u(key)` every coordinated sketch is built on;
+//! * [`blocks`] — rows re-chunked into fixed blocks, so sums do not depend on batch sizes.
 
+pub mod blocks;
 pub mod eigen;
 pub mod error;
 pub mod hash;

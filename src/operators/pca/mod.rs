@@ -30,6 +30,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use self::state::MergeablePca;
 use super::top_eigenvector::{Frobenius, TopEigenvectorParams};
 use super::{Algorithm, Operator, OutputTable, PassInfo, PassKind, TableDecl};
+use crate::blocks::Blocks;
 use crate::eigen::{Moments, Oja, Pca, RandomOrder, StreamScale};
 use crate::rows::DenseRowReader;
 use crate::{Error, Result};
@@ -318,6 +319,9 @@ pub struct PcaOp {
     /// Incremental: the previous run's state, until merged; then the merged state.
     previous: Option<MergeablePca>,
     state: Option<MergeablePca>,
+    /// The mergeable core's rows in fixed blocks, so its sums (one mean and one SYRK per
+    /// update) do not depend on batch sizes.
+    blocks: Blocks,
 }
 
 impl PcaOp {
@@ -350,6 +354,7 @@ impl PcaOp {
             order_randomised: false,
             previous: None,
             state: None,
+            blocks: Blocks::new(),
         })
     }
 
@@ -546,7 +551,7 @@ impl PcaOp {
     fn feed_main(&mut self, values: &[f64], d: usize, seen: u64) -> Result<()> {
         let prefix_rows = self.params.base.prefix_rows;
         match self.core.as_mut().expect("made above") {
-            Core::Mergeable(m) => m.update(values),
+            Core::Mergeable(m) => self.blocks.push(values, d, |b| m.update(b)),
             Core::Stream { standardise, core } => feed(core, standardise.apply(values)),
             Core::Prefix { buf, .. } => {
                 // The prefix ends after exactly `prefix_rows` rows, wherever batches end.
@@ -722,6 +727,9 @@ impl Operator for PcaOp {
         let read = self.reader().rows_seen();
         if self.core.is_none() {
             return Err(self.no_rows_error());
+        }
+        if let Some(Core::Mergeable(m)) = &mut self.core {
+            self.blocks.flush(|b| m.update(b))?;
         }
         // A stream shorter than the prefix: its mean and `‖A‖_F²` are exact.
         self.leave_prefix(read, read)?;
