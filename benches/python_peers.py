@@ -15,7 +15,8 @@ From the repository root:
 * `rss`: out of core — `TopEigenvector` (`exact`) and `CoordinatedSketch` (`priority`,
   1 000 rows) fed `--table` (a list column `emb`; about 1 GB for 1 M × 256 `f32`; made with
   `sketchpipe generate low-rank` when missing) batch by batch through
-  `pyarrow.parquet.ParquetFile.iter_batches`, each in its own process, against the CLI's
+  `pyarrow.parquet.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=8192)`, each
+  in its own process, against the CLI's
   stage over the same file: peak RSS of each process, and the answers compared (the vector,
   the sketch table).
 
@@ -25,7 +26,6 @@ It prints the median seconds, each ratio (> 1: sketchpipe is faster), and the RS
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import statistics
 import subprocess
@@ -34,6 +34,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from peers import timed  # the same whole-process timer (benches/peers.py)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -73,24 +75,13 @@ if kind == "eigen":
     acc = sketchpipe.TopEigenvector("emb", algorithm="exact")
 else:
     acc = sketchpipe.CoordinatedSketch(key="id", columns=["emb"], size=1000, seed=7)
-for batch in pq.ParquetFile(path).iter_batches():
+# pre_buffer=False: pyarrow's default pre-buffers the file's column chunks (1.6 GiB peak for
+# a 1 GiB file, with nothing but the loop itself); sketchpipe holds none of it.
+for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=8192):
     acc.update(batch)
 table = acc.result()["vector" if kind == "eigen" else "sketch"]
 pq.write_table(table, out)
 """
-
-
-def peak(cmd: list) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one whole process."""
-    start = time.monotonic()
-    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    err = proc.stderr.read().decode()
-    if status != 0:
-        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{err}")
-    return wall, usage.ru_maxrss / 1024
 
 
 def bench_rss(table: pathlib.Path, binary: pathlib.Path, rounds: int) -> None:
@@ -119,8 +110,8 @@ def bench_rss(table: pathlib.Path, binary: pathlib.Path, rounds: int) -> None:
             py = [sys.executable, tmp / "feed.py", table, kind, tmp / f"{kind}.parquet"]
             runs: dict[str, list[tuple[float, float]]] = {"CLI": [], "Python": []}
             for _ in range(rounds):
-                runs["CLI"].append(peak(cli))
-                runs["Python"].append(peak(py))
+                runs["CLI"].append(timed(cli))
+                runs["Python"].append(timed(py))
             name = "vector" if kind == "eigen" else "sketch"
             same = pq.read_table(tmp / f"out-{kind}" / "s" / f"{name}.parquet").equals(
                 pq.read_table(tmp / f"{kind}.parquet"))
@@ -143,10 +134,13 @@ def main() -> None:
     ap.add_argument("--only", default="el2n,rss")
     args = ap.parse_args()
     only = set(args.only.split(","))
-    if "el2n" in only:
-        bench_el2n(args.rows, args.classes, args.rounds)
+    # The RSS comparison first: a child's peak RSS counts the parent's at the fork (Linux
+    # carries the forked copy's high-water mark over the exec), so it runs before el2n's
+    # arrays exist.
     if "rss" in only:
         bench_rss(args.table.resolve(), args.bin.resolve(), max(1, args.rounds // 2))
+    if "el2n" in only:
+        bench_el2n(args.rows, args.classes, args.rounds)
 
 
 if __name__ == "__main__":
