@@ -279,3 +279,22 @@ def test_batch_sizes_do_not_change_a_bit(tmp_path, cls, keys):
     for other in results[1:]:
         for name, table in results[0].items():
             assert other[name].equals(table), name
+
+
+def test_regression_over_the_join_equals_least_squares():
+    rng = np.random.default_rng(12)
+    n = 4000
+    x = rng.normal(size=(n, 2))
+    left = pa.table({"k": np.arange(n), "x1": x[:, 0], "x2": x[:, 1]})
+    keys = np.arange(n // 2, n + n // 2)  # half the keys shared
+    y = np.where(keys < n, 2.0 * x[keys % n, 0] - x[keys % n, 1], 0.0) + rng.normal(size=n)
+    right = pa.table({"k": keys, "y": y})
+    a = sketchpipe.CoordinatedSketch(key="k", method="exact").update(left)
+    b = sketchpipe.CoordinatedSketch(key="k", method="exact").update(right)
+    got = a.regression(b, target="y")["coefficients"].sort_by("index")
+    shared = keys < n
+    want, *_ = np.linalg.lstsq(x[keys[shared]], y[shared], rcond=None)
+    np.testing.assert_allclose(got.column("coefficient").to_numpy(), want, rtol=1e-9)
+    assert got.column("feature").to_pylist() == ["x1", "x2"]
+    ridge = a.regression(b, target="y", lambda_=100.0)["coefficients"].sort_by("index")
+    assert np.linalg.norm(ridge.column("coefficient").to_numpy()) < np.linalg.norm(want)
