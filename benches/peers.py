@@ -25,7 +25,8 @@ a drift of the machine's speed hits every command alike. Each pair:
 * `sketch`: a coordinated sample of 1 000 of `--sketch-rows` × `--sketch-dim` rows keyed by
   id — `priority` against DuckDB `ORDER BY hash(id) / ‖row‖² LIMIT 1000`, and `threshold`
   against DuckDB's two-pass `WHERE hash(id) / 2⁶⁴ < 1000 ‖row‖² / ‖A‖²_F` — each sample
-  written to Parquet.
+  written to Parquet; and the raw list-column scan, `sketchpipe sql "SELECT count(*),
+  sum(array_length(emb)) …"` against the same query in DuckDB.
 
 Each answer is checked against its peer's (EL2N by id to 1e-6; the eigenvector's alignment
 with numpy's; the sample's size). For the eigen and sketch tables it also times the decode
@@ -62,7 +63,7 @@ np.save(out, top)
 
 PY_DUCK = r"""
 import sys, duckdb
-duckdb.connect().execute(open(sys.argv[1]).read())
+duckdb.connect().execute(open(sys.argv[1]).read()).fetchall()
 """
 
 # EL2N per row: softmax through list_transform, then the distance to the one-hot label.
@@ -88,6 +89,7 @@ COPY (SELECT id, emb FROM read_parquet('{src}')
       ORDER BY hash(id) / list_sum(list_transform(emb, lambda x: x * x)) LIMIT {k})
 TO '{out}' (FORMAT parquet)
 """
+DUCK_SCAN = "SELECT count(*), sum(len(emb)) FROM read_parquet('{src}')"
 DUCK_THRESHOLD = """
 COPY (
 WITH w AS (SELECT id, emb, list_sum(list_transform(emb, lambda x: x * x)) AS w
@@ -221,6 +223,9 @@ def main():
                        a.sketch_dim, "--gap", 10)
             src = '[sources.t]\npath = "wide.parquet"\n'
             b.scan("scan-wide", table, "emb")
+            b.duck("duck-scan-wide", DUCK_SCAN.format(src=table))
+            b.pairs.append(("count + sum of list lengths (a list-column scan), `sketchpipe sql`",
+                            "scan-wide", "duck-scan-wide"))
             for method, sql in (("priority", DUCK_PRIORITY), ("threshold", DUCK_THRESHOLD)):
                 b.stage(method, src, f'source = "t"\nop = "coordinated_sketch"\nkey = "id"\n'
                         f'columns = ["emb"]\nmethod = "{method}"\nsize = 1000\n')

@@ -37,6 +37,11 @@ from ._native import (
 
 __version__ = _native.__version__
 
+#: Other spellings of the file-error class (``except sketchpipe.IOError``); not in ``__all__``,
+#: so a star import does not shadow the builtin.
+IOError = SketchpipeIOError  # noqa: A001
+IoError = SketchpipeIOError
+
 __all__ = [
     "run",
     "sql",

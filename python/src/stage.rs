@@ -140,6 +140,8 @@ pub struct Stage {
     projected: Option<SchemaRef>,
     /// The finished `state` table (with `state_op`).
     state: Option<RecordBatch>,
+    /// Why finishing failed, for later calls.
+    failed: Option<String>,
 }
 
 /// Whether the op spools (see [`Feed::Spool`]): a query, an input rewritten first, or an op
@@ -207,6 +209,7 @@ impl Stage {
             state_op,
             projected: None,
             state: None,
+            failed: None,
         })
     }
 
@@ -295,19 +298,20 @@ impl Stage {
     pub fn tables(&mut self, py: Python<'_>) -> PyResult<&[OutputTable]> {
         if self.finished.is_none() {
             let feed = feed_of(&mut self.feed).take().ok_or_else(|| {
-                crate::errors::to_py(Error::Input(format!(
-                    "{}: no rows were given (call update first)",
-                    self.label
-                )))
+                crate::errors::to_py(Error::Input(match &self.failed {
+                    Some(why) => format!("{}: the result failed earlier: {why}", self.label),
+                    None => format!("{}: no rows were given (call update first)", self.label),
+                }))
             })?;
             self.done = true;
-            let mut tables = match feed {
-                Feed::Stream(running) => self.finish(py, running)?,
+            let finished = match feed {
+                Feed::Stream(running) => self.finish(py, running),
                 Feed::Spool(spool) => {
                     let work = self.run_spooled(spool);
-                    block_on(py, OnInterrupt::Drop, work)?
+                    block_on(py, OnInterrupt::Drop, work)
                 }
             };
+            let mut tables = finished.inspect_err(|e| self.failed = Some(e.to_string()))?;
             if self.state_op.is_some() {
                 if let Some(i) = tables.iter().position(|t| t.name == "state") {
                     self.state = Some(tables.remove(i).batch);
@@ -436,6 +440,7 @@ impl Stage {
             state_op,
             projected: Some(projected),
             state: Some(state),
+            failed: None,
         })
     }
 

@@ -148,6 +148,8 @@ def test_bad_arguments_are_refused_by_name(tmp_path):
     s = sketchpipe.CoordinatedSketch(key="k", columns=["x"]).update(dup)
     with pytest.raises(sketchpipe.InputError, match="repeats a key"):
         s.result()
+    with pytest.raises(sketchpipe.InputError, match="failed earlier: .*repeats a key"):
+        s.result()
 
 
 def test_polars_and_readers_feed_without_a_copy_step():

@@ -83,8 +83,10 @@ def test_errors_are_the_clis(tmp_path):
     bad.write_text('[stages.x]\nop = "nonsense"\nsource = "t"\n')
     with pytest.raises(sketchpipe.ConfigError, match="unknown op `nonsense`"):
         sketchpipe.run(bad, quiet=True)
-    with pytest.raises(sketchpipe.SketchpipeIOError):
+    with pytest.raises(sketchpipe.SketchpipeIOError, match="missing.toml"):
         sketchpipe.run(tmp_path / "missing.toml", quiet=True)
+    assert sketchpipe.IOError is sketchpipe.SketchpipeIOError
+    assert issubclass(sketchpipe.InputError, sketchpipe.SketchpipeError)
 
 
 def test_ctrl_c_raises_keyboard_interrupt_and_cleans_up(tmp_path):
