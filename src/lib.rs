@@ -11,9 +11,11 @@
 //!    rows adapter + its keys ([`keys`]) + its output tables ([`operators`]); SQL
 //!    functions over the same cores ([`udf`]).
 //! 4. **pipeline** — TOML spec → validated plan → run with tokio ([`pipeline`]).
-//! 5. **front ends** — the CLI (`src/main.rs`), the SQL command ([`query`]) and the data
+//! 5. **front ends** — the CLI ([`cli`]; `src/main.rs` and the Python package's `sketchpipe`
+//!    command call it), the SQL command ([`query`]) and the data
 //!    generators ([`generate`]).
 
+pub mod cli;
 #[cfg(feature = "ballista")]
 pub mod cluster;
 pub mod error;

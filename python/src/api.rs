@@ -148,3 +148,11 @@ pub fn uniform_hash(py: Python<'_>, keys: Bound<'_, PyAny>, seed: u64) -> PyResu
 pub fn buffer_address(array: Bound<'_, PyAny>) -> PyResult<Option<usize>> {
     Ok(values_address(&column(&array, "array")?))
 }
+
+/// The `sketchpipe` command line, in this process (`python -m sketchpipe`, the package's
+/// `sketchpipe` script): `args` with the program's name first; returns the exit code. It
+/// handles SIGINT, SIGTERM and SIGHUP as the binary does, for the rest of the process.
+#[pyfunction]
+pub fn cli(py: Python<'_>, args: Vec<String>) -> u8 {
+    py.detach(|| sketchpipe::cli::main(args.into_iter().map(std::ffi::OsString::from)))
+}

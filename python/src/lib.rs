@@ -28,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(api::score, m)?)?;
     m.add_function(wrap_pyfunction!(api::uniform_hash, m)?)?;
     m.add_function(wrap_pyfunction!(api::buffer_address, m)?)?;
+    m.add_function(wrap_pyfunction!(api::cli, m)?)?;
     m.add_function(wrap_pyfunction!(ffi::functions, m)?)?;
     m.add_function(wrap_pyfunction!(ffi::ffi_version, m)?)?;
     m.add("__version__", sketchpipe::VERSION)?;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -15,28 +16,19 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def cli() -> pathlib.Path:
-    """The `sketchpipe` CLI: $SKETCHPIPE_BIN, else the repository's debug or release build."""
+def cli() -> list:
+    """The `sketchpipe` command line to compare with: $SKETCHPIPE_BIN (CI points it at the
+    cargo-built binary), else the package's own (`python -m sketchpipe`, the same code)."""
     env = os.environ.get("SKETCHPIPE_BIN")
-    candidates = (
-        [pathlib.Path(env)]
-        if env
-        else [
-            REPO / "target" / "debug" / "sketchpipe",
-            REPO / "target" / "release" / "sketchpipe",
-        ]
-    )
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise RuntimeError(
-        "the sketchpipe CLI is needed to compare with: build it (cargo build) or set "
-        f"SKETCHPIPE_BIN (looked for {', '.join(map(str, candidates))})"
-    )
+    if env:
+        if not pathlib.Path(env).is_file():
+            raise RuntimeError(f"SKETCHPIPE_BIN={env} is not a file")
+        return [env]
+    return [sys.executable, "-m", "sketchpipe"]
 
 
-def run_cli(cli: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
-    out = subprocess.run([str(cli), "--quiet", *args], capture_output=True, text=True)
+def run_cli(cli: list, *args: str) -> subprocess.CompletedProcess:
+    out = subprocess.run([*map(str, cli), "--quiet", *args], capture_output=True, text=True)
     if out.returncode != 0:
         raise AssertionError(f"sketchpipe {' '.join(args)} failed: {out.stderr}")
     return out

@@ -11,6 +11,7 @@
 //! NULL rows are ignored, as every SQL aggregate ignores NULL inputs; a NaN, infinite or
 //! ragged row is an error, as in the stage. No rows gives NULL.
 
+use crate::blocks::Blocks;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -152,6 +153,7 @@ impl AggregateUDFImpl for TopEigenvector {
             ell,
             rows,
             core: None,
+            blocks: Blocks::new(),
         }))
     }
 }
@@ -166,6 +168,8 @@ struct EigenAccumulator {
     ell: usize,
     rows: RowsArg,
     core: Option<MergeableEigen>,
+    /// The exact core's rows in fixed blocks, as the stage sums them.
+    blocks: Blocks,
 }
 
 /// The core, made when the first rows tell the width.
@@ -186,7 +190,18 @@ fn core_for(
     Ok(slot.as_mut().expect("just set"))
 }
 
-impl EigenAccumulator {}
+impl EigenAccumulator {
+    /// Feeds the rows kept back for a whole block.
+    fn settle(&mut self) -> DfResult<()> {
+        if let Some(MergeableEigen::Exact(g)) = &mut self.core {
+            self.blocks.flush(|b| {
+                g.update(b);
+                Ok::<_, datafusion::error::DataFusionError>(())
+            })?;
+        }
+        Ok(())
+    }
+}
 
 fn width_mismatch(name: &str, d: usize, other: usize) -> datafusion::error::DataFusionError {
     df_err(crate::Error::Input(format!(
@@ -196,7 +211,7 @@ fn width_mismatch(name: &str, d: usize, other: usize) -> datafusion::error::Data
 
 impl Accumulator for EigenAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        let (name, core) = (&self.name, &mut self.core);
+        let (name, core, blocks) = (&self.name, &mut self.core, &mut self.blocks);
         let (algorithm, ell) = (self.algorithm, self.ell);
         self.rows.with_rows(values, name, |rows| {
             if let Some(have) = core.as_ref().map(MergeableEigen::dim) {
@@ -205,7 +220,10 @@ impl Accumulator for EigenAccumulator {
                 }
             }
             match core_for(core, algorithm, ell, rows.dim)? {
-                MergeableEigen::Exact(g) => g.update(rows.values),
+                MergeableEigen::Exact(g) => blocks.push(rows.values, rows.dim, |b| {
+                    g.update(b);
+                    Ok::<_, datafusion::error::DataFusionError>(())
+                })?,
                 MergeableEigen::FrequentDirections(f) => f.update(rows.values).map_err(df_err)?,
             }
             Ok(())
@@ -213,11 +231,13 @@ impl Accumulator for EigenAccumulator {
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        self.settle()?;
         let columns = self.core.as_ref().map(MergeableEigen::to_columns);
         state_scalars(&eigen_state::state_fields(""), columns)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        self.settle()?;
         let ell = (self.algorithm == Algorithm::FrequentDirections).then_some(self.ell);
         for i in 0..states[0].len() {
             let Some(part) = MergeableEigen::from_columns(states, i, ell).map_err(df_err)? else {
@@ -237,6 +257,7 @@ impl Accumulator for EigenAccumulator {
     }
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        self.settle()?;
         let Some(core) = &self.core else {
             return ScalarValue::try_from(match self.output {
                 Output::Vector => vector_type(),

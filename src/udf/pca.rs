@@ -14,6 +14,7 @@
 //! `frequent-directions`): DataFusion runs aggregates partition-parallel and merges. NULL rows
 //! are ignored as every SQL aggregate ignores them; no rows gives NULL.
 
+use crate::blocks::Blocks;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{make_comparator, DynComparator};
@@ -317,6 +318,7 @@ impl AggregateUDFImpl for PcaAggregate {
             scale,
             rows,
             core: None,
+            blocks: Blocks::new(),
         }))
     }
 }
@@ -332,9 +334,19 @@ struct PcaAccumulator {
     scale: bool,
     rows: RowsArg,
     core: Option<MergeablePca>,
+    /// The rows in fixed blocks, as the stage feeds them.
+    blocks: Blocks,
 }
 
 impl PcaAccumulator {
+    /// Feeds the rows kept back for a whole block.
+    fn settle(&mut self) -> DfResult<()> {
+        if let Some(core) = &mut self.core {
+            self.blocks.flush(|b| core.update(b).map_err(df_err))?;
+        }
+        Ok(())
+    }
+
     fn fold(&mut self, part: MergeablePca) -> DfResult<()> {
         match &mut self.core {
             None => self.core = Some(part),
@@ -348,7 +360,7 @@ impl PcaAccumulator {
 
 impl Accumulator for PcaAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        let (name, slot) = (&self.name, &mut self.core);
+        let (name, slot, blocks) = (&self.name, &mut self.core, &mut self.blocks);
         let (ell, center) = (self.ell, self.center);
         self.rows.with_rows(values, name, |rows| {
             let core = match slot {
@@ -362,16 +374,18 @@ impl Accumulator for PcaAccumulator {
                 Some(core) => core,
                 None => slot.insert(MergeablePca::new(rows.dim, ell, center).map_err(df_err)?),
             };
-            core.update(rows.values).map_err(df_err)
+            blocks.push(rows.values, rows.dim, |b| core.update(b).map_err(df_err))
         })
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        self.settle()?;
         let columns = self.core.as_ref().map(MergeablePca::to_columns);
         state_scalars(&state::state_fields(""), columns)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        self.settle()?;
         for i in 0..states[0].len() {
             if let Some(part) = MergeablePca::from_columns(states, i, self.ell).map_err(df_err)? {
                 self.fold(part)?;
@@ -381,6 +395,7 @@ impl Accumulator for PcaAccumulator {
     }
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        self.settle()?;
         let Some(core) = &self.core else {
             return ScalarValue::try_from(&self.return_type);
         };
