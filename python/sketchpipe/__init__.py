@@ -116,7 +116,7 @@ def run(
     """
     overrides = [f"{k}={_toml(v)}" for k, v in (set or {}).items()]
     date = None if run_date is None else str(run_date)
-    _, stages = _native.run(
+    stages = _native.run(
         os.fspath(pipeline),
         None if output_dir is None else os.fspath(output_dir),
         date,
@@ -340,8 +340,8 @@ class _Accumulator:
         data = _as_arrow(data, f"{type(self).__name__}.update")
         if self._stage is None:
             names = _schema_names(data)
-            if names is None:
-                data = pa.table(data)
+            if names is None:  # a bare stream: its schema comes first, its rows stay unread
+                data = pa.RecordBatchReader.from_stream(data)
                 names = data.schema.names
             self._stage = self._make(dict(self._keys, columns=self._default_columns(names)))
         self._stage.update(data)
@@ -493,6 +493,8 @@ class CoordinatedSketch(_Accumulator):
     """
 
     _op = "coordinated_sketch"
+    #: The finished sketch (from ``to_bytes``, ``merge``, ``product``, … or ``from_bytes``).
+    _sketch: Any | None = None
 
     def __init__(
         self,
@@ -504,7 +506,6 @@ class CoordinatedSketch(_Accumulator):
         seed: int | None = None,
         **keys: Any,
     ) -> None:
-        self._sketch: Any | None = None
         super().__init__(dict(keys, key=key, columns=columns, method=method, size=size, seed=seed))
 
     def _default_columns(self, names: Sequence[str]) -> list:
@@ -550,8 +551,7 @@ class CoordinatedSketch(_Accumulator):
 
     @classmethod
     def _of_sketch(cls, sketch: Any) -> CoordinatedSketch:
-        out = cls.__new__(cls)
-        out._keys, out._rows, out._order_randomised, out._stage = {}, None, False, None
+        out = cls._of(None)
         out._sketch = sketch
         return out
 

@@ -27,10 +27,10 @@ pub fn run(
     run_date: Option<String>,
     overrides: Vec<String>,
     quiet: bool,
-) -> PyResult<(PathBuf, Vec<Written>)> {
+) -> PyResult<Vec<Written>> {
     let run_date = run_date
         .map(|d| {
-            chrono_date(&d).ok_or_else(|| {
+            chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").map_err(|_| {
                 Error::Config(format!(
                     "run_date: `{d}` is not a date (expected YYYY-MM-DD)"
                 ))
@@ -57,16 +57,11 @@ pub fn run(
         OnInterrupt::Ask(&stop),
         sketchpipe::pipeline::run(&spec, &opts),
     )?;
-    let stages = summary
+    Ok(summary
         .stages
         .into_iter()
         .map(|s| (s.name, s.dir, s.tables))
-        .collect();
-    Ok((summary.output_dir, stages))
-}
-
-fn chrono_date(s: &str) -> Option<chrono::NaiveDate> {
-    chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()
+        .collect())
 }
 
 /// `sketchpipe sql`: the result of `query` over the outputs in `dir` (or quoted file paths).

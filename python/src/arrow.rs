@@ -5,19 +5,27 @@
 //! takes over without a copy.
 
 use std::ffi::CStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyTuple};
+
+use crate::errors::InputError;
 
 use arrow::array::{
     make_array, Array, ArrayRef, RecordBatch, RecordBatchIterator, RecordBatchReader, StructArray,
 };
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::ffi::{from_ffi, to_ffi, FFI_ArrowArray, FFI_ArrowSchema};
 use arrow::ffi_stream::{ArrowArrayStreamReader, FFI_ArrowArrayStream};
+use sketchpipe::operators::OutputTable;
+
+/// Arrow data that does not fit (a failed import, a bad stream): an `InputError`.
+fn bad(what: &str, e: impl std::fmt::Display) -> PyErr {
+    InputError::new_err(format!("{what}: {e}"))
+}
 
 const STREAM: &CStr = c"arrow_array_stream";
 const ARRAY: &CStr = c"arrow_array";
@@ -39,7 +47,7 @@ pub fn import(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Imported> {
         // SAFETY: the capsule holds an ArrowArrayStream (its name says so); `from_raw` moves it
         // out and leaves a released one behind, as the PyCapsule protocol asks of consumers.
         let reader = unsafe { ArrowArrayStreamReader::from_raw(ptr.as_ptr().cast()) }
-            .map_err(|e| PyValueError::new_err(format!("{what}: {e}")))?;
+            .map_err(|e| bad(what, e))?;
         return Ok(Imported::Stream(reader));
     }
     if obj.hasattr("__arrow_c_array__")? {
@@ -58,10 +66,10 @@ pub fn import(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Imported> {
             let schema = &*(schema_ptr.as_ptr() as *const FFI_ArrowSchema);
             from_ffi(array, schema)
         }
-        .map_err(|e| PyValueError::new_err(format!("{what}: {e}")))?;
+        .map_err(|e| bad(what, e))?;
         return Ok(Imported::Array(make_array(data)));
     }
-    Err(PyTypeError::new_err(format!(
+    Err(InputError::new_err(format!(
         "{what}: expected Arrow data (a pyarrow Table, RecordBatch, RecordBatchReader or Array, \
          a polars DataFrame, or anything with __arrow_c_stream__ / __arrow_c_array__), got {}",
         obj.get_type().name()?
@@ -77,17 +85,19 @@ pub fn for_each_batch(
     match imported {
         Imported::Stream(reader) => {
             for batch in reader {
-                each(batch.map_err(|e| PyValueError::new_err(format!("{what}: {e}")))?)?;
+                each(batch.map_err(|e| bad(what, e))?)?;
             }
             Ok(())
         }
         Imported::Array(array) => match array.as_any().downcast_ref::<StructArray>() {
             Some(s) => each(RecordBatch::from(s.clone())),
-            None => Err(PyTypeError::new_err(format!(
-                "{what}: expected a table or record batch with named columns, got a single {} \
-                 array",
-                array.data_type()
-            ))),
+            None => Err(bad(
+                what,
+                format!(
+                    "expected a table or record batch with named columns, got a single {} array",
+                    array.data_type()
+                ),
+            )),
         },
     }
 }
@@ -99,7 +109,7 @@ pub fn column(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<ArrayRef> {
         Imported::Stream(reader) => {
             let schema = reader.schema();
             if schema.fields().len() != 1 {
-                return Err(PyValueError::new_err(format!(
+                return Err(InputError::new_err(format!(
                     "{what}: expected one column, got {} ({})",
                     schema.fields().len(),
                     names(&schema)
@@ -107,12 +117,11 @@ pub fn column(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<ArrayRef> {
             }
             let batches = reader
                 .collect::<Result<Vec<_>, ArrowError>>()
-                .map_err(|e| PyValueError::new_err(format!("{what}: {e}")))?;
+                .map_err(|e| bad(what, e))?;
             let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(0).as_ref()).collect();
             match parts.len() {
                 1 => Ok(batches[0].column(0).clone()),
-                _ => arrow::compute::concat(&parts)
-                    .map_err(|e| PyValueError::new_err(format!("{what}: {e}"))),
+                _ => arrow::compute::concat(&parts).map_err(|e| bad(what, e)),
             }
         }
     }
@@ -193,4 +202,30 @@ pub fn values_address(array: &ArrayRef) -> Option<usize> {
     let buffer = data.buffers().first()?;
     let width = data.data_type().primitive_width()?;
     Some(buffer.as_ptr() as usize + data.offset() * width)
+}
+
+/// A stage's tables for Python, `[(name, ArrowStream)]`, each with its Parquet key-value
+/// metadata (e.g. a sketch's header) as its schema's metadata.
+pub fn streams(tables: Vec<OutputTable>) -> Vec<(String, ArrowStream)> {
+    tables
+        .into_iter()
+        .map(|t| {
+            let name = t.name.to_string();
+            let (schema, batch) = with_metadata(t);
+            (name, ArrowStream::new(schema, vec![batch]))
+        })
+        .collect()
+}
+
+/// A table's batch with its key-value metadata in the schema, and that schema.
+fn with_metadata(t: OutputTable) -> (SchemaRef, RecordBatch) {
+    let schema = t.batch.schema();
+    let mut metadata = schema.metadata().clone();
+    metadata.extend(t.metadata);
+    let schema = Arc::new(Schema::new_with_metadata(schema.fields().clone(), metadata));
+    let batch = t
+        .batch
+        .with_schema(Arc::clone(&schema))
+        .expect("the same fields");
+    (schema, batch)
 }

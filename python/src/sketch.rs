@@ -10,9 +10,9 @@ use sketchpipe::operators::{sketch_product, sketch_regression, OutputTable};
 use sketchpipe::sketch::stored::{self, Header, StoredSketch};
 use sketchpipe::{Error, Result};
 
-use crate::arrow::ArrowStream;
-use crate::errors::check;
-use crate::stage::{toml_table, with_metadata, Stage};
+use crate::arrow::{streams, ArrowStream};
+use crate::errors::{check, to_py};
+use crate::stage::{toml_table, Stage};
 
 /// A stored sketch and its header.
 #[pyclass(module = "sketchpipe._native", name = "Sketch")]
@@ -22,27 +22,16 @@ pub struct Sketch {
     header: Header,
 }
 
-/// Tables as `[(name, ArrowStream)]`.
-pub fn streams(tables: Vec<OutputTable>) -> Vec<(String, ArrowStream)> {
-    tables
-        .into_iter()
-        .map(|t| {
-            let name = t.name.to_string();
-            let (schema, batch) = with_metadata(t);
-            (name, ArrowStream::new(schema, vec![batch]))
-        })
-        .collect()
-}
-
 #[pymethods]
 impl Sketch {
     /// The sketch a finished `coordinated_sketch` stage wrote.
     #[staticmethod]
     fn of_stage(py: Python<'_>, stage: &mut Stage) -> PyResult<Sketch> {
         let tables = stage.tables(py)?;
-        let t = tables.iter().find(|t| t.name == "sketch").ok_or_else(|| {
-            crate::errors::to_py(Error::Config("this stage writes no sketch".into()))
-        })?;
+        let t = tables
+            .iter()
+            .find(|t| t.name == "sketch")
+            .ok_or_else(|| to_py(Error::Config("this stage writes no sketch".into())))?;
         let (stored, header) = check(table::from_table(&t.metadata, &t.batch, "the sketch"))?;
         Ok(Sketch { stored, header })
     }

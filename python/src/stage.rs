@@ -28,8 +28,8 @@ use sketchpipe::operators::op::{Execution, InputForm, Op, StageContext, StageTab
 use sketchpipe::operators::{registry, Operator, OutputTable, PassInfo};
 use sketchpipe::{Error, Result};
 
-use crate::arrow::{for_each_batch, import, ArrowStream};
-use crate::errors::check;
+use crate::arrow::{for_each_batch, import, streams, ArrowStream};
+use crate::errors::{check, to_py};
 use crate::runtime::{block_on, OnInterrupt};
 
 /// Bytes of key hashes a unique-key check holds before spilling to the OS temp directory.
@@ -71,11 +71,10 @@ fn toml_value(v: &Bound<'_, PyAny>, key: &str) -> PyResult<toml::Value> {
                 .collect::<PyResult<_>>()?,
         )
     } else {
-        return Err(check::<()>(Err(Error::Config(format!(
-            "argument `{key}`: expected a bool, number, string or list, got {}",
+        return Err(to_py(Error::Config(format!(
+            "argument `{key}`: expected a bool, number, string, list or dict, got {}",
             v.get_type().name()?
-        ))))
-        .unwrap_err());
+        ))));
     })
 }
 
@@ -102,19 +101,19 @@ enum Feed {
 
 struct Running {
     operator: Box<dyn Operator>,
-    /// The batches' schema, and the op's columns' positions in it.
-    input: SchemaRef,
-    projection: Vec<usize>,
-    projected: SchemaRef,
     key_check: Option<KeyHashes>,
 }
 
 struct Spool {
     dir: tempfile::TempDir,
     writer: ArrowWriter<File>,
+}
+
+/// The first batch's schema, and the op's columns' positions in it: every later batch must
+/// have the same columns.
+struct Shape {
     input: SchemaRef,
     projection: Vec<usize>,
-    projected: SchemaRef,
 }
 
 const SPOOL: &str = "rows.parquet";
@@ -129,7 +128,7 @@ pub struct Stage {
     /// Behind a lock only so the class can be shared between threads (`&mut self` reaches
     /// it without locking).
     feed: Mutex<Option<Feed>>,
-    done: bool,
+    shape: Option<Shape>,
     finished: Option<Vec<OutputTable>>,
     /// The keys as given (for `to_bytes`).
     keys: toml::Table,
@@ -142,6 +141,16 @@ pub struct Stage {
     state: Option<RecordBatch>,
     /// Why finishing failed, for later calls.
     failed: Option<String>,
+}
+
+/// The op again, as an incremental stage, when its state merges (a sketch merges as a sketch
+/// instead): its operator also writes the `state` table that `merge` and `to_bytes` use.
+fn state_op(op: &dyn Op, label: &str, keys: &toml::Table) -> Result<Option<Box<dyn Op>>> {
+    if op.cluster().is_none() || op.writes_sketch() {
+        return Ok(None);
+    }
+    let mut again = parse_op(op.name(), label, keys)?;
+    Ok(again.make_incremental().ok().map(|_| again))
 }
 
 /// Whether the op spools (see [`Feed::Spool`]): a query, an input rewritten first, or an op
@@ -187,23 +196,14 @@ impl Stage {
                 op.name()
             ))?;
         }
-        // The op again, as an incremental stage, when its state merges (a sketch merges as a
-        // sketch instead): its operator also writes the state that `merge` and `to_bytes`
-        // use.
-        let state_op = match op.cluster().is_some() && !op.writes_sketch() {
-            true => {
-                let mut again = check(parse_op(op.name(), label, &table))?;
-                again.make_incremental().ok().map(|_| again)
-            }
-            false => None,
-        };
+        let state_op = check(state_op(op.as_ref(), label, &table))?;
         Ok(Stage {
             label: label.to_string(),
             op,
             rows,
             order_randomised,
             feed: Mutex::new(None),
-            done: false,
+            shape: None,
             finished: None,
             keys: table,
             state_op,
@@ -222,7 +222,7 @@ impl Stage {
     /// Feeds every batch of `data` (anything with `__arrow_c_stream__` or
     /// `__arrow_c_array__`).
     fn update(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        if self.done {
+        if self.finished.is_some() || self.failed.is_some() {
             return check(Err(Error::Config(format!(
                 "{}: result() was already called; start a new one for more rows",
                 self.label
@@ -239,9 +239,9 @@ impl Stage {
                 let len = ROWS_PER_CHECK.min(batch.num_rows() - start);
                 let piece = batch.slice(start, len);
                 let feed = feed_of(&mut self.feed).as_mut().expect("started");
-                let label = &self.label;
-                py.detach(|| feed_rows(feed, &piece, label))
-                    .map_err(crate::errors::to_py)?;
+                let (shape, label) = (self.shape.as_ref().expect("started"), &self.label);
+                py.detach(|| feed_rows(feed, shape, &piece, label))
+                    .map_err(to_py)?;
                 py.check_signals()?;
                 start += len;
             }
@@ -282,14 +282,7 @@ impl Stage {
     /// Ends the pass and returns the stage's tables as `[(name, ArrowStream)]`, each with its
     /// Parquet key-value metadata as schema metadata. Later calls return the same tables.
     fn result(&mut self, py: Python<'_>) -> PyResult<Vec<(String, ArrowStream)>> {
-        Ok(self
-            .tables(py)?
-            .iter()
-            .map(|t| {
-                let (schema, batch) = with_metadata(t.clone());
-                (t.name.to_string(), ArrowStream::new(schema, vec![batch]))
-            })
-            .collect())
+        Ok(streams(self.tables(py)?.to_vec()))
     }
 }
 
@@ -298,12 +291,11 @@ impl Stage {
     pub fn tables(&mut self, py: Python<'_>) -> PyResult<&[OutputTable]> {
         if self.finished.is_none() {
             let feed = feed_of(&mut self.feed).take().ok_or_else(|| {
-                crate::errors::to_py(Error::Input(match &self.failed {
+                to_py(Error::Input(match &self.failed {
                     Some(why) => format!("{}: the result failed earlier: {why}", self.label),
                     None => format!("{}: no rows were given (call update first)", self.label),
                 }))
             })?;
-            self.done = true;
             let finished = match feed {
                 Feed::Stream(running) => self.finish(py, running),
                 Feed::Spool(spool) => {
@@ -426,15 +418,14 @@ impl Stage {
             .ok_or_else(|| Error::Input(format!("{label}: the state has no rows")))?;
         let as_struct: ArrayRef = Arc::new(StructArray::from(state.clone()));
         let tables = cluster.finish(&as_struct, rows, &projected, false)?;
-        let mut again = parse_op(op.name(), label, &keys)?;
-        let state_op = again.make_incremental().ok().map(|_| again);
+        let state_op = state_op(op.as_ref(), label, &keys)?;
         Ok(Stage {
             label: label.to_string(),
             op,
             rows: Some(rows),
             order_randomised: false,
             feed: Mutex::new(None),
-            done: true,
+            shape: None,
             finished: Some(tables),
             keys,
             state_op,
@@ -479,6 +470,7 @@ impl Stage {
     fn start(&mut self, input: SchemaRef) -> Result<Feed> {
         let (projection, projected) = self.project(&input)?;
         self.projected = Some(Arc::clone(&projected));
+        self.shape = Some(Shape { input, projection });
         if spools(self.op.as_ref()) {
             let dir = tempfile::Builder::new()
                 .prefix("sketchpipe-python-")
@@ -488,20 +480,11 @@ impl Stage {
             let file = File::create(&path)
                 .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
             let writer = ArrowWriter::try_new(file, Arc::clone(&projected), None)?;
-            return Ok(Feed::Spool(Box::new(Spool {
-                dir,
-                writer,
-                input,
-                projection,
-                projected,
-            })));
+            return Ok(Feed::Spool(Box::new(Spool { dir, writer })));
         }
         let (operator, key_check) = self.operator(&projected, None, self.rows)?;
         Ok(Feed::Stream(Running {
             operator,
-            input,
-            projection,
-            projected,
             key_check,
         }))
     }
@@ -583,7 +566,7 @@ impl Stage {
             ))));
         }
         check(self.check_keys(running.key_check.take()))?;
-        let projected = Arc::clone(&running.projected);
+        let projected = self.projected.clone().expect("started");
         let work = self.finish_operator(running.operator, projected, None);
         block_on(py, OnInterrupt::Drop, work)
     }
@@ -611,12 +594,8 @@ impl Stage {
     /// The op over the spooled rows: its query, or its operator's passes over them (as
     /// prepared by the op).
     async fn run_spooled(&self, spool: Box<Spool>) -> Result<Vec<OutputTable>> {
-        let Spool {
-            dir,
-            writer,
-            projected,
-            ..
-        } = *spool;
+        let Spool { dir, writer } = *spool;
+        let projected = self.projected.clone().expect("started");
         let meta = writer.close()?;
         let rows = meta.file_metadata().num_rows() as u64;
         let session = sketchpipe::pipeline::source::session();
@@ -654,8 +633,10 @@ impl Stage {
                         operator.update(&batch)?;
                     }
                     operator.end_pass()?;
-                    if scan == 1 {
-                        self.check_keys(key_check.take())?;
+                    if let Some(keys) = key_check.take() {
+                        // The spool can be read again: the CLI's exact check, naming the key.
+                        let key = self.op.unique_key().expect("a key check has a key");
+                        keys.finish(&frame, key).await?;
                     }
                     if operator.next_pass().is_none() {
                         break;
@@ -690,19 +671,15 @@ fn feed_of(m: &mut Mutex<Option<Feed>>) -> &mut Option<Feed> {
     m.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn feed_rows(feed: &mut Feed, batch: &RecordBatch, label: &str) -> Result<()> {
-    let (input, projection) = match feed {
-        Feed::Stream(r) => (&r.input, &r.projection),
-        Feed::Spool(s) => (&s.input, &s.projection),
-    };
-    if batch.schema().fields() != input.fields() {
+fn feed_rows(feed: &mut Feed, shape: &Shape, batch: &RecordBatch, label: &str) -> Result<()> {
+    if batch.schema().fields() != shape.input.fields() {
         return Err(Error::Input(format!(
             "{label}: a batch's columns differ from the first batch's ({} vs {})",
             batch.schema(),
-            input
+            shape.input
         )));
     }
-    let projected = batch.project(projection)?;
+    let projected = batch.project(&shape.projection)?;
     match feed {
         Feed::Stream(running) => {
             if let Some(keys) = &mut running.key_check {
@@ -753,17 +730,4 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
                 .collect()
         })
         .flatten()
-}
-
-/// A table's batch with its key-value metadata in the schema, and that schema.
-pub fn with_metadata(t: OutputTable) -> (SchemaRef, RecordBatch) {
-    let schema = t.batch.schema();
-    let mut metadata = schema.metadata().clone();
-    metadata.extend(t.metadata);
-    let schema = Arc::new(Schema::new_with_metadata(schema.fields().clone(), metadata));
-    let batch = t
-        .batch
-        .with_schema(Arc::clone(&schema))
-        .expect("the same fields");
-    (schema, batch)
 }

@@ -152,14 +152,22 @@ def test_bad_arguments_are_refused_by_name(tmp_path):
         s.result()
 
 
-def test_polars_and_readers_feed_without_a_copy_step():
+def test_polars_frames_and_readers_give_the_tables_sketch():
     import polars as pl
 
     t = sketch_table(3000, 6)
     via_polars = sketchpipe.CoordinatedSketch(key="k", size=100).update(pl.from_arrow(t))
     reader = pa.RecordBatchReader.from_batches(t.schema, t.to_batches(max_chunksize=512))
     via_reader = sketchpipe.CoordinatedSketch(key="k", size=100).update(reader)
-    assert via_polars.to_bytes() == via_reader.to_bytes()
+    via_table = sketchpipe.CoordinatedSketch(key="k", size=100).update(t)
+
+    class Bare:  # only the stream protocol: no schema attribute to read the names from
+        def __arrow_c_stream__(self, requested_schema=None):
+            return t.__arrow_c_stream__(requested_schema)
+
+    via_bare = sketchpipe.CoordinatedSketch(key="k", size=100).update(Bare())
+    assert via_polars.to_bytes() == via_reader.to_bytes() == via_table.to_bytes()
+    assert via_bare.to_bytes() == via_table.to_bytes()
 
 
 PRUNE = {

@@ -54,3 +54,12 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
 pub fn aggregate_functions() -> Vec<AggregateUDF> {
     OPS.iter().flat_map(|k| (k.functions)().aggregate).collect()
 }
+
+/// The names of every sketchpipe SQL function, scalars first.
+pub fn names() -> Vec<String> {
+    scalar_functions()
+        .iter()
+        .map(|f| f.name().to_string())
+        .chain(aggregate_functions().iter().map(|f| f.name().to_string()))
+        .collect()
+}

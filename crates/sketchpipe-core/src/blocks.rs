@@ -57,11 +57,6 @@ impl Blocks {
         let pending = std::mem::take(&mut self.pending);
         f(&pending)
     }
-
-    /// Values kept back.
-    pub fn pending_values(&self) -> usize {
-        self.pending.len()
-    }
 }
 
 #[cfg(test)]
