@@ -26,7 +26,9 @@ a drift of the machine's speed hits every command alike. Each pair:
   id — `priority` against DuckDB `ORDER BY hash(id) / ‖row‖² LIMIT 1000`, and `threshold`
   against DuckDB's two-pass `WHERE hash(id) / 2⁶⁴ < 1000 ‖row‖² / ‖A‖²_F` — each sample
   written to Parquet; and the raw list-column scan, `sketchpipe sql "SELECT count(*),
-  sum(array_length(emb)) …"` against the same query in DuckDB.
+  sum(array_length(emb)) …"` and `… sum(array_sum(emb))` against the same queries in DuckDB
+  (`len`, which DuckDB can answer from the lists' offsets, and `list_sum`, which decodes
+  every value).
 
 Each answer is checked against its peer's (EL2N by id to 1e-6; the eigenvector's alignment
 with numpy's; the sample's size). For the eigen and sketch tables it also times the decode
@@ -89,7 +91,7 @@ COPY (SELECT id, emb FROM read_parquet('{src}')
       ORDER BY hash(id) / list_sum(list_transform(emb, lambda x: x * x)) LIMIT {k})
 TO '{out}' (FORMAT parquet)
 """
-DUCK_SCAN = "SELECT count(*), sum(len(emb)) FROM read_parquet('{src}')"
+DUCK_SCAN = "SELECT count(*), sum({f}(emb)) FROM read_parquet('{src}')"
 DUCK_THRESHOLD = """
 COPY (
 WITH w AS (SELECT id, emb, list_sum(list_transform(emb, lambda x: x * x)) AS w
@@ -133,10 +135,10 @@ class Bench:
         path.write_text(sql)
         self.commands[name] = [sys.executable, self.tmp / "duck.py", path]
 
-    def scan(self, name, table, column):
+    def scan(self, name, table, column, f="array_length"):
         """The decode floor: `sketchpipe sql` reading every value of the list column."""
         self.commands[name] = [self.binary, "-q", "sql",
-                               f"SELECT count(*), sum(array_length({column})) FROM '{table}'"]
+                               f"SELECT count(*), sum({f}({column})) FROM '{table}'"]
 
     def python(self, name, *args):
         self.commands[name] = [sys.executable, self.tmp / "eigen.py", *args]
@@ -223,9 +225,13 @@ def main():
                        a.sketch_dim, "--gap", 10)
             src = '[sources.t]\npath = "wide.parquet"\n'
             b.scan("scan-wide", table, "emb")
-            b.duck("duck-scan-wide", DUCK_SCAN.format(src=table))
+            b.duck("duck-scan-wide", DUCK_SCAN.format(src=table, f="len"))
             b.pairs.append(("count + sum of list lengths (a list-column scan), `sketchpipe sql`",
                             "scan-wide", "duck-scan-wide"))
+            b.scan("sum-wide", table, "emb", f="array_sum")
+            b.duck("duck-sum-wide", DUCK_SCAN.format(src=table, f="list_sum"))
+            b.pairs.append(("count + sum of the list values (every value decoded), `sketchpipe sql`",
+                            "sum-wide", "duck-sum-wide"))
             for method, sql in (("priority", DUCK_PRIORITY), ("threshold", DUCK_THRESHOLD)):
                 b.stage(method, src, f'source = "t"\nop = "coordinated_sketch"\nkey = "id"\n'
                         f'columns = ["emb"]\nmethod = "{method}"\nsize = 1000\n')

@@ -18,7 +18,8 @@ From the repository root:
   `pyarrow.parquet.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=8192)`, each
   in its own process, against the CLI's
   stage over the same file: peak RSS of each process, and the answers compared (the vector,
-  the sketch table).
+  the sketch table); and the bare `iter_batches` loop, with pyarrow's defaults and with
+  `pre_buffer=False`, for what the reading alone holds.
 
 It prints the median seconds, each ratio (> 1: sketchpipe is faster), and the RSS figures.
 """
@@ -69,8 +70,14 @@ def bench_el2n(rows: int, classes: int, rounds: int) -> None:
 
 
 FEED = r"""
-import sys, pyarrow.parquet as pq, sketchpipe
+import sys, pyarrow.parquet as pq
 path, kind, out = sys.argv[1:4]
+if kind.startswith("bare"):  # the loop alone, with pyarrow's defaults or pre_buffer=False
+    f = pq.ParquetFile(path) if kind == "bare-defaults" else pq.ParquetFile(path, pre_buffer=False)
+    for batch in f.iter_batches(**({} if kind == "bare-defaults" else {"batch_size": 8192})):
+        pass
+    sys.exit(0)
+import sketchpipe
 if kind == "eigen":
     acc = sketchpipe.TopEigenvector("emb", algorithm="exact")
 else:
@@ -121,6 +128,13 @@ def bench_rss(table: pathlib.Path, binary: pathlib.Path, rounds: int) -> None:
                       f"{max(m for _, m in r):7.0f} MiB")
             extra = max(m for _, m in runs["Python"]) - max(m for _, m in runs["CLI"])
             print(f"    Python - CLI peak RSS: {extra:+.0f} MiB (goal: at most +150)")
+        print("  the iter_batches loop alone, without sketchpipe:")
+        for kind, what in (("bare-defaults", "pyarrow's defaults (pre_buffer, 64 Ki rows)"),
+                           ("bare", "pre_buffer=False, batch_size=8192")):
+            r = [timed([sys.executable, tmp / "feed.py", table, kind, "-"])
+                 for _ in range(rounds)]
+            print(f"    {what}: {statistics.median(t for t, _ in r):.2f} s, "
+                  f"{max(m for _, m in r):.0f} MiB")
 
 
 def main() -> None:
