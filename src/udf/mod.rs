@@ -12,13 +12,16 @@
 //! * aggregates `top_eigenvector(rows [, algorithm, seed, ell])` and
 //!   `top_eigenvector_stats(…)` ([`eigen`]), `priority_sketch(key, values, k, seed)`,
 //!   `coordinated_sketch(key, values, method, size, seed [, dim])` and `sketch_merge(sketch)`,
-//!   and the scalar `sketch_product(left, right)` (`sketches`). Each
+//!   and the scalar `sketch_product(left, right)` (`sketches`);
+//! * `join_size`, `join_inner_product`, `join_correlation`, `join_r2` — estimates with
+//!   intervals over the join of two sketches ([`join`]). Each
 //!   aggregate declares its state, so DataFusion runs it partition-parallel and merges.
 
 mod args;
 pub mod eigen;
 mod hash;
 pub use hash::uniform_hashes;
+pub mod join;
 mod lists;
 pub mod pca;
 pub mod run_stats;

@@ -6,13 +6,14 @@
 //!   group, as one `Binary` value (the `sketch` table's format, [`table::to_bytes`]). Its
 //!   state is that value: partitions' samples merge exactly as in one pass (the union's `k`
 //!   smallest ranks, `τ` the (k+1)-th).
-//! * `coordinated_sketch(key, values, method, size, seed [, dim])` — aggregate: the sketch the
-//!   `coordinated_sketch` stage makes, for every method that merges: `'priority'` (the same as
-//!   `priority_sketch`), `'exact'` (every row), `'jl'` and `'countsketch'` (linear sketches of
-//!   `size` rows: partitions' sketches add up, equal to one pass up to rounding). `threshold`
-//!   is refused: its sampling level depends on the whole input's `‖A‖_F²`, so two sketches of
-//!   parts do not merge into the sketch of the whole. `dim`
-//!   is the width of a sparse `List<Struct<index, value>>` column's rows.
+//! * `coordinated_sketch(key, values, method, size, seed [, dim] [, weights])` — aggregate: the
+//!   sketch the `coordinated_sketch` stage makes, for every method that merges: `'priority'`
+//!   (the same as `priority_sketch`), `'exact'` (every row), `'jl'` and `'countsketch'` (linear
+//!   sketches of `size` rows: partitions' sketches add up, equal to one pass up to rounding).
+//!   `threshold` is refused: its sampling level depends on the whole input's `‖A‖_F²`, so two
+//!   sketches of parts do not merge into the sketch of the whole. `dim` is the width of a
+//!   sparse `List<Struct<index, value>>` column's rows; `weights` (`'norm'`, the default, or
+//!   `'uniform'`) how sampled rows are weighted, as the stage's key.
 //! * `sketch_merge(sketch)` — aggregate: one sketch from sketches of disjoint rows (e.g. one
 //!   per day), as if built in one pass.
 //! * `sketch_product(left, right)` — scalar: the estimate of `AᵀB` as a `d × m` matrix (a list
@@ -43,7 +44,7 @@ use crate::operators::op::Functions;
 use crate::operators::{Operator, PassInfo};
 use crate::rows::{is_number_list, is_sparse_list, is_string};
 use crate::sketch::stored::{self, Header, StoredSketch};
-use crate::sketch::Method;
+use crate::sketch::{Method, Weights};
 
 /// A sketch and its header.
 type Sketch = (StoredSketch, Header);
@@ -112,10 +113,14 @@ pub fn merge_functions() -> Functions {
     }
 }
 
-/// The `sketch_product` op's SQL function: the scalar `sketch_product`.
+/// The `sketch_product` op's SQL functions: the scalar `sketch_product`, and the estimates
+/// over a join with intervals (`join_size`, `join_inner_product`, `join_correlation`,
+/// `join_r2`: [`super::join`]).
 pub fn product_functions() -> Functions {
+    let mut scalar = vec![ScalarUDF::from(SketchProduct::new())];
+    scalar.extend(super::join::join_functions());
     Functions {
-        scalar: vec![ScalarUDF::from(SketchProduct::new())],
+        scalar,
         aggregate: Vec::new(),
     }
 }
@@ -137,12 +142,16 @@ impl SketchUdaf {
         }
     }
 
-    /// `coordinated_sketch(key, values, method, size, seed [, dim])`.
+    /// `coordinated_sketch(key, values, method, size, seed [, dim] [, weights])`.
     pub(super) fn general() -> Self {
         SketchUdaf {
             general: true,
             signature: Signature::one_of(
-                vec![TypeSignature::Any(5), TypeSignature::Any(6)],
+                vec![
+                    TypeSignature::Any(5),
+                    TypeSignature::Any(6),
+                    TypeSignature::Any(7),
+                ],
                 Volatility::Immutable,
             ),
         }
@@ -157,8 +166,8 @@ impl SketchUdaf {
             true => {
                 "coordinated_sketch(key INT | STRING, values LIST<number> | number | \
                  LIST<STRUCT<index, value>>, method 'priority' | 'exact' | 'jl' | \
-                 'countsketch', size INT, seed INT [, dim INT for sparse rows]) — several \
-                 columns go in as make_array(x1, x2, …)"
+                 'countsketch', size INT, seed INT [, dim INT for sparse rows] [, weights \
+                 'norm' | 'uniform']) — several columns go in as make_array(x1, x2, …)"
             }
         }
     }
@@ -186,14 +195,22 @@ impl AggregateUDFImpl for SketchUdaf {
         let key_ok = args[0].is_integer() || is_string(&args[0]);
         let sparse = is_sparse_list(values);
         let values_ok = is_number_list(values) || values.is_numeric() || (self.general && sparse);
+        // A trailing string is the weights; an integer after the seed is the dim.
+        let weights = self.general && args.len() > 5 && is_string(&args[args.len() - 1]);
+        let has_dim = self.general && args.len() - usize::from(weights) == 6;
         let constants_ok = match self.general {
             false => constants.iter().all(DataType::is_integer),
-            true => is_string(&constants[0]) && constants[1..].iter().all(DataType::is_integer),
+            true => {
+                is_string(&constants[0])
+                    && constants[1..constants.len() - usize::from(weights)]
+                        .iter()
+                        .all(DataType::is_integer)
+            }
         };
-        let dim_ok = !self.general || sparse == (args.len() == 6);
+        let dim_ok = !self.general || sparse == has_dim;
         if !key_ok || !values_ok || !constants_ok || !dim_ok {
             let got = args.iter().map(|t| t.to_string()).collect::<Vec<_>>();
-            let why = match (sparse, args.len() == 6) {
+            let why = match (sparse, has_dim) {
                 (true, false) if self.general => " (sparse rows need dim, the row width)",
                 (false, true) => " (dim applies to a sparse List<Struct<index, value>> column)",
                 _ => "",
@@ -214,6 +231,7 @@ impl AggregateUDFImpl for SketchUdaf {
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
         let name = self.static_name();
+        let mut params_weights = Weights::Norm;
         let constant = |i: usize, what: &str| -> DfResult<u64> {
             match literal(&args, i, name)?.map(|v| v.cast_to(&DataType::UInt64)) {
                 Some(Ok(ScalarValue::UInt64(Some(v)))) => Ok(v),
@@ -252,10 +270,36 @@ impl AggregateUDFImpl for SketchUdaf {
                         )
                     }
                 };
-                let dim = match args.exprs.len() {
+                let last = args.exprs.len() - 1;
+                let weights = match literal(&args, last, name)? {
+                    Some(
+                        ScalarValue::Utf8(Some(w))
+                        | ScalarValue::LargeUtf8(Some(w))
+                        | ScalarValue::Utf8View(Some(w)),
+                    ) if last >= 5 => Some(w),
+                    _ => None,
+                };
+                let dim = match args.exprs.len() - usize::from(weights.is_some()) {
                     6 => Some(constant(5, "dim")? as usize),
                     _ => None,
                 };
+                if let Some(w) = weights {
+                    params_weights = match Weights::parse(&w) {
+                        Some(_) if !method.is_sampling() => {
+                            return plan_err!(
+                                "{name}: weights apply to sampling methods ('priority', \
+                                 'exact'); '{}' sketches every row linearly",
+                                method.as_str()
+                            )
+                        }
+                        Some(w) => w,
+                        None => {
+                            return plan_err!(
+                                "{name}: unknown weights '{w}'; expected 'norm' or 'uniform'"
+                            )
+                        }
+                    };
+                }
                 (method, constant(3, "size")?, constant(4, "seed")?, dim)
             }
         };
@@ -271,6 +315,7 @@ impl AggregateUDFImpl for SketchUdaf {
         params.size = size as usize;
         params.seed = seed;
         params.dim = dim;
+        params.weights = params_weights;
         // Checked now, so a bad column fails at planning rather than on the first batch.
         CoordinatedSketchOp::new(params.clone(), &schema).map_err(|e| df_err(e.context(name)))?;
         Ok(Box::new(SketchAccumulator {

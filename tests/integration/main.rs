@@ -17,6 +17,7 @@ mod docs_reference;
 mod ffi;
 mod generate;
 mod incremental;
+mod join_estimates;
 mod layout;
 mod pca;
 mod prune_scores;

@@ -30,7 +30,7 @@ use crate::rows::{is_sparse_list, DenseRowReader, OnInvalid, SparseRowReader};
 use crate::sketch::linear::LinearSketch;
 use crate::sketch::priority::PrioritySketch;
 use crate::sketch::threshold::ThresholdSketch;
-use crate::sketch::{ExactSketch, Method, RowRef};
+use crate::sketch::{ExactSketch, Method, RowRef, Weights};
 use crate::{Error, Result};
 
 pub use crate::sketch::stored::{Header, KeyType, StoredSketch};
@@ -62,6 +62,8 @@ pub struct CoordinatedSketchParams {
     pub dim: Option<usize>,
     /// Merge into the previous run's sketch, reading only new files.
     pub incremental: bool,
+    /// How sampled rows are weighted (sampling methods).
+    pub weights: Weights,
     /// Key column first, then the value columns: what the scan reads.
     read: Vec<String>,
 }
@@ -79,6 +81,7 @@ impl CoordinatedSketchParams {
             duplicate_keys: DuplicateKeys::Error,
             dim: None,
             incremental: false,
+            weights: Weights::Norm,
             read,
         }
     }
@@ -320,11 +323,11 @@ fn core_for<'a>(
 }
 
 fn make_core(p: &CoordinatedSketchParams, dim: usize) -> Result<Core> {
-    let (k, seed) = (p.size, p.seed);
+    let (k, seed, w) = (p.size, p.seed, p.weights);
     Ok(match p.method {
-        Method::Priority => Core::Priority(PrioritySketch::new(k, dim, seed)),
-        Method::Threshold => Core::Threshold(ThresholdSketch::new(k, dim, seed)),
-        Method::Exact => Core::Exact(ExactSketch::new(dim, seed)),
+        Method::Priority => Core::Priority(PrioritySketch::new(k, dim, seed).with_weights(w)),
+        Method::Threshold => Core::Threshold(ThresholdSketch::new(k, dim, seed).with_weights(w)),
+        Method::Exact => Core::Exact(ExactSketch::new(dim, seed).with_weights(w)),
         m => Core::Linear(LinearSketch::new(m, k, dim, seed)?),
     })
 }

@@ -16,7 +16,7 @@ use crate::operators::op::{
     check_folded, ClusterAggregate, Execution, Op, OpKind, Passes, StageContext,
 };
 use crate::operators::{rows_expr, Operator, OutputTable, TableDecl};
-use crate::sketch::Method;
+use crate::sketch::{Method, Weights};
 use crate::{Error, Result};
 
 /// The registry's entry.
@@ -152,6 +152,9 @@ impl ClusterAggregate for CoordinatedSketchParams {
         if let Some(d) = self.dim {
             args.push(lit(d as u64));
         }
+        if self.weights != Weights::Norm {
+            args.push(lit(self.weights.as_str()));
+        }
         Ok(session.udaf("coordinated_sketch")?.call(args))
     }
 
@@ -211,6 +214,19 @@ pub fn parse(keys: &mut Keys<'_>) -> Result<CoordinatedSketchParams> {
             return Err(keys.error("dim", "must be at least 1"));
         }
         p.dim = Some(dim as usize);
+    }
+    if let Some(w) = keys.choice("weights", &Weights::NAMES)? {
+        if !method.is_sampling() {
+            return Err(keys.error(
+                "weights",
+                format!(
+                    "only applies to sampling methods (priority, threshold, exact); `{}` \
+                     sketches every row linearly",
+                    method.as_str()
+                ),
+            ));
+        }
+        p.weights = Weights::parse(&w).expect("choice checked");
     }
     if let Some(d) = keys.choice("duplicate_keys", &["error", "sum", "mean"])? {
         p.duplicate_keys = match d.as_str() {

@@ -13,7 +13,9 @@
 //! (`1`), `method`, `seed`, `hash` ([`crate::hash::HASH_VERSION`]), `key_type` (`int`, `uint`,
 //! `string`), `size` (`k` or `t`), `level` (`τ` for priority, `λ` for threshold, `inf` for
 //! exact; Rust's shortest round-trip decimal), `dim`, `columns` (a TOML array of the value
-//! column names), `frobenius_sq`, `rows_seen`.
+//! column names), `frobenius_sq`, `rows_seen`; for sampling methods also `weights` (`norm` or
+//! `uniform`; a sketch without it was weighted by `norm`) and `zero_weight_rows` (rows of
+//! weight 0, never kept; absent from sketches made before it was recorded).
 
 use std::fs::File;
 use std::path::Path;
@@ -34,7 +36,7 @@ use crate::hash::HASH_VERSION;
 use crate::rows::is_string;
 use crate::sketch::linear::LinearSketch;
 use crate::sketch::stored::{Header, KeyType, StoredSketch};
-use crate::sketch::{KeyValue, Method, Sample, SampledRow, SparseRow};
+use crate::sketch::{KeyValue, Method, Sample, SampledRow, SparseRow, Weights};
 use crate::{Error, Result};
 
 /// The format version written in every header.
@@ -166,6 +168,13 @@ pub fn write(s: &StoredSketch, h: &Header) -> Result<(RecordBatch, Vec<(String, 
             .collect(),
     )
     .to_string();
+    let mut sampling = Vec::new();
+    if let StoredSketch::Sample(s) = s {
+        sampling.push(("weights", s.weights.as_str().to_string()));
+        if let Some(z) = s.zero_weight_rows {
+            sampling.push(("zero_weight_rows", z.to_string()));
+        }
+    }
     let meta = [
         ("format", FORMAT.to_string()),
         ("method", s.method().as_str().to_string()),
@@ -180,6 +189,7 @@ pub fn write(s: &StoredSketch, h: &Header) -> Result<(RecordBatch, Vec<(String, 
         ("rows_seen", rows_seen.to_string()),
     ]
     .into_iter()
+    .chain(sampling)
     .map(|(k, v)| (format!("{PREFIX}{k}"), v))
     .collect();
     Ok((batch, meta))
@@ -354,7 +364,18 @@ fn decode(kv: &[(String, String)], b: &RecordBatch, what: &str) -> Result<(Store
                 },
             });
         }
+        let find = |k: &str| kv.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let weights = match find("weights") {
+            None => Weights::Norm,
+            Some(w) => Weights::parse(w).ok_or_else(|| bad("weights", w))?,
+        };
+        let zero_weight_rows = match find("zero_weight_rows") {
+            None => None,
+            Some(z) => Some(z.parse().map_err(|_| bad("zero_weight_rows", z))?),
+        };
         let sample = Sample {
+            weights,
+            zero_weight_rows,
             method,
             seed,
             dim,

@@ -13,6 +13,7 @@
 //! [`threshold::ThresholdSketch`] (expected size `k`, one pass), the `exact` reference (every
 //! row, `p = 1`), and the linear baselines of [`linear`] (Johnson–Lindenstrauss, CountSketch).
 
+pub mod join;
 pub mod linear;
 pub mod priority;
 pub mod stored;
@@ -60,6 +61,44 @@ impl Method {
     /// Sampling sketches keep rows; linear ones keep `t` combinations of all rows.
     pub fn is_sampling(&self) -> bool {
         matches!(self, Method::Priority | Method::Threshold | Method::Exact)
+    }
+}
+
+/// How a row's sampling weight `w_i` is made from its values (sampling methods only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Weights {
+    /// `w_i = ‖a_i‖²`, the weights the `AᵀB` bounds assume; an all-zero row is never kept.
+    #[default]
+    Norm,
+    /// `w_i = 1` for every row: a coordinated uniform sample of the keys. Every key can be
+    /// kept, which the join-size estimator needs, and no row dominates the sample.
+    Uniform,
+}
+
+impl Weights {
+    pub const NAMES: [&'static str; 2] = ["norm", "uniform"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "norm" => Some(Weights::Norm),
+            "uniform" => Some(Weights::Uniform),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Weights::Norm => "norm",
+            Weights::Uniform => "uniform",
+        }
+    }
+
+    /// The weight of a row whose `‖a‖²` is `norm_sq`.
+    pub fn of(&self, norm_sq: f64) -> f64 {
+        match self {
+            Weights::Norm => norm_sq,
+            Weights::Uniform => 1.0,
+        }
     }
 }
 
@@ -211,6 +250,11 @@ pub struct Sample {
     pub frobenius_sq: f64,
     /// Rows seen.
     pub rows_seen: u64,
+    /// How the rows' weights were made.
+    pub weights: Weights,
+    /// Rows of weight 0 (all-zero rows under `norm` weights), which can never be kept; `None`
+    /// for a sketch stored before this count was (the estimators over a join need it).
+    pub zero_weight_rows: Option<u64>,
 }
 
 impl Sample {
@@ -324,6 +368,8 @@ pub struct ExactSketch {
     rows: Vec<SampledRow>,
     frobenius_sq: f64,
     rows_seen: u64,
+    weights: Weights,
+    zero_weight_rows: u64,
 }
 
 impl ExactSketch {
@@ -334,15 +380,26 @@ impl ExactSketch {
             rows: Vec::new(),
             frobenius_sq: 0.0,
             rows_seen: 0,
+            weights: Weights::Norm,
+            zero_weight_rows: 0,
         }
+    }
+
+    /// The same sketch with rows weighted by `weights`.
+    pub fn with_weights(mut self, weights: Weights) -> Self {
+        self.weights = weights;
+        self
     }
 
     pub fn update<'r>(&mut self, key: Key<'_>, row: impl Into<RowRef<'r>>) {
         self.rows_seen += 1;
         let row = row.into().to_sparse();
-        let weight = row.norm_sq();
-        self.frobenius_sq += weight;
-        if weight > 0.0 {
+        let norm_sq = row.norm_sq();
+        self.frobenius_sq += norm_sq;
+        let weight = self.weights.of(norm_sq);
+        if weight == 0.0 {
+            self.zero_weight_rows += 1;
+        } else {
             self.rows.push(SampledRow {
                 u: crate::hash::uniform(key, self.seed),
                 key: KeyValue::from_key(key),
@@ -363,6 +420,8 @@ impl ExactSketch {
             rows: self.rows,
             frobenius_sq: self.frobenius_sq,
             rows_seen: self.rows_seen,
+            weights: self.weights,
+            zero_weight_rows: Some(self.zero_weight_rows),
         }
     }
 }

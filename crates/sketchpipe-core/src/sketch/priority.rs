@@ -13,7 +13,7 @@
 
 use std::collections::BinaryHeap;
 
-use super::{KeyValue, Method, RowRef, Sample, SampledRow};
+use super::{KeyValue, Method, RowRef, Sample, SampledRow, Weights};
 use crate::hash::{uniform, Key};
 
 #[derive(Debug, Clone)]
@@ -54,6 +54,9 @@ pub struct PrioritySketch {
     rows_seen: u64,
     /// An upper bound on τ carried over from merged sketches (∞ otherwise).
     tau_cap: f64,
+    weights: Weights,
+    /// Rows of weight 0 (never kept); `None` once a sketch without the count is merged in.
+    zero_weight_rows: Option<u64>,
 }
 
 impl PrioritySketch {
@@ -66,16 +69,26 @@ impl PrioritySketch {
             frobenius_sq: 0.0,
             rows_seen: 0,
             tau_cap: f64::INFINITY,
+            weights: Weights::Norm,
+            zero_weight_rows: Some(0),
         }
+    }
+
+    /// The same sketch with rows weighted by `weights` (`w_i` of the module docs).
+    pub fn with_weights(mut self, weights: Weights) -> Self {
+        self.weights = weights;
+        self
     }
 
     /// Offers one row.
     pub fn update<'r>(&mut self, key: Key<'_>, row: impl Into<RowRef<'r>>) {
         let row = row.into();
         self.rows_seen += 1;
-        let w = row.norm_sq();
-        self.frobenius_sq += w;
+        let norm_sq = row.norm_sq();
+        self.frobenius_sq += norm_sq;
+        let w = self.weights.of(norm_sq);
         if w == 0.0 {
+            self.zero_weight_rows = self.zero_weight_rows.map(|z| z + 1);
             return;
         }
         let u = uniform(key, self.seed);
@@ -110,9 +123,13 @@ impl PrioritySketch {
     /// Folds in a sketch of a disjoint set of rows made with the same seed and `k`.
     pub fn merge(&mut self, other: PrioritySketch) {
         assert_eq!(
-            (self.k, self.seed, self.dim),
-            (other.k, other.seed, other.dim)
+            (self.k, self.seed, self.dim, self.weights),
+            (other.k, other.seed, other.dim, other.weights)
         );
+        self.zero_weight_rows = self
+            .zero_weight_rows
+            .zip(other.zero_weight_rows)
+            .map(|(a, b)| a + b);
         self.frobenius_sq += other.frobenius_sq;
         self.rows_seen += other.rows_seen;
         self.tau_cap = self.tau_cap.min(other.tau_cap);
@@ -141,13 +158,17 @@ impl PrioritySketch {
             rows,
             frobenius_sq: self.frobenius_sq,
             rows_seen: self.rows_seen,
+            weights: self.weights,
+            zero_weight_rows: self.zero_weight_rows,
         }
     }
 
     /// Continues from a finished sample (e.g. one read back from disk) so that more rows or
     /// sketches can be merged in: its rows, with `τ` as a cap on the new `τ`.
     pub fn resume(sample: Sample) -> Self {
-        let mut s = PrioritySketch::new(sample.size, sample.dim, sample.seed);
+        let mut s =
+            PrioritySketch::new(sample.size, sample.dim, sample.seed).with_weights(sample.weights);
+        s.zero_weight_rows = sample.zero_weight_rows;
         s.frobenius_sq = sample.frobenius_sq;
         s.rows_seen = sample.rows_seen;
         s.tau_cap = sample.level;

@@ -162,6 +162,15 @@ pub fn merge(inputs: Vec<(StoredSketch, Header, String)>) -> Result<(StoredSketc
                 format!("{:?} (d = {})", h.columns, s.dim()),
             ));
         }
+        if let (StoredSketch::Sample(x), StoredSketch::Sample(y)) = (&first, s) {
+            if x.weights != y.weights {
+                return Err(both(
+                    "weights",
+                    x.weights.as_str().to_string(),
+                    y.weights.as_str().to_string(),
+                ));
+            }
+        }
         if method != Method::Exact && s.size() != first.size() {
             return Err(both(
                 "sizes",
@@ -198,6 +207,10 @@ pub fn merge(inputs: Vec<(StoredSketch, Header, String)>) -> Result<(StoredSketc
                 acc.rows.extend(s.rows);
                 acc.frobenius_sq += s.frobenius_sq;
                 acc.rows_seen += s.rows_seen;
+                acc.zero_weight_rows = acc
+                    .zero_weight_rows
+                    .zip(s.zero_weight_rows)
+                    .map(|(a, b)| a + b);
             }
             acc.rows.sort_by(|a, b| a.key.cmp(&b.key));
             acc.size = acc.rows.len();

@@ -1,6 +1,7 @@
 //! Threshold sampling (expected size `k`, one pass) — Daliri, Freire, Musco, Santos, Zhang,
 //! VLDB 2024, as used for matrices in arXiv:2501.17836; §2 of `docs/algorithms.md`:
-//! `p_i = min(1, λ w_i)` with `w_i = ‖a_i‖²`, keep row `i` iff `u(key_i) ≤ p_i`.
+//! `p_i = min(1, λ w_i)` with `w_i = ‖a_i‖²` (or 1 under `uniform` weights), keep row `i` iff
+//! `u(key_i) ≤ p_i`. Below, `‖A‖_F²` stands for `Σ w_i`.
 //!
 //! `λ = k / ‖A‖_F²` unless some `p_i` would exceed 1; then **water-filling**: the `c` heaviest
 //! rows get `p = 1` and `λ = (k − c) / (‖A‖_F² − Σ_{capped} w)`, with `c` the smallest count for
@@ -21,7 +22,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::{KeyValue, Method, RowRef, Sample, SampledRow};
+use super::{KeyValue, Method, RowRef, Sample, SampledRow, Weights};
 use crate::hash::{uniform, Key};
 
 /// A weight in a heap (total order on f64).
@@ -46,6 +47,10 @@ pub struct ThresholdSketch {
     seed: u64,
     dim: usize,
     frobenius_sq: f64,
+    /// `Σ w_i` (`‖A‖_F²` under `norm` weights, the row count under `uniform`).
+    total_weight: f64,
+    weights: Weights,
+    zero_weight_rows: u64,
     heaviest: BinaryHeap<Reverse<W>>,
     /// An upper bound on the final `λ` (the level of a prefix; ∞ before the first).
     bound: f64,
@@ -61,6 +66,9 @@ impl ThresholdSketch {
             seed,
             dim,
             frobenius_sq: 0.0,
+            total_weight: 0.0,
+            weights: Weights::Norm,
+            zero_weight_rows: 0,
             heaviest: BinaryHeap::with_capacity(k + 1),
             bound: f64::INFINITY,
             rows: Vec::new(),
@@ -68,21 +76,30 @@ impl ThresholdSketch {
         }
     }
 
+    /// The same sketch with rows weighted by `weights` (`w_i` of the module docs).
+    pub fn with_weights(mut self, weights: Weights) -> Self {
+        self.weights = weights;
+        self
+    }
+
     /// Candidates that trigger a new bound.
     fn limit(&self) -> usize {
         (4 * self.k).max(1024)
     }
 
-    /// One row: its weight counts towards `‖A‖_F²`, and it is kept as a candidate if it passes
+    /// One row: its weight counts towards `Σ w_i`, and it is kept as a candidate if it passes
     /// the current bound.
     pub fn update<'r>(&mut self, key: Key<'_>, row: impl Into<RowRef<'r>>) {
         let row = row.into();
         self.rows_seen += 1;
-        let w = row.norm_sq();
+        let norm_sq = row.norm_sq();
+        self.frobenius_sq += norm_sq;
+        let w = self.weights.of(norm_sq);
         if w == 0.0 {
+            self.zero_weight_rows += 1;
             return;
         }
-        self.frobenius_sq += w;
+        self.total_weight += w;
         self.heaviest.push(Reverse(W(w)));
         if self.heaviest.len() > self.k {
             self.heaviest.pop();
@@ -105,7 +122,7 @@ impl ThresholdSketch {
     fn level(&self) -> f64 {
         let mut heavy: Vec<f64> = self.heaviest.iter().map(|r| r.0 .0).collect();
         heavy.sort_by(|a, b| b.total_cmp(a));
-        water_fill(self.k, self.frobenius_sq, &heavy)
+        water_fill(self.k, self.total_weight, &heavy)
     }
 
     /// Recomputes the bound and drops the candidates that fail it.
@@ -128,6 +145,8 @@ impl ThresholdSketch {
             rows: self.rows,
             frobenius_sq: self.frobenius_sq,
             rows_seen: self.rows_seen,
+            weights: self.weights,
+            zero_weight_rows: Some(self.zero_weight_rows),
         }
     }
 }
