@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -11,7 +12,7 @@ use crate::generate::{
     write_rows, Classification, Dtype, Generated, HeavyRow, HeavyVsBulk, Logits, LowRank, Rows,
     SortBy, SparsePair, TableOptions,
 };
-use crate::pipeline::{self, PipelineSpec, RunOptions};
+use crate::pipeline::{self, PipelineSpec, RunOptions, Stop};
 use crate::progress::{event, json_record, ProgressMode, Value};
 use crate::query::{run_query, run_query_on, OutputFormat};
 use crate::{Error, Result};
@@ -57,7 +58,9 @@ enum Command {
     /// shared key hash); list_mean, list_stddev; aggregates top_eigenvector,
     /// top_eigenvector_stats, top_eigenvector_state, pca, pca_state, priority_sketch,
     /// coordinated_sketch, sketch_merge; pca_project (scores on a basis), subspace_alignment
-    /// (principal angles of two bases), sketch_product (AᵀB from two sketches).
+    /// (principal angles of two bases), sketch_product (AᵀB from two sketches); join_size,
+    /// join_inner_product, join_correlation, join_r2 (estimates over the join of two
+    /// sketches, with confidence intervals).
     ///
     /// Example: sketchpipe sql --pipeline pipelines/demo.toml "SELECT * FROM top.stats"
     Sql(SqlArgs),
@@ -502,6 +505,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
         }
     };
     let json = cli.log_format == LogFormat::Json;
+    // Until `dispatch` knows whether the command listens for them (`run` does from its first
+    // moment; see there).
+    crate::signals::hold();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -547,6 +553,20 @@ async fn dispatch(cli: Cli) -> Result<()> {
         (false, LogFormat::Json) => ProgressMode::Json,
         (false, LogFormat::Text) => ProgressMode::Auto,
     };
+    // `run` listens for the stopping signals before it reads anything, so one that comes while
+    // it loads its pipeline stops it as one during the run does (exit 143, nothing written);
+    // the other commands keep the default actions (or listen themselves, as `generate` does).
+    let stop = match &cli.command {
+        Command::Run(_) => {
+            let stop = Arc::new(Stop::new());
+            let listener = crate::signals::Listener::new();
+            let requested = Arc::clone(&stop);
+            tokio::spawn(async move { requested.request(listener.first().await) });
+            Some(stop)
+        }
+        _ => None,
+    };
+    crate::signals::release();
     match cli.command {
         Command::Run(args) => {
             let spec = PipelineSpec::load(&args.pipeline, &args.set)?;
@@ -559,8 +579,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 output_dir: args.output_dir,
                 run_date: args.run_date,
                 progress,
-                handle_ctrl_c: true,
-                stop: None,
+                handle_ctrl_c: false,
+                stop,
             };
             let summary = pipeline::run(&spec, &opts).await.map_err(remote_error)?;
             event(

@@ -42,28 +42,91 @@ impl Signal {
 /// at once) for the rest of the process; if the handlers cannot be installed this never
 /// returns, rather than cancelling at once.
 pub async fn first() -> Signal {
+    Listener::new().first().await
+}
+
+/// Handlers for the stopping signals, installed when it is made (so a signal from then on is
+/// caught, even before [`Listener::first`] is awaited). Must be made inside a tokio runtime.
+pub struct Listener {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = int.recv() => Signal::Interrupt,
-            _ = term.recv() => Signal::Terminate,
-            _ = hup.recv() => Signal::Hangup,
+    streams: Option<[tokio::signal::unix::Signal; 3]>,
+}
+
+impl Listener {
+    pub fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(int), Ok(term), Ok(hup)) => Some([int, term, hup]),
+                _ => None,
+            };
+            Listener { streams }
+        }
+        #[cfg(not(unix))]
+        Listener {}
+    }
+
+    /// The first stopping signal since the listener was made.
+    pub async fn first(self) -> Signal {
+        #[cfg(unix)]
+        {
+            let Some([mut int, mut term, mut hup]) = self.streams else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = int.recv() => Signal::Interrupt,
+                _ = term.recv() => Signal::Terminate,
+                _ = hup.recv() => Signal::Hangup,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => Signal::Interrupt,
+                Err(_) => std::future::pending().await,
+            }
         }
     }
-    #[cfg(not(unix))]
-    {
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => Signal::Interrupt,
-            Err(_) => std::future::pending().await,
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Listener::new()
+    }
+}
+
+/// Holds the stopping signals back on this thread (and the threads it starts later, such as
+/// the runtime's workers) until [`release`]: a signal that comes before a command has put its
+/// [`Listener`] in place then waits for it, instead of killing the process with the default
+/// action (and a run's first moments, loading its pipeline, are covered as the rest of it).
+pub fn hold() {
+    #[cfg(unix)]
+    mask(libc::SIG_BLOCK);
+}
+
+/// Lets the held signals through on this thread: one that came meanwhile is delivered now, to
+/// a [`Listener`] if one was made, else with its default action.
+pub fn release() {
+    #[cfg(unix)]
+    mask(libc::SIG_UNBLOCK);
+}
+
+#[cfg(unix)]
+fn mask(how: libc::c_int) {
+    // SAFETY: a sigset_t initialised by sigemptyset and filled by sigaddset, passed to
+    // pthread_sigmask for the calling thread; the old mask is not asked for.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
         }
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
     }
 }
 
