@@ -9,8 +9,8 @@ use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::generate::{
-    write_rows, Classification, Dtype, Generated, HeavyRow, HeavyVsBulk, Logits, LowRank, Rows,
-    SortBy, SparsePair, TableOptions,
+    write_rows, Classification, Corpus, Dtype, Generated, HeavyRow, HeavyVsBulk, Logits, LowRank,
+    Rows, SortBy, SparsePair, TableOptions,
 };
 use crate::pipeline::{self, PipelineSpec, RunOptions, Stop};
 use crate::progress::{event, json_record, ProgressMode, Value};
@@ -189,6 +189,32 @@ enum GenerateKind {
     /// Two tables sharing keys, with sparse rows, for coordinated sketches
     /// (DIR/left.parquet: key, values; DIR/right.parquet: key, values, y).
     SparsePair(SparsePairArgs),
+    /// A query table and a corpus of candidate tables sharing some of its keys, with planted
+    /// correlations, for dataset search (DIR/query.parquet: key, y; DIR/corpus.parquet:
+    /// table, key, x, z).
+    Corpus(CorpusArgs),
+}
+
+#[derive(Args, Debug)]
+struct CorpusArgs {
+    /// Output directory (query.parquet and corpus.parquet).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Candidate tables in the corpus.
+    #[arg(long, default_value_t = 30)]
+    tables: usize,
+    /// Rows of the query and of each candidate.
+    #[arg(long, default_value_t = 2_000)]
+    rows: u64,
+    /// The smallest fraction of a candidate's keys that the query has (the tables' overlaps
+    /// run log-uniformly from it to 1).
+    #[arg(long, default_value_t = 0.01)]
+    min_overlap: f64,
+    /// Fraction of the values multiplied by 30 (heavy tails).
+    #[arg(long, default_value_t = 0.0)]
+    outliers: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -691,6 +717,16 @@ async fn dispatch(cli: Cli) -> Result<()> {
                         runs: a.runs,
                         noise: a.noise,
                         sigma: a.sigma,
+                        seed: a.seed,
+                    };
+                    blocking(move || spec.write(&a.out, progress)).await?
+                }
+                GenerateKind::Corpus(a) => {
+                    let spec = Corpus {
+                        tables: a.tables,
+                        rows: a.rows,
+                        min_overlap: a.min_overlap,
+                        outliers: a.outliers,
                         seed: a.seed,
                     };
                     blocking(move || spec.write(&a.out, progress)).await?

@@ -5,9 +5,11 @@
 //! writes atomically: to a temporary sibling first (removed on an error, a panic or Ctrl-C),
 //! renamed into place when complete.
 
+pub mod corpus;
 pub mod labels;
 pub mod pair;
 
+pub use corpus::Corpus;
 pub use labels::{Classification, Logits};
 pub use pair::SparsePair;
 

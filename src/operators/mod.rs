@@ -14,6 +14,7 @@ pub mod registry;
 pub mod sketch_merge;
 pub mod sketch_product;
 pub mod sketch_regression;
+pub mod sketch_search;
 pub mod top_eigenvector;
 
 use std::fs::File;

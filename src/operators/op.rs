@@ -47,6 +47,9 @@ pub enum InputForm {
     SketchPair,
     /// `inputs = [...]`: two or more sketches.
     SketchList,
+    /// No rows and no sketch list: only the outputs its [`Op::uses`] names (`sketch_search`'s
+    /// `query` and `catalog`).
+    Uses,
 }
 
 impl InputForm {
@@ -56,6 +59,7 @@ impl InputForm {
             InputForm::Rows => "source",
             InputForm::SketchPair => "left",
             InputForm::SketchList => "inputs",
+            InputForm::Uses => "uses",
         }
     }
 }
@@ -91,6 +95,8 @@ pub enum Execution<'a> {
     Query(&'a dyn Query),
     /// From stored sketches (`left`/`right` or `inputs`); reads no rows.
     Sketches(&'a dyn FromSketches),
+    /// From the outputs its [`Op::uses`] names ([`InputForm::Uses`]); reads no rows.
+    Outputs(&'a dyn FromOutputs),
 }
 
 /// A validated stage's op: see the module docs.
@@ -252,6 +258,12 @@ pub trait Query: Sync {
 pub trait FromSketches: Sync {
     /// `sketches` in the order the pipeline file names them, each with a name for messages.
     fn compute(&self, sketches: Vec<(StoredSketch, Header, String)>) -> Result<Vec<OutputTable>>;
+}
+
+/// A stage computed from other stages' output directories.
+pub trait FromOutputs: Sync {
+    /// `dirs`: the directory of each [`Op::uses`] reference, in that order.
+    fn compute(&self, dirs: &[std::path::PathBuf]) -> Result<Vec<OutputTable>>;
 }
 
 /// The two sketches of an [`InputForm::SketchPair`] stage, named `left (…)` and `right (…)`

@@ -13,6 +13,7 @@ pub const OPS: &[OpKind] = &[
     super::sketch_product::KIND,
     super::sketch_merge::KIND,
     super::sketch_regression::KIND,
+    super::sketch_search::KIND,
 ];
 
 /// The op called `name`.

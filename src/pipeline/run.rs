@@ -361,8 +361,16 @@ impl Runner<'_> {
         refs: &[OutputRef],
         produced: &Produced,
     ) -> Result<StageTables> {
-        let Execution::Sketches(op) = stage.op.execution() else {
-            unreachable!("a stage reading sketches computes from sketches")
+        let op = match stage.op.execution() {
+            Execution::Sketches(op) => op,
+            Execution::Outputs(op) => {
+                let ctx = self.stage_context_after(stage, produced);
+                let tables = op
+                    .compute(&ctx.uses)
+                    .map_err(|e| e.context(self.spec.stage_context(stage)))?;
+                return Ok(StageTables::in_memory(tables, 0));
+            }
+            _ => unreachable!("a stage reading sketches computes from sketches"),
         };
         let read = |r: &OutputRef| {
             let path = match r {

@@ -479,6 +479,7 @@ fn parse_stage(
             }
             Input::Sketches(inputs.into_iter().map(output_ref).collect())
         }
+        InputForm::Uses => Input::Sketches(Vec::new()),
         InputForm::Rows => {
             let source = keys.required_string("source")?;
             match source.split_once('.') {

@@ -104,7 +104,7 @@ type Demo = (
     &'static [&'static str],
     &'static [&'static str],
 );
-const DEMOS: [Demo; 6] = [
+const DEMOS: [Demo; 7] = [
     (
         "pca_demo",
         &["pca_ro/components.parquet", "pca_ro/spectrum.parquet"],
@@ -116,6 +116,15 @@ const DEMOS: [Demo; 6] = [
         &[],
     ),
     ("demo", &["top/vector.parquet"], &["top_exact", "top_fd"]),
+    (
+        "search_demo",
+        &[
+            "query_sketch/sketch.parquet",
+            "catalog/sketches.parquet",
+            "search/ranking.parquet",
+        ],
+        &[],
+    ),
     (
         "prune_demo",
         &[

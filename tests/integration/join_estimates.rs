@@ -266,3 +266,272 @@ async fn the_stage_writes_uniform_weights_and_refuses_them_for_linear_methods() 
         "{err}"
     );
 }
+
+/// A corpus from `generate corpus` in `dir/corpus`: the planted tables.
+fn corpus(
+    dir: &std::path::Path,
+    tables: usize,
+    rows: u64,
+) -> Vec<sketchpipe::generate::corpus::Planted> {
+    let spec = sketchpipe::generate::Corpus {
+        tables,
+        rows,
+        min_overlap: 0.05,
+        outliers: 0.0,
+        seed: 3,
+    };
+    spec.write(
+        &dir.join("corpus"),
+        sketchpipe::progress::ProgressMode::Quiet,
+    )
+    .unwrap();
+    spec.planted()
+}
+
+const SOURCES: &str = "[sources.q]\npath = \"corpus/query.parquet\"\n\n[sources.c]\npath = \
+                       \"corpus/corpus.parquet\"\n\n";
+
+fn catalog_stage(name: &str, method: &str, seed: u64) -> String {
+    let size = if method == "exact" {
+        String::new()
+    } else {
+        "size = 200\n".into()
+    };
+    format!(
+        "[stages.{name}]\nop = \"coordinated_sketch\"\nsource = \"c\"\nkey = \"key\"\ncolumns = \
+         [\"x\", \"z\"]\ntable_column = \"table\"\nmethod = \"{method}\"\n{size}seed = {seed}\n\
+         weights = \"uniform\"\n\n"
+    )
+}
+
+fn query_stage(name: &str, method: &str, seed: u64) -> String {
+    let size = if method == "exact" {
+        String::new()
+    } else {
+        "size = 200\n".into()
+    };
+    format!(
+        "[stages.{name}]\nop = \"coordinated_sketch\"\nsource = \"q\"\nkey = \"key\"\ncolumns = \
+         [\"y\"]\nmethod = \"{method}\"\n{size}seed = {seed}\nweights = \"uniform\"\n\n"
+    )
+}
+
+/// The catalog's sketch of each table is exactly the sketch a stage makes of that table alone.
+#[tokio::test]
+async fn a_catalog_holds_each_tables_own_sketch() {
+    let dir = TempDir::new().unwrap();
+    let planted = corpus(dir.path(), 6, 400);
+    let mut text = format!("{SOURCES}{}", catalog_stage("cat", "priority", 9));
+    for p in &planted {
+        text.push_str(&format!(
+            "[sources.only_{0}]\nsql = \"SELECT key, x, z FROM c WHERE \\\"table\\\" = '{0}'\"\n\n\
+             [stages.one_{0}]\nop = \"coordinated_sketch\"\nsource = \"only_{0}\"\nkey = \
+             \"key\"\ncolumns = [\"x\", \"z\"]\nsize = 200\nseed = 9\nweights = \"uniform\"\n\n",
+            p.name
+        ));
+    }
+    run_ok(dir.path(), &text).await;
+    use sketchpipe::operators::coordinated_sketch::{catalog, table};
+    let mut seen = Vec::new();
+    catalog::scan(
+        &dir.path().join("out/cat/sketches.parquet"),
+        |name, s, h| {
+            let (alone, ah) =
+                table::read(&dir.path().join(format!("out/one_{name}/sketch.parquet")))?;
+            assert_eq!((&s, &h), (&alone, &ah), "table {name}");
+            seen.push(name.to_string());
+            Ok(())
+        },
+    )
+    .unwrap();
+    let names: Vec<String> = planted.iter().map(|p| p.name.clone()).collect();
+    assert_eq!(seen, names);
+}
+
+#[tokio::test]
+async fn a_key_repeated_within_a_table_is_refused_by_name_but_not_across_tables() {
+    let dir = TempDir::new().unwrap();
+    let batch = RecordBatch::try_from_iter([
+        (
+            "table",
+            Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                "a", "b", "b", "a",
+            ])) as _,
+        ),
+        ("key", Arc::new(Int64Array::from(vec![1, 1, 2, 3])) as _),
+        (
+            "x",
+            Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0, 4.0])) as _,
+        ),
+        (
+            "z",
+            Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0, 4.0])) as _,
+        ),
+    ])
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("corpus")).unwrap();
+    write_parquet(&dir.path().join("corpus/corpus.parquet"), &batch);
+    write_parquet(&dir.path().join("corpus/query.parquet"), &batch);
+    let text = format!("{SOURCES}{}", catalog_stage("cat", "exact", 1));
+    run_ok(dir.path(), &text).await;
+    // Now key 3 twice in table "a".
+    let twice = RecordBatch::try_from_iter([
+        (
+            "table",
+            Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                "a", "b", "a", "a",
+            ])) as _,
+        ),
+        ("key", Arc::new(Int64Array::from(vec![1, 1, 3, 3])) as _),
+        (
+            "x",
+            Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0, 4.0])) as _,
+        ),
+        (
+            "z",
+            Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0, 4.0])) as _,
+        ),
+    ])
+    .unwrap();
+    write_parquet(&dir.path().join("corpus/corpus.parquet"), &twice);
+    let err = run_err(dir.path(), &text).await;
+    assert!(
+        err.contains("table \"a\"") && err.contains("= 3 appears on 2 rows"),
+        "{err}"
+    );
+    // The previous catalog is untouched.
+    assert!(dir.path().join("out/cat/sketches.parquet").exists());
+}
+
+/// With exact sketches the search's correlations are the exact ones over each join, and the
+/// ranking is by |correlation|; a sampled search keeps the tables it can estimate and ranks
+/// the truly strongest near the top.
+#[tokio::test]
+async fn the_search_ranks_the_catalog_against_the_exact_joins() {
+    let dir = TempDir::new().unwrap();
+    corpus(dir.path(), 12, 1500);
+    let text = format!(
+        "{SOURCES}{}{}{}{}[stages.exact]\nop = \"sketch_search\"\nquery = \"qe\"\ncatalog = \
+         \"ce\"\n\n[stages.sampled]\nop = \"sketch_search\"\nquery = \"qs\"\ncatalog = \"cs\"\n\
+         min_join_size = 120\n",
+        query_stage("qe", "exact", 4),
+        catalog_stage("ce", "exact", 4),
+        query_stage("qs", "priority", 4),
+        catalog_stage("cs", "priority", 4),
+    );
+    run_ok(dir.path(), &text).await;
+    // The truth, from the files.
+    let q = read_parquet(&dir.path().join("corpus/query.parquet"));
+    let c = read_parquet(&dir.path().join("corpus/corpus.parquet"));
+    let y: std::collections::HashMap<i64, f64> = q
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+        .values()
+        .iter()
+        .copied()
+        .zip(
+            q.column(1)
+                .as_primitive::<Float64Type>()
+                .values()
+                .iter()
+                .copied(),
+        )
+        .collect();
+    let mut pairs: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    let names = c.column(0).as_string::<i32>();
+    let keys = c
+        .column(1)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+    let xs = c.column(2).as_primitive::<Float64Type>();
+    for i in 0..c.num_rows() {
+        if let Some(yv) = y.get(&keys.value(i)) {
+            pairs
+                .entry(names.value(i).to_string())
+                .or_default()
+                .push((*yv, xs.value(i)));
+        }
+    }
+    let pearson = |v: &[(f64, f64)]| {
+        let n = v.len() as f64;
+        let (my, mx) = (
+            v.iter().map(|p| p.0).sum::<f64>() / n,
+            v.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let cov: f64 = v.iter().map(|p| (p.0 - my) * (p.1 - mx)).sum();
+        let vy: f64 = v.iter().map(|p| (p.0 - my).powi(2)).sum();
+        let vx: f64 = v.iter().map(|p| (p.1 - mx).powi(2)).sum();
+        cov / (vx * vy).sqrt()
+    };
+    let exact = read_parquet(&dir.path().join("out/exact/ranking.parquet"));
+    let col = |b: &RecordBatch, n: &str| b.column_by_name(n).unwrap().clone();
+    let (tables, columns) = (col(&exact, "table"), col(&exact, "column"));
+    let (tables, columns) = (tables.as_string::<i32>(), columns.as_string::<i32>());
+    let corr = col(&exact, "correlation");
+    let corr = corr.as_primitive::<Float64Type>();
+    let size = col(&exact, "join_size");
+    let size = size.as_primitive::<Float64Type>();
+    assert_eq!(exact.num_rows(), 24, "12 tables × 2 columns");
+    let mut last = f64::INFINITY;
+    for i in 0..exact.num_rows() {
+        assert!(
+            corr.value(i).abs() <= last + 1e-15,
+            "ranked by |correlation|"
+        );
+        last = corr.value(i).abs();
+        if columns.value(i) == "x" {
+            let truth = &pairs[tables.value(i)];
+            assert_eq!(size.value(i), truth.len() as f64);
+            assert!(
+                (corr.value(i) - pearson(truth)).abs() < 1e-12,
+                "{}",
+                tables.value(i)
+            );
+        }
+    }
+    // The sampled search: tables whose join is estimated below 120 keys are left out, every
+    // row has its interval, and the best of its top 3 is among the true top 5.
+    let sampled = read_parquet(&dir.path().join("out/sampled/ranking.parquet"));
+    let js = col(&sampled, "join_size");
+    let js = js.as_primitive::<Float64Type>();
+    assert!((0..sampled.num_rows()).all(|i| js.is_null(i) || js.value(i) >= 120.0));
+    assert!(sampled.num_rows() < 24 && sampled.num_rows() > 0);
+    let true_top: Vec<String> = (0..5).map(|i| tables.value(i).to_string()).collect();
+    let s_tables = col(&sampled, "table");
+    let s_tables = s_tables.as_string::<i32>();
+    assert!(
+        (0..3).any(|i| true_top.contains(&s_tables.value(i).to_string())),
+        "{true_top:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_search_refuses_other_seeds_and_ambiguous_queries_with_the_cause() {
+    let dir = TempDir::new().unwrap();
+    corpus(dir.path(), 3, 200);
+    let base = format!(
+        "{SOURCES}{}{}",
+        query_stage("q1", "priority", 1),
+        catalog_stage("c2", "priority", 2)
+    );
+    let err = run_err(
+        dir.path(),
+        &format!("{base}[stages.s]\nop = \"sketch_search\"\nquery = \"q1\"\ncatalog = \"c2\"\n"),
+    )
+    .await;
+    assert!(err.contains("different seeds"), "{err}");
+    let err = run_err(
+        dir.path(),
+        &format!("{base}[stages.s]\nop = \"sketch_search\"\nquery = \"c2\"\ncatalog = \"c2\"\n"),
+    )
+    .await;
+    assert!(err.contains("holds 3 tables"), "{err}");
+    let err = run_err(
+        dir.path(),
+        &format!(
+            "{base}[stages.s]\nop = \"sketch_search\"\nquery = \"q1\"\ncatalog = \"c2\"\ntarget \
+             = \"w\"\n"
+        ),
+    )
+    .await;
+    assert!(err.contains("no column `w`") && err.contains("y"), "{err}");
+}

@@ -164,7 +164,8 @@ fn only_the_registry_knows_the_ops() {
             "coordinated_sketch",
             "sketch_product",
             "sketch_merge",
-            "sketch_regression"
+            "sketch_regression",
+            "sketch_search"
         ]
     );
     let mut files = Vec::new();

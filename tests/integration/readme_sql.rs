@@ -88,28 +88,33 @@ fn in_block(file: &str, lines: &[(usize, String)]) -> Vec<Example> {
     out
 }
 
-/// Shell words: blanks separate, double quotes group (the documented commands need no more).
+/// Shell words: blanks separate, double or single quotes group (inside single quotes a `"`
+/// is literal, as SQL's quoted identifiers need; the documented commands need no more).
 fn words(s: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let (mut cur, mut quoted, mut any) = (String::new(), false, false);
+    let (mut cur, mut any) = (String::new(), false);
+    // The quote character of the group being read, if any.
+    let mut open: Option<char> = None;
     for c in s.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
+        match (c, open) {
+            ('"' | '\'', None) => {
+                open = Some(c);
                 any = true;
             }
-            c if c.is_whitespace() && !quoted => {
+            (c, Some(q)) if c == q => open = None,
+            (c, None) if c.is_whitespace() => {
                 if any {
                     out.push(std::mem::take(&mut cur));
                     any = false;
                 }
             }
-            c => {
+            (c, _) => {
                 cur.push(c);
                 any = true;
             }
         }
     }
+    let quoted = open.is_some();
     assert!(!quoted, "unbalanced quotes in {s}");
     if any {
         out.push(cur);

@@ -11,6 +11,7 @@
 //! * `stats` — `method`, `rows`, `dim`, `size`, `stored_words` (64-bit words, §2), `kept`,
 //!   `frobenius_sq`, `level` (`τ` or `λ`), `seed`, `hash`.
 
+pub mod catalog;
 pub mod stage;
 pub mod table;
 pub mod unique;
@@ -64,7 +65,10 @@ pub struct CoordinatedSketchParams {
     pub incremental: bool,
     /// How sampled rows are weighted (sampling methods).
     pub weights: Weights,
-    /// Key column first, then the value columns: what the scan reads.
+    /// A corpus: the column whose values name the tables, one sketch each (a catalog).
+    pub table_column: Option<String>,
+    /// Key column first (then the table column of a corpus), then the value columns: what the
+    /// scan reads.
     read: Vec<String>,
 }
 
@@ -82,8 +86,17 @@ impl CoordinatedSketchParams {
             dim: None,
             incremental: false,
             weights: Weights::Norm,
+            table_column: None,
             read,
         }
+    }
+
+    /// The same stage over a corpus whose tables column `table` names.
+    pub fn with_table_column(mut self, table: String) -> Self {
+        self.read.retain(|c| *c != table);
+        self.read.insert(1, table.clone());
+        self.table_column = Some(table);
+        self
     }
 
     /// Every input column the stage reads.
@@ -112,6 +125,19 @@ impl CoordinatedSketchParams {
     /// The tables the stage writes.
     pub fn tables(&self, input: &Schema) -> Result<Vec<TableDecl>> {
         let (_, key) = key_column(input, &self.key)?;
+        if let Some(t) = &self.table_column {
+            let typ = input.field_with_name(t)?.data_type();
+            if !(crate::rows::is_string(typ) || typ.is_integer()) {
+                return Err(Error::Config(format!(
+                    "key `table_column`: column `{t}` is {typ}; table names must be strings or \
+                     integers"
+                )));
+            }
+            return Ok(vec![TableDecl {
+                name: "sketches",
+                schema: catalog::schema(),
+            }]);
+        }
         Ok(vec![
             TableDecl {
                 name: "sketch",
@@ -159,7 +185,7 @@ fn key_column(schema: &Schema, key: &str) -> Result<(usize, KeyType)> {
 }
 
 /// One batch's keys, typed once per batch.
-enum Keys {
+pub(crate) enum Keys {
     Int(datafusion::arrow::array::Int64Array),
     UInt(datafusion::arrow::array::UInt64Array),
     Str(StringArray),
@@ -205,7 +231,7 @@ enum Reader {
     Sparse(SparseRowReader),
 }
 
-enum Core {
+pub(crate) enum Core {
     Priority(PrioritySketch),
     Threshold(ThresholdSketch),
     Exact(ExactSketch),
@@ -219,6 +245,8 @@ pub struct CoordinatedSketchOp {
     key_index: usize,
     reader: Reader,
     core: Option<Core>,
+    /// A corpus: one core per table.
+    corpus: Option<catalog::Corpus>,
     done: bool,
     /// Incremental: the previous run's sketch, merged in at the end.
     previous: Option<(StoredSketch, Header)>,
@@ -251,12 +279,17 @@ impl CoordinatedSketchOp {
                 Reader::Dense(DenseRowReader::new(schema, &p.columns, OnInvalid::Error)?)
             }
         };
+        let corpus = match &p.table_column {
+            Some(t) => Some(catalog::Corpus::new(schema, t)?),
+            None => None,
+        };
         Ok(CoordinatedSketchOp {
             p,
             key_type,
             key_index,
             reader,
             core: None,
+            corpus,
             done: false,
             previous: None,
         })
@@ -266,12 +299,7 @@ impl CoordinatedSketchOp {
 impl CoordinatedSketchOp {
     /// The finished sketch and its header; `None` when no row was seen.
     pub fn into_sketch(self) -> Option<(StoredSketch, Header)> {
-        let stored = match self.core? {
-            Core::Priority(s) => StoredSketch::Sample(s.finish()),
-            Core::Threshold(s) => StoredSketch::Sample(s.finish()),
-            Core::Exact(s) => StoredSketch::Sample(s.finish()),
-            Core::Linear(s) => StoredSketch::Linear(s),
-        };
+        let stored = finish_core(self.core?);
         let header = Header {
             key_type: self.key_type,
             columns: self.p.columns.clone(),
@@ -307,6 +335,32 @@ impl CoordinatedSketchOp {
             ])?),
             (p, c) => c.or(p),
         })
+    }
+}
+
+/// The sketch a core holds.
+fn finish_core(core: Core) -> StoredSketch {
+    match core {
+        Core::Priority(s) => StoredSketch::Sample(s.finish()),
+        Core::Threshold(s) => StoredSketch::Sample(s.finish()),
+        Core::Exact(s) => StoredSketch::Sample(s.finish()),
+        Core::Linear(s) => StoredSketch::Linear(s),
+    }
+}
+
+/// The core row `i` goes to: its table's in a corpus (`tables` the batch's names), else the
+/// one core.
+fn route<'a>(
+    corpus: &'a mut Option<catalog::Corpus>,
+    single: &'a mut Option<Core>,
+    tables: Option<&StringArray>,
+    p: &CoordinatedSketchParams,
+    i: usize,
+    d: usize,
+) -> Result<&'a mut Core> {
+    match (corpus, tables) {
+        (Some(c), Some(names)) => c.core(names.value(i), || make_core(p, d)),
+        _ => core_for(single, p, d),
     }
 }
 
@@ -364,6 +418,13 @@ impl Operator for CoordinatedSketchOp {
                 Core::Threshold(s) => s.update(key, row),
             }
         };
+        // A corpus's table names and repeats, checked before any row is sketched.
+        let tables = match &self.corpus {
+            Some(c) => Some(c.batch(batch, &keys, &self.p, first_row)?),
+            None => None,
+        };
+        let (p, corpus, single) = (&self.p, &mut self.corpus, &mut self.core);
+        let tables = tables.as_ref();
         match &mut self.reader {
             Reader::Dense(reader) => {
                 let rows = reader.read(batch)?;
@@ -371,17 +432,20 @@ impl Operator for CoordinatedSketchOp {
                 if n == 0 {
                     return Ok(());
                 }
-                let core = core_for(&mut self.core, &self.p, d)?;
                 for (i, row) in rows.values.chunks_exact(d).enumerate().take(n) {
-                    feed(core, i, RowRef::Dense(row));
+                    feed(
+                        route(corpus, single, tables, p, i, d)?,
+                        i,
+                        RowRef::Dense(row),
+                    );
                 }
             }
             Reader::Sparse(reader) => {
                 let d = reader.dim();
                 let rows = reader.read(batch)?;
-                let core = core_for(&mut self.core, &self.p, d)?;
                 for i in 0..rows.rows() {
                     let (indices, values) = rows.row(i);
+                    let core = route(corpus, single, tables, p, i, d)?;
                     feed(core, i, RowRef::Sparse { indices, values });
                 }
             }
@@ -401,7 +465,14 @@ impl Operator for CoordinatedSketchOp {
         }
     }
 
-    fn finish(self: Box<Self>) -> Result<Vec<OutputTable>> {
+    fn finish(mut self: Box<Self>) -> Result<Vec<OutputTable>> {
+        if let Some(corpus) = self.corpus.take() {
+            let header = Header {
+                key_type: self.key_type,
+                columns: self.p.columns.clone(),
+            };
+            return corpus.finish(&header, finish_core);
+        }
         match self.finished()? {
             Some((stored, header)) => output_tables(&stored, &header),
             None => Err(Error::Input(

@@ -32,7 +32,10 @@ impl Op for CoordinatedSketchParams {
     }
 
     fn table_names(&self) -> Vec<&'static str> {
-        vec!["sketch", "stats"]
+        match self.table_column {
+            Some(_) => vec!["sketches"],
+            None => vec!["sketch", "stats"],
+        }
     }
 
     fn tables(&self, input: &Schema) -> Result<Vec<TableDecl>> {
@@ -46,6 +49,8 @@ impl Op for CoordinatedSketchParams {
     fn column_key(&self, column: &str) -> &'static str {
         if column == self.key {
             "key"
+        } else if self.table_column.as_deref() == Some(column) {
+            "table_column"
         } else {
             "columns"
         }
@@ -64,6 +69,13 @@ impl Op for CoordinatedSketchParams {
     }
 
     fn make_incremental(&mut self) -> std::result::Result<(), String> {
+        if self.table_column.is_some() {
+            return Err(
+                "a corpus (table_column) is sketched whole for now: a key repeated within a \
+                 table across increments could not be caught"
+                    .into(),
+            );
+        }
         if self.method == Method::Threshold {
             return Err("threshold sketches do not merge; use method = \"priority\"".into());
         }
@@ -79,21 +91,26 @@ impl Op for CoordinatedSketchParams {
     }
 
     fn writes_sketch(&self) -> bool {
-        true
+        self.table_column.is_none()
     }
 
     fn unique_key(&self) -> Option<&str> {
-        (self.duplicate_keys == DuplicateKeys::Error).then_some(self.key.as_str())
+        // A corpus checks (table, key) pairs through its group-by instead.
+        (self.duplicate_keys == DuplicateKeys::Error && self.table_column.is_none())
+            .then_some(self.key.as_str())
     }
 
     fn rewrites_input(&self) -> bool {
-        self.duplicate_keys != DuplicateKeys::Error
+        self.duplicate_keys != DuplicateKeys::Error || self.table_column.is_some()
     }
 
     /// Adds up (or averages) the value columns of rows sharing a key: a DataFusion group-by,
     /// which spills under the memory limit.
     fn prepare(&self, frame: DataFrame) -> Result<DataFrame> {
         use datafusion::functions_aggregate::expr_fn::{avg, sum};
+        if self.table_column.is_some() {
+            return super::catalog::group_by_table_and_key(self, frame);
+        }
         if self.duplicate_keys == DuplicateKeys::Error {
             return Ok(frame);
         }
@@ -124,6 +141,7 @@ impl Op for CoordinatedSketchParams {
 
     fn cluster(&self) -> Option<&dyn ClusterAggregate> {
         let eligible = self.method != Method::Threshold
+            && self.table_column.is_none()
             && !self.incremental
             && self.duplicate_keys == DuplicateKeys::Error;
         eligible.then_some(self as &dyn ClusterAggregate)
@@ -193,7 +211,16 @@ pub fn parse(keys: &mut Keys<'_>) -> Result<CoordinatedSketchParams> {
         .choice("method", &Method::NAMES)?
         .map(|m| Method::parse(&m).expect("choice checked"))
         .unwrap_or(Method::Priority);
-    let mut p = CoordinatedSketchParams::new(key, columns, method);
+    let mut p = CoordinatedSketchParams::new(key.clone(), columns, method);
+    if let Some(t) = keys.string("table_column")? {
+        if t == key || p.columns.contains(&t) {
+            return Err(keys.error(
+                "table_column",
+                format!("`{t}` is the key or a value column; name the column of table names"),
+            ));
+        }
+        p = p.with_table_column(t);
+    }
     if let Some(size) = keys.unsigned("size")? {
         if method == Method::Exact {
             return Err(keys.error(

@@ -324,7 +324,18 @@ impl<'a> JoinEstimator<'a> {
             })
             .collect();
         let se = self.joined.variance(&z).sqrt();
-        Ok(Ok(fisher_interval(r, se, self.z)))
+        // The floor: Fisher's `Var(atanh r) ≈ 1/(n − 3)` for a sample of `n` pairs, times the
+        // share of the join the sample left out (`1 − p̄`, 0 when every key was kept). The delta
+        // method alone is far too confident on a handful of joined keys.
+        let sum_sq: f64 = xy.iter().map(|t| t.2 * t.2).sum();
+        let n_eff = n * n / sum_sq;
+        let unseen = (1.0 - xy.len() as f64 / n).max(0.0);
+        let floor = match (unseen > 0.0, n_eff > 3.0) {
+            (false, _) => 0.0,
+            (true, true) => (unseen / (n_eff - 3.0)).sqrt(),
+            (true, false) => f64::INFINITY,
+        };
+        Ok(Ok(fisher_interval(r, se, floor, self.z)))
     }
 
     /// The R² of the ridge regression (intercept, penalty `lambda` on the slopes) of column
@@ -427,17 +438,22 @@ impl<'a> JoinEstimator<'a> {
     }
 }
 
-/// The interval `tanh(atanh(r) ± z · se / (1 − r²))` (Fisher's transformation of a
-/// correlation with standard error `se`).
-fn fisher_interval(r: f64, se: f64, z: f64) -> Interval {
-    if 1.0 - r.abs() < 1e-12 || se == 0.0 {
+/// The interval `tanh(atanh(r) ± z · s)` on Fisher's scale, with `s` the larger of the
+/// delta method's `se / (1 − r²)` (`se` the standard error of `r`) and `floor`.
+fn fisher_interval(r: f64, se: f64, floor: f64, z: f64) -> Interval {
+    let sf = if 1.0 - r.abs() < 1e-12 {
+        floor
+    } else {
+        (se / (1.0 - r * r)).max(floor)
+    };
+    if sf == 0.0 {
         return Interval {
             estimate: r,
             lower: r,
             upper: r,
         };
     }
-    let (f, sf) = (r.atanh(), se / (1.0 - r * r));
+    let f = r.clamp(-1.0 + 1e-12, 1.0 - 1e-12).atanh();
     Interval {
         estimate: r,
         lower: (f - z * sf).tanh(),

@@ -1,0 +1,269 @@
+//! A corpus sketched in one run: a `coordinated_sketch` stage with `table_column` keeps one
+//! sketch per table (the values of that column name the tables) and writes them as one
+//! catalog table, `sketches` — one row per table: its name, the sketch value (the bytes the
+//! SQL aggregates return, [`super::table::to_bytes`]) and its stats. Every table's sketch is
+//! made with the stage's method, size, seed and weights, so any two of them, or any of them
+//! and a query sketched the same way, are coordinated.
+//!
+//! A key is a row identity within its table, not across tables: the stage's input goes
+//! through a group-by on `(table, key)` first ([`group_by_table_and_key`]), which also counts
+//! each pair's rows, so a key repeated within a table is refused by name (or summed/averaged
+//! with `duplicate_keys`) exactly, and memory stays bounded (the group-by spills).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, Float64Array, RecordBatch, StringArray, UInt32Array,
+    UInt64Array,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
+use datafusion::common::Column;
+use datafusion::dataframe::DataFrame;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::prelude::col;
+
+use super::{table, CoordinatedSketchParams, Core, DuplicateKeys, Keys};
+use crate::hash::HASH_VERSION;
+use crate::operators::OutputTable;
+use crate::sketch::stored::{Header, StoredSketch};
+use crate::sketch::KeyValue;
+use crate::{Error, Result};
+
+/// The column the `(table, key)` group-by adds: how many input rows each pair had.
+pub const ROWS_COLUMN: &str = "__sketchpipe_rows";
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("table", DataType::Utf8, false),
+        Field::new("sketch", DataType::Binary, false),
+        Field::new("method", DataType::Utf8, false),
+        Field::new("weights", DataType::Utf8, true),
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("kept", DataType::UInt64, false),
+        Field::new("dim", DataType::UInt32, false),
+        Field::new("stored_words", DataType::Float64, false),
+        Field::new("frobenius_sq", DataType::Float64, false),
+        Field::new("level", DataType::Float64, true),
+        Field::new("seed", DataType::UInt64, false),
+        Field::new("hash", DataType::Utf8, false),
+    ]))
+});
+
+/// The `sketches` table's schema.
+pub fn schema() -> SchemaRef {
+    Arc::clone(&SCHEMA)
+}
+
+/// The input grouped by `(table, key)`: the value columns as the stage's `duplicate_keys`
+/// says (each pair's only row when `"error"`, checked by the operator from [`ROWS_COLUMN`]),
+/// and the rows each pair had. Output columns: the key, the table column, the value columns,
+/// then [`ROWS_COLUMN`] — the order the stage reads.
+pub fn group_by_table_and_key(p: &CoordinatedSketchParams, frame: DataFrame) -> Result<DataFrame> {
+    use datafusion::functions_aggregate::expr_fn::{avg, count, first_value, sum};
+    let table = p.table_column.as_deref().expect("a corpus stage");
+    let by = |c: &str| col(Column::from_name(c));
+    let mut aggr: Vec<_> = p
+        .columns
+        .iter()
+        .map(|c| {
+            match p.duplicate_keys {
+                DuplicateKeys::Error => first_value(by(c), vec![]),
+                DuplicateKeys::Sum => sum(by(c)),
+                DuplicateKeys::Mean => avg(by(c)),
+            }
+            .alias(c)
+        })
+        .collect();
+    aggr.push(count(datafusion::prelude::lit(1)).alias(ROWS_COLUMN));
+    frame
+        .aggregate(vec![by(&p.key), by(table)], aggr)
+        .map_err(|e| Error::Config(format!("grouping the corpus by (table, key): {e}")))
+}
+
+/// The tables of a corpus being sketched.
+pub(crate) struct Corpus {
+    table: String,
+    table_index: usize,
+    cores: BTreeMap<String, Core>,
+}
+
+impl Corpus {
+    pub(crate) fn new(schema: &Schema, table: &str) -> Result<Self> {
+        Ok(Corpus {
+            table: table.to_string(),
+            table_index: schema.index_of(table)?,
+            cores: BTreeMap::new(),
+        })
+    }
+
+    /// A batch's table names, after checking that every row has one and that no `(table,
+    /// key)` pair had more than one input row (`duplicate_keys = "error"`).
+    pub(crate) fn batch(
+        &self,
+        batch: &RecordBatch,
+        keys: &Keys,
+        p: &CoordinatedSketchParams,
+        first_row: u64,
+    ) -> Result<StringArray> {
+        let names = cast(batch.column(self.table_index), &DataType::Utf8)?;
+        let names = names.as_string::<i32>().clone();
+        if let Some(i) = (0..names.len()).find(|&i| names.is_null(i)) {
+            return Err(Error::Input(format!(
+                "column `{}`: row {} has no table name (a corpus row needs one)",
+                self.table,
+                first_row + i as u64
+            )));
+        }
+        if p.duplicate_keys == DuplicateKeys::Error {
+            if let Some(rows) = batch.column_by_name(ROWS_COLUMN) {
+                let rows = cast(rows, &DataType::UInt64)?;
+                let rows = rows.as_primitive::<UInt64Type>();
+                if let Some(i) = (0..rows.len()).find(|&i| rows.value(i) > 1) {
+                    return Err(Error::Input(format!(
+                        "table {:?}: key `{}` = {} appears on {} rows; a sketch's key \
+                         identifies one row of its table. Set duplicate_keys = \"sum\" or \
+                         \"mean\" to combine the rows of a key first",
+                        names.value(i),
+                        p.key,
+                        KeyValue::from_key(keys.get(i)),
+                        rows.value(i)
+                    )));
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// The core of table `name`, made by `make` for its first row.
+    pub(crate) fn core(
+        &mut self,
+        name: &str,
+        make: impl FnOnce() -> Result<Core>,
+    ) -> Result<&mut Core> {
+        if !self.cores.contains_key(name) {
+            self.cores.insert(name.to_string(), make()?);
+        }
+        Ok(self.cores.get_mut(name).expect("just made"))
+    }
+
+    /// The `sketches` table: one row per table, in name order.
+    pub(crate) fn finish(
+        self,
+        header: &Header,
+        finish: fn(Core) -> StoredSketch,
+    ) -> Result<Vec<OutputTable>> {
+        if self.cores.is_empty() {
+            return Err(Error::Input(
+                "the input has no rows: nothing to sketch".into(),
+            ));
+        }
+        let mut names = Vec::with_capacity(self.cores.len());
+        let mut bytes = Vec::with_capacity(self.cores.len());
+        let mut stats = Stats::default();
+        for (name, core) in self.cores {
+            let sketch = finish(core);
+            bytes.push(table::to_bytes(&sketch, header)?);
+            stats.push(&sketch);
+            names.push(name);
+        }
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(names)),
+            Arc::new(BinaryArray::from_iter_values(bytes.iter())),
+        ];
+        columns.extend(stats.columns());
+        Ok(vec![OutputTable::new(
+            "sketches",
+            RecordBatch::try_new(schema(), columns)?,
+        )])
+    }
+}
+
+/// The per-table stats columns of the catalog.
+#[derive(Default)]
+struct Stats {
+    method: Vec<&'static str>,
+    weights: Vec<Option<&'static str>>,
+    rows: Vec<u64>,
+    kept: Vec<u64>,
+    dim: Vec<u32>,
+    words: Vec<f64>,
+    frob: Vec<f64>,
+    level: Vec<Option<f64>>,
+    seed: Vec<u64>,
+}
+
+impl Stats {
+    fn push(&mut self, s: &StoredSketch) {
+        self.method.push(s.method().as_str());
+        self.rows.push(s.rows_seen());
+        self.dim.push(s.dim() as u32);
+        self.seed.push(s.seed());
+        match s {
+            StoredSketch::Sample(x) => {
+                self.weights.push(Some(x.weights.as_str()));
+                self.kept.push(x.rows.len() as u64);
+                self.words.push(x.stored_words());
+                self.frob.push(x.frobenius_sq);
+                self.level.push(Some(x.level).filter(|l| l.is_finite()));
+            }
+            StoredSketch::Linear(l) => {
+                self.weights.push(None);
+                self.kept.push(l.t as u64);
+                self.words.push(l.stored_words());
+                self.frob.push(l.frobenius_sq);
+                self.level.push(None);
+            }
+        }
+    }
+
+    fn columns(self) -> Vec<ArrayRef> {
+        let n = self.rows.len();
+        vec![
+            Arc::new(StringArray::from(self.method)),
+            Arc::new(StringArray::from(self.weights)),
+            Arc::new(UInt64Array::from(self.rows)),
+            Arc::new(UInt64Array::from(self.kept)),
+            Arc::new(UInt32Array::from(self.dim)),
+            Arc::new(Float64Array::from(self.words)),
+            Arc::new(Float64Array::from(self.frob)),
+            Arc::new(Float64Array::from(self.level)),
+            Arc::new(UInt64Array::from(self.seed)),
+            Arc::new(StringArray::from(vec![HASH_VERSION; n])),
+        ]
+    }
+}
+
+/// Calls `f(table, sketch, header)` for every entry of a catalog file (`sketches.parquet`),
+/// reading it a batch at a time (a catalog larger than memory is scanned, not loaded).
+pub fn scan(
+    path: &Path,
+    mut f: impl FnMut(&str, StoredSketch, Header) -> Result<()>,
+) -> Result<()> {
+    let what = path.display().to_string();
+    let file = File::open(path).map_err(|e| Error::io(format!("cannot open catalog {what}"), e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?.with_batch_size(64);
+    let schema = builder.schema().clone();
+    let (Ok(ti), Ok(si)) = (schema.index_of("table"), schema.index_of("sketch")) else {
+        return Err(Error::Input(format!(
+            "{what} is not a sketch catalog (it needs `table` and `sketch` columns: the \
+             `sketches` table of a coordinated_sketch stage with table_column)"
+        )));
+    };
+    for batch in builder.build()? {
+        let batch = batch?;
+        let names = cast(batch.column(ti), &DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        let sketches = cast(batch.column(si), &DataType::Binary)?;
+        let sketches = sketches.as_binary::<i32>();
+        for i in 0..batch.num_rows() {
+            let name = names.value(i);
+            let (s, h) = table::from_bytes(sketches.value(i), &format!("{what}, table {name:?}"))?;
+            f(name, s, h)?;
+        }
+    }
+    Ok(())
+}
