@@ -506,6 +506,12 @@ class CoordinatedSketch(_Accumulator):
         seed: int | None = None,
         **keys: Any,
     ) -> None:
+        if "table_column" in keys:
+            raise ConfigError(
+                "CoordinatedSketch sketches one table; a corpus (table_column) and its search run "
+                "as pipeline stages: sketchpipe.run() with a coordinated_sketch stage with "
+                "table_column and a sketch_search stage"
+            )
         super().__init__(dict(keys, key=key, columns=columns, method=method, size=size, seed=seed))
 
     def _default_columns(self, names: Sequence[str]) -> list:

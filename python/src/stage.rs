@@ -175,7 +175,12 @@ impl Stage {
         let table = toml_table(keys)?;
         let op = check(parse_op(op, label, &table))?;
         let refuse = |why: String| check::<()>(Err(Error::Config(format!("{label}: {why}"))));
-        if op.input_form() != InputForm::Rows || matches!(op.execution(), Execution::Sketches(_)) {
+        if op.input_form() != InputForm::Rows
+            || matches!(
+                op.execution(),
+                Execution::Sketches(_) | Execution::Outputs(_)
+            )
+        {
             refuse(format!(
                 "op `{}` reads sketches, not rows; use CoordinatedSketch's merge, product and \
                  regression",
@@ -650,7 +655,7 @@ impl Stage {
                 }
                 self.finish_operator(operator, projected, scratch).await
             }
-            Execution::Sketches(_) => unreachable!("refused when made"),
+            Execution::Sketches(_) | Execution::Outputs(_) => unreachable!("refused when made"),
         }
     }
 }

@@ -132,3 +132,36 @@ def test_ctrl_c_raises_keyboard_interrupt_and_cleans_up(tmp_path):
     assert "interrupted" in out
     leftovers = list((tmp_path / "out").rglob("*")) if (tmp_path / "out").exists() else []
     assert not [f for f in leftovers if f.is_file() and f.name != ".sketchpipe.lock"], leftovers
+
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_the_search_demo_ranks_the_shipped_corpus(tmp_path):
+    out = sketchpipe.run(REPO / "pipelines" / "search_demo.toml", output_dir=tmp_path, quiet=True)
+    ranking = out["search"]["ranking"]
+    exact = out["search_exact"]["ranking"].to_pylist()
+    truth = {(r["table"], r["column"]): r["correlation"] for r in exact}
+    rows = ranking.to_pylist()
+    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    top = rows[0]
+    assert top["correlation_lower"] <= top["correlation"] <= top["correlation_upper"]
+    # The top candidate is truly strongly correlated, and the catalog is one row per table.
+    assert abs(truth[(top["table"], top["column"])]) > 0.8
+    assert out["catalog"]["sketches"].num_rows == 30
+    # The same estimate in SQL: the query sketched by the aggregate, the catalog's values.
+    query = (REPO / "data" / "corpus" / "query.parquet").as_posix()
+    q = sketchpipe.sql(
+        "SELECT c.\"table\", join_correlation(q.s, c.sketch, 1, 1)['estimate'] AS r FROM "
+        f"catalog_exact.sketches c, (SELECT coordinated_sketch(key, y, 'exact', 0, 7) AS s "
+        f"FROM '{query}') q ORDER BY c.\"table\"",
+        dir=tmp_path,
+    ).to_pylist()
+    assert len(q) == 30
+    for row in q:
+        assert row["r"] == pytest.approx(truth[(row["table"], "x")], abs=1e-12)
+
+
+def test_a_corpus_is_a_pipeline_stage_not_an_accumulator():
+    with pytest.raises(sketchpipe.ConfigError, match="table_column"):
+        sketchpipe.CoordinatedSketch(key="id", table_column="t")
