@@ -153,6 +153,17 @@ pub trait Op: std::fmt::Debug + Send + Sync {
     fn unique_key(&self) -> Option<&str> {
         None
     }
+    /// For a stage whose `path` source's files are each one table (`table_from = "file"`):
+    /// the column the runner fills with each row's file stem, and whether a file that lacks a
+    /// column the stage reads is skipped (else refused).
+    fn tables_from_files(&self) -> Option<(&str, bool)> {
+        None
+    }
+    /// The column within whose values [`Op::unique_key`] must be unique (a corpus's table),
+    /// when not over the whole input.
+    fn unique_within(&self) -> Option<&str> {
+        None
+    }
     /// Whether the stage rewrites its input before reading it ([`Op::prepare`]): such a
     /// stage scans alone.
     fn rewrites_input(&self) -> bool {

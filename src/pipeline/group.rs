@@ -292,10 +292,15 @@ impl GroupScan<'_> {
             let Some(key) = stage.op.unique_key() else {
                 continue;
             };
-            if checks.iter().any(|c| c.key == key) {
+            let within = stage.op.unique_within();
+            if checks
+                .iter()
+                .any(|c| c.key == key && c.stage.op.unique_within() == within)
+            {
                 continue;
             }
             let hashes = KeyHashes::new(schema, key, self.spec.memory / 2, self.tmp_root)
+                .and_then(|h| h.within(schema, within))
                 .map_err(|e| e.context(self.spec.stage_context(stage)))?;
             checks.push(KeyCheck { stage, key, hashes });
         }

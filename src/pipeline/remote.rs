@@ -44,7 +44,7 @@ pub async fn run_stage(
     };
     let frame = source_frame(cluster, spec, source).await?;
     if let Some(key) = stage.op.unique_key() {
-        check_unique_keys(&frame, key).await?;
+        check_unique_keys(&frame, key, stage.op.unique_within()).await?;
     }
     let batches = frame
         .aggregate(

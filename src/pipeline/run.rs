@@ -30,7 +30,8 @@ use super::lock::OutputLock;
 use super::remote;
 use super::sink::ScratchDir;
 use super::source::{
-    files_frame, register_sources, session_with_memory, source_files, source_frame,
+    file_tables_frame, files_frame, register_sources, session_with_memory, source_files,
+    source_frame,
 };
 use super::spec::{Input, OutputRef, PipelineSpec, StageSpec};
 use super::writer::{Produced, StageWriter};
@@ -171,7 +172,19 @@ async fn check_stages(
 ) -> Result<BTreeMap<String, Schema>> {
     let mut schemas = BTreeMap::new();
     for group in groups {
-        let schema = input_schema(ctx, spec, &group.input).await?;
+        let mut schema = input_schema(ctx, spec, &group.input).await?;
+        if let Some((column, _)) = group.stages.first().and_then(|s| s.op.tables_from_files()) {
+            // Filled in by the runner from each file's name.
+            let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+            fields.push(std::sync::Arc::new(
+                datafusion::arrow::datatypes::Field::new(
+                    column,
+                    datafusion::arrow::datatypes::DataType::Utf8,
+                    false,
+                ),
+            ));
+            schema = Schema::new(fields);
+        }
         check_columns(spec, group, &schema)?;
         let projected = schema.project(
             &group
@@ -417,11 +430,50 @@ impl Runner<'_> {
             }
             _ => None,
         };
+        let file_tables = group.stages.first().and_then(|s| s.op.tables_from_files());
         let frame = match &group.input {
-            Input::Source(name) => match increment {
-                Some(inc) if inc.new.is_empty() => None,
-                Some(inc) => Some(files_frame(&self.ctx, self.spec, name, &inc.new).await?),
-                None => Some(source_frame(&self.ctx, self.spec, name).await?),
+            Input::Source(name) => match (increment, file_tables) {
+                (Some(inc), _) if inc.new.is_empty() => None,
+                (Some(inc), _) => Some(files_frame(&self.ctx, self.spec, name, &inc.new).await?),
+                (None, Some((column, skip))) => {
+                    let stage = group.stages[0];
+                    let schema = source_frame(&self.ctx, self.spec, name).await?;
+                    let (frame, skipped) = file_tables_frame(
+                        &self.ctx,
+                        self.spec,
+                        name,
+                        column,
+                        &group.columns,
+                        schema.schema().as_arrow(),
+                        skip,
+                    )
+                    .await
+                    .map_err(|e| e.context(self.spec.stage_context(stage)))?;
+                    if !skipped.is_empty() {
+                        crate::progress::warning(
+                            self.opts.progress,
+                            "files_skipped",
+                            &format!(
+                                "stage `{}`: {} file(s) of source `{name}` lack a column it \
+                                 reads and were left out (on_missing = \"skip\"): {}",
+                                stage.name,
+                                skipped.len(),
+                                skipped.join(", ")
+                            ),
+                            &[
+                                ("stage", Value::from(stage.name.as_str())),
+                                ("files", Value::from(skipped.clone())),
+                            ],
+                        );
+                    }
+                    Some(frame.ok_or_else(|| {
+                        Error::Input(format!(
+                            "{}: no file of source `{name}` has every column it reads",
+                            self.spec.stage_context(stage)
+                        ))
+                    })?)
+                }
+                (None, None) => Some(source_frame(&self.ctx, self.spec, name).await?),
             },
             Input::StageTable { stage, table } => {
                 let path = &produced[&(stage.clone(), table.clone())];

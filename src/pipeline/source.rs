@@ -188,3 +188,67 @@ pub async fn source_frame(
     };
     frame.map_err(|e| Error::Input(format!("{}: {e}", spec.section(&format!("sources.{name}")))))
 }
+
+/// The rows of `path` source `name` as a corpus of tables, one per file: each file's rows
+/// with its stem (`a/b/t07.parquet` → `t07`) in column `column`, the `columns` cast to the
+/// source's types (`schema`), all files one after the other. A file that lacks one of
+/// `columns` is an error naming both, or with `skip_missing` left out; the skipped files are
+/// returned.
+pub async fn file_tables_frame(
+    ctx: &SessionContext,
+    spec: &PipelineSpec,
+    name: &str,
+    column: &str,
+    columns: &[String],
+    schema: &datafusion::arrow::datatypes::Schema,
+    skip_missing: bool,
+) -> Result<(Option<DataFrame>, Vec<String>)> {
+    use datafusion::prelude::{cast, col, lit};
+    let files = source_files(ctx, spec, name).await?;
+    let mut frame: Option<DataFrame> = None;
+    let mut skipped = Vec::new();
+    for file in &files {
+        let one = files_frame(ctx, spec, name, std::slice::from_ref(file)).await?;
+        let have = one.schema().as_arrow().clone();
+        if let Some(missing) = columns
+            .iter()
+            .find(|c| c.as_str() != column && have.index_of(c).is_err())
+        {
+            if skip_missing {
+                skipped.push(file.file.clone());
+                continue;
+            }
+            return Err(Error::Input(format!(
+                "{}: file {} has no column `{missing}` (each file is one table of the corpus; \
+                 set on_missing = \"skip\" on the stage to leave such files out)",
+                spec.section(&format!("sources.{name}")),
+                file.file
+            )));
+        }
+        let stem = Path::new(&file.file)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let exprs = columns
+            .iter()
+            .map(|c| {
+                if c == column {
+                    lit(stem.clone()).alias(c)
+                } else {
+                    let t = schema.field_with_name(c).map(|f| f.data_type().clone());
+                    let e = col(datafusion::common::Column::from_name(c));
+                    match t {
+                        Ok(t) => cast(e, t).alias(c),
+                        Err(_) => e,
+                    }
+                }
+            })
+            .collect::<Vec<_>>();
+        let one = one.select(exprs)?;
+        frame = Some(match frame {
+            None => one,
+            Some(f) => f.union(one)?,
+        });
+    }
+    Ok((frame, skipped))
+}

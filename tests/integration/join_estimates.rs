@@ -401,6 +401,38 @@ async fn a_key_repeated_within_a_table_is_refused_by_name_but_not_across_tables(
     );
     // The previous catalog is untouched.
     assert!(dir.path().join("out/cat/sketches.parquet").exists());
+    // Summed per table: table "a" has key 3 once, with x = 3 + 4; table "b" keeps key 1.
+    run_ok(
+        dir.path(),
+        &text.replace(
+            "weights = \"uniform\"\n",
+            "weights = \"uniform\"\nduplicate_keys = \"sum\"\n",
+        ),
+    )
+    .await;
+    use sketchpipe::operators::coordinated_sketch::{catalog, StoredSketch};
+    let mut rows = Vec::new();
+    catalog::scan(
+        &dir.path().join("out/cat/sketches.parquet"),
+        |name, s, _| {
+            let StoredSketch::Sample(s) = s else {
+                panic!("a sample")
+            };
+            for r in &s.rows {
+                rows.push((name.to_string(), r.key.to_string(), r.row.values[0]));
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("a".to_string(), "1".to_string(), 1.0),
+            ("a".to_string(), "3".to_string(), 7.0),
+            ("b".to_string(), "1".to_string(), 2.0),
+        ]
+    );
 }
 
 /// With exact sketches the search's correlations are the exact ones over each join, and the
@@ -534,4 +566,74 @@ async fn a_search_refuses_other_seeds_and_ambiguous_queries_with_the_cause() {
     )
     .await;
     assert!(err.contains("no column `w`") && err.contains("y"), "{err}");
+}
+
+/// A corpus as one file per table (`table_from = "file"`) gives the catalog the same corpus
+/// gives as one file with a table column; a file without a column read is refused by name, or
+/// left out with `on_missing = "skip"` and a warning naming it.
+#[tokio::test]
+async fn a_directory_of_files_is_a_corpus_of_tables() {
+    let dir = TempDir::new().unwrap();
+    let planted = corpus(dir.path(), 4, 300);
+    let all = read_parquet(&dir.path().join("corpus/corpus.parquet"));
+    std::fs::create_dir(dir.path().join("files")).unwrap();
+    let names = all.column(0).as_string::<i32>().clone();
+    for p in &planted {
+        let mask = datafusion::arrow::array::BooleanArray::from_iter(
+            (0..all.num_rows()).map(|i| Some(names.value(i) == p.name)),
+        );
+        let part = datafusion::arrow::compute::filter_record_batch(&all, &mask).unwrap();
+        let part = part.project(&[1, 2, 3]).unwrap();
+        write_parquet(&dir.path().join(format!("files/{}.parquet", p.name)), &part);
+    }
+    let by_file = "[sources.f]\npath = \"files\"\n\n[stages.byfile]\nop = \"coordinated_sketch\"\n\
+                   source = \"f\"\nkey = \"key\"\ncolumns = [\"x\", \"z\"]\ntable_from = \
+                   \"file\"\nsize = 200\nseed = 9\nweights = \"uniform\"\n\n";
+    let text = format!(
+        "{SOURCES}{}{by_file}",
+        catalog_stage("bycol", "priority", 9)
+    );
+    run_ok(dir.path(), &text).await;
+    let read = |stage: &str| {
+        let mut out = Vec::new();
+        sketchpipe::operators::coordinated_sketch::catalog::scan(
+            &dir.path().join(format!("out/{stage}/sketches.parquet")),
+            |name, s, _| {
+                out.push((name.to_string(), s));
+                Ok(())
+            },
+        )
+        .unwrap();
+        out
+    };
+    let (a, b) = (read("bycol"), read("byfile"));
+    assert_eq!(a.len(), 4);
+    assert_eq!(a, b);
+    // A file without `z`.
+    let lacking = RecordBatch::try_from_iter([
+        ("key", Arc::new(Int64Array::from(vec![1, 2])) as _),
+        ("x", Arc::new(Float64Array::from(vec![1.0, 2.0])) as _),
+    ])
+    .unwrap();
+    write_parquet(&dir.path().join("files/odd.parquet"), &lacking);
+    let err = run_err(dir.path(), &format!("{SOURCES}{by_file}")).await;
+    assert!(
+        err.contains("odd.parquet") && err.contains("no column `z`"),
+        "{err}"
+    );
+    let skip = by_file.replace("table_from", "on_missing = \"skip\"\ntable_from");
+    let file = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &file,
+        format!("[pipeline]\noutput_dir = \"out\"\n{SOURCES}{skip}"),
+    )
+    .unwrap();
+    let o = sketchpipe(&["--log-format", "json", "run", file.to_str().unwrap()]);
+    assert_ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("\"files_skipped\"") && err.contains("odd.parquet"),
+        "{err}"
+    );
+    assert_eq!(read("byfile"), b);
 }

@@ -5,10 +5,10 @@
 //! made with the stage's method, size, seed and weights, so any two of them, or any of them
 //! and a query sketched the same way, are coordinated.
 //!
-//! A key is a row identity within its table, not across tables: the stage's input goes
-//! through a group-by on `(table, key)` first ([`group_by_table_and_key`]), which also counts
-//! each pair's rows, so a key repeated within a table is refused by name (or summed/averaged
-//! with `duplicate_keys`) exactly, and memory stays bounded (the group-by spills).
+//! A key is a row identity within its table, not across tables: the duplicate-key check of
+//! the scan ([`super::unique::KeyHashes::within`]) mixes each key's hash with its table's, so
+//! a key repeated within a table is refused by name and the same key in two tables is not;
+//! `duplicate_keys = "sum"` or `"mean"` groups by `(table, key)` ([`group_by_table_and_key`]).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,21 +20,17 @@ use datafusion::arrow::array::{
     UInt64Array,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::Column;
 use datafusion::dataframe::DataFrame;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::prelude::col;
 
-use super::{table, CoordinatedSketchParams, Core, DuplicateKeys, Keys};
+use super::{table, CoordinatedSketchParams, Core, DuplicateKeys};
 use crate::hash::HASH_VERSION;
 use crate::operators::OutputTable;
 use crate::sketch::stored::{Header, StoredSketch};
-use crate::sketch::KeyValue;
 use crate::{Error, Result};
-
-/// The column the `(table, key)` group-by adds: how many input rows each pair had.
-pub const ROWS_COLUMN: &str = "__sketchpipe_rows";
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
@@ -58,30 +54,28 @@ pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
 
-/// The input grouped by `(table, key)`: the value columns as the stage's `duplicate_keys`
-/// says (each pair's only row when `"error"`, checked by the operator from [`ROWS_COLUMN`]),
-/// and the rows each pair had. Output columns: the key, the table column, the value columns,
-/// then [`ROWS_COLUMN`] — the order the stage reads.
+/// The input with the rows of each `(table, key)` added up or averaged
+/// (`duplicate_keys = "sum"` or `"mean"`): the key, the table column, then the value columns —
+/// the order the stage reads.
 pub fn group_by_table_and_key(p: &CoordinatedSketchParams, frame: DataFrame) -> Result<DataFrame> {
-    use datafusion::functions_aggregate::expr_fn::{avg, count, first_value, sum};
+    use datafusion::functions_aggregate::expr_fn::{avg, sum};
     let table = p.table_column.as_deref().expect("a corpus stage");
     let by = |c: &str| col(Column::from_name(c));
-    let mut aggr: Vec<_> = p
+    let aggr: Vec<_> = p
         .columns
         .iter()
-        .map(|c| {
-            match p.duplicate_keys {
-                DuplicateKeys::Error => first_value(by(c), vec![]),
-                DuplicateKeys::Sum => sum(by(c)),
-                DuplicateKeys::Mean => avg(by(c)),
-            }
-            .alias(c)
+        .map(|c| match p.duplicate_keys {
+            DuplicateKeys::Mean => avg(by(c)).alias(c),
+            _ => sum(by(c)).alias(c),
         })
         .collect();
-    aggr.push(count(datafusion::prelude::lit(1)).alias(ROWS_COLUMN));
     frame
         .aggregate(vec![by(&p.key), by(table)], aggr)
-        .map_err(|e| Error::Config(format!("grouping the corpus by (table, key): {e}")))
+        .map_err(|e| {
+            Error::Config(format!(
+                "duplicate_keys = \"sum\" or \"mean\" adds up numeric columns by (table, key): {e}"
+            ))
+        })
 }
 
 /// The tables of a corpus being sketched.
@@ -100,15 +94,8 @@ impl Corpus {
         })
     }
 
-    /// A batch's table names, after checking that every row has one and that no `(table,
-    /// key)` pair had more than one input row (`duplicate_keys = "error"`).
-    pub(crate) fn batch(
-        &self,
-        batch: &RecordBatch,
-        keys: &Keys,
-        p: &CoordinatedSketchParams,
-        first_row: u64,
-    ) -> Result<StringArray> {
+    /// A batch's table names, after checking that every row has one.
+    pub(crate) fn batch(&self, batch: &RecordBatch, first_row: u64) -> Result<StringArray> {
         let names = cast(batch.column(self.table_index), &DataType::Utf8)?;
         let names = names.as_string::<i32>().clone();
         if let Some(i) = (0..names.len()).find(|&i| names.is_null(i)) {
@@ -117,23 +104,6 @@ impl Corpus {
                 self.table,
                 first_row + i as u64
             )));
-        }
-        if p.duplicate_keys == DuplicateKeys::Error {
-            if let Some(rows) = batch.column_by_name(ROWS_COLUMN) {
-                let rows = cast(rows, &DataType::UInt64)?;
-                let rows = rows.as_primitive::<UInt64Type>();
-                if let Some(i) = (0..rows.len()).find(|&i| rows.value(i) > 1) {
-                    return Err(Error::Input(format!(
-                        "table {:?}: key `{}` = {} appears on {} rows; a sketch's key \
-                         identifies one row of its table. Set duplicate_keys = \"sum\" or \
-                         \"mean\" to combine the rows of a key first",
-                        names.value(i),
-                        p.key,
-                        KeyValue::from_key(keys.get(i)),
-                        rows.value(i)
-                    )));
-                }
-            }
         }
         Ok(names)
     }

@@ -36,6 +36,9 @@ use crate::{Error, Result};
 
 pub use crate::sketch::stored::{Header, KeyType, StoredSketch};
 
+/// The column a `table_from = "file"` corpus's rows carry their file's stem in.
+pub const FILE_TABLE_COLUMN: &str = "__sketchpipe_file";
+
 /// What to do when a key appears on more than one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DuplicateKeys {
@@ -67,6 +70,9 @@ pub struct CoordinatedSketchParams {
     pub weights: Weights,
     /// A corpus: the column whose values name the tables, one sketch each (a catalog).
     pub table_column: Option<String>,
+    /// A corpus of files, one table each (`table_column` is then [`FILE_TABLE_COLUMN`]), and
+    /// whether a file lacking a column is skipped (`on_missing = "skip"`).
+    pub table_from_file: Option<bool>,
     /// Key column first (then the table column of a corpus), then the value columns: what the
     /// scan reads.
     read: Vec<String>,
@@ -87,6 +93,7 @@ impl CoordinatedSketchParams {
             incremental: false,
             weights: Weights::Norm,
             table_column: None,
+            table_from_file: None,
             read,
         }
     }
@@ -185,7 +192,7 @@ fn key_column(schema: &Schema, key: &str) -> Result<(usize, KeyType)> {
 }
 
 /// One batch's keys, typed once per batch.
-pub(crate) enum Keys {
+enum Keys {
     Int(datafusion::arrow::array::Int64Array),
     UInt(datafusion::arrow::array::UInt64Array),
     Str(StringArray),
@@ -420,7 +427,7 @@ impl Operator for CoordinatedSketchOp {
         };
         // A corpus's table names and repeats, checked before any row is sketched.
         let tables = match &self.corpus {
-            Some(c) => Some(c.batch(batch, &keys, &self.p, first_row)?),
+            Some(c) => Some(c.batch(batch, first_row)?),
             None => None,
         };
         let (p, corpus, single) = (&self.p, &mut self.corpus, &mut self.core);

@@ -95,24 +95,33 @@ impl Op for CoordinatedSketchParams {
     }
 
     fn unique_key(&self) -> Option<&str> {
-        // A corpus checks (table, key) pairs through its group-by instead.
-        (self.duplicate_keys == DuplicateKeys::Error && self.table_column.is_none())
-            .then_some(self.key.as_str())
+        (self.duplicate_keys == DuplicateKeys::Error).then_some(self.key.as_str())
+    }
+
+    fn tables_from_files(&self) -> Option<(&str, bool)> {
+        self.table_from_file
+            .map(|skip| (super::FILE_TABLE_COLUMN, skip))
+    }
+
+    fn unique_within(&self) -> Option<&str> {
+        // A corpus's keys identify rows of their table.
+        self.table_column.as_deref()
     }
 
     fn rewrites_input(&self) -> bool {
-        self.duplicate_keys != DuplicateKeys::Error || self.table_column.is_some()
+        // A corpus of files is read file by file, alone.
+        self.duplicate_keys != DuplicateKeys::Error || self.table_from_file.is_some()
     }
 
     /// Adds up (or averages) the value columns of rows sharing a key: a DataFusion group-by,
     /// which spills under the memory limit.
     fn prepare(&self, frame: DataFrame) -> Result<DataFrame> {
         use datafusion::functions_aggregate::expr_fn::{avg, sum};
-        if self.table_column.is_some() {
-            return super::catalog::group_by_table_and_key(self, frame);
-        }
         if self.duplicate_keys == DuplicateKeys::Error {
             return Ok(frame);
+        }
+        if self.table_column.is_some() {
+            return super::catalog::group_by_table_and_key(self, frame);
         }
         let aggr = self
             .columns
@@ -220,6 +229,27 @@ pub fn parse(keys: &mut Keys<'_>) -> Result<CoordinatedSketchParams> {
             ));
         }
         p = p.with_table_column(t);
+    }
+    if let Some(from) = keys.choice("table_from", &["file"])? {
+        if p.table_column.is_some() {
+            return Err(keys.error(
+                "table_from",
+                "give either table_column (a column names the tables) or table_from = \"file\" \
+                 (each file is a table), not both",
+            ));
+        }
+        debug_assert_eq!(from, "file");
+        p = p.with_table_column(super::FILE_TABLE_COLUMN.to_string());
+        p.table_from_file = Some(false);
+    }
+    if let Some(m) = keys.choice("on_missing", &["error", "skip"])? {
+        if p.table_from_file.is_none() {
+            return Err(keys.error(
+                "on_missing",
+                "applies to table_from = \"file\" (files that lack a column)",
+            ));
+        }
+        p.table_from_file = Some(m == "skip");
     }
     if let Some(size) = keys.unsigned("size")? {
         if method == Method::Exact {

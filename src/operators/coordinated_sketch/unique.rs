@@ -29,26 +29,33 @@ use twox_hash::XxHash64;
 use super::{key_column, KeyType, Keys};
 use crate::{Error, Result};
 
-/// Fails, naming a key, when a key appears on more than one row (a spilling group-by over the
-/// key column alone).
-pub async fn check_unique_keys(frame: &DataFrame, key: &str) -> Result<()> {
+/// Fails, naming a key, when a key appears on more than one row — of the same `within` value
+/// (a corpus's table), if given (a spilling group-by over those columns alone).
+pub async fn check_unique_keys(frame: &DataFrame, key: &str, within: Option<&str>) -> Result<()> {
+    use datafusion::arrow::util::display::array_value_to_string;
     use datafusion::functions_aggregate::expr_fn::count;
     use datafusion::prelude::{col, lit};
-    let k = col(datafusion::common::Column::from_name(key));
+    let by = |c: &str| col(datafusion::common::Column::from_name(c));
+    let mut group = vec![by(key)];
+    group.extend(within.map(by));
     let dup = frame
         .clone()
-        .select(vec![k.clone()])?
-        .aggregate(vec![k], vec![count(lit(1)).alias("n")])?
+        .select(group.clone())?
+        .aggregate(group, vec![count(lit(1)).alias("n")])?
         .filter(col("n").gt(lit(1)))?
         .limit(0, Some(1))?
         .collect()
         .await?;
     if let Some(b) = dup.iter().find(|b| b.num_rows() > 0) {
-        let key_value = datafusion::arrow::util::display::array_value_to_string(b.column(0), 0)?;
-        let n = datafusion::arrow::util::display::array_value_to_string(b.column(1), 0)?;
+        let key_value = array_value_to_string(b.column(0), 0)?;
+        let n = array_value_to_string(b.column(b.num_columns() - 1), 0)?;
+        let table = match within {
+            Some(_) => format!("table {:?}: ", array_value_to_string(b.column(1), 0)?),
+            None => String::new(),
+        };
         return Err(Error::Input(format!(
-            "key `{key}` = {key_value} appears on {n} rows; a sketch's key identifies one row. \
-             Set duplicate_keys = \"sum\" or \"mean\" to combine the rows of a key first"
+            "{table}key `{key}` = {key_value} appears on {n} rows; a sketch's key identifies one \
+             row. Set duplicate_keys = \"sum\" or \"mean\" to combine the rows of a key first"
         )));
     }
     Ok(())
@@ -61,6 +68,8 @@ const BUCKETS: usize = 256;
 pub struct KeyHashes {
     key_index: usize,
     key_type: KeyType,
+    /// The column within whose values keys must be unique (a corpus's table), if any.
+    within: Option<(String, usize)>,
     buckets: Vec<Vec<u64>>,
     held: usize,
     /// Hashes held before spilling (a vector may hold twice its length while growing).
@@ -79,6 +88,7 @@ impl KeyHashes {
         Ok(KeyHashes {
             key_index,
             key_type,
+            within: None,
             buckets: vec![Vec::new(); BUCKETS],
             held: 0,
             limit: ((budget / 16) as usize).max(BUCKETS),
@@ -88,9 +98,63 @@ impl KeyHashes {
         })
     }
 
+    /// The same check of keys that must be unique only among the rows with the same value of
+    /// column `within` (a corpus's table): each key's hash is mixed with that value's
+    /// (`XXH64` of its text), so a repeat within a table repeats the hash and the same key in
+    /// two tables does not (but with probability about `n²/2⁶⁵`, which the exact fallback
+    /// settles).
+    pub fn within(mut self, schema: &Schema, within: Option<&str>) -> Result<Self> {
+        self.within = match within {
+            Some(c) => Some((c.to_string(), schema.index_of(c)?)),
+            None => None,
+        };
+        Ok(self)
+    }
+
     /// Adds a batch's keys (null keys are skipped: the sketch refuses them, naming the row).
     pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.update_keys(batch.column(self.key_index))
+        match &self.within {
+            None => self.update_keys(batch.column(self.key_index)),
+            Some((_, w)) => {
+                let names = datafusion::arrow::compute::cast(
+                    batch.column(*w),
+                    &datafusion::arrow::datatypes::DataType::Utf8,
+                )?;
+                let names = datafusion::arrow::array::AsArray::as_string::<i32>(&names).clone();
+                self.update_scoped(batch.column(self.key_index), &names)
+            }
+        }
+    }
+
+    /// [`Self::update`] with each key's hash mixed with its table's.
+    fn update_scoped(
+        &mut self,
+        column: &datafusion::arrow::array::ArrayRef,
+        names: &datafusion::arrow::array::StringArray,
+    ) -> Result<()> {
+        let keys = Keys::read(column, self.key_type)?;
+        let buckets = &mut self.buckets;
+        let scope = |i: usize| {
+            if names.is_null(i) {
+                0
+            } else {
+                XxHash64::oneshot(1, names.value(i).as_bytes())
+            }
+        };
+        let mut add = |h: u64, i: usize| {
+            let h = fmix64(h ^ scope(i));
+            buckets[(h >> 56) as usize].push(h)
+        };
+        match &keys {
+            Keys::Int(a) => each_valid(a, |i| add(fmix64(a.values()[i] as u64), i)),
+            Keys::UInt(a) => each_valid(a, |i| add(fmix64(a.values()[i]), i)),
+            Keys::Str(a) => each_valid(a, |i| add(XxHash64::oneshot(0, a.value(i).as_bytes()), i)),
+        }
+        self.held += column.len();
+        if self.held >= self.limit {
+            self.spill()?;
+        }
+        Ok(())
     }
 
     /// Adds a key column's keys (of the type the schema gave): e.g. the keys alone of files
@@ -159,8 +223,9 @@ impl KeyHashes {
     /// Ends the check of the rows of `frame`: a repeated hash (a repeated key, or rarely a
     /// string collision) runs the exact group-by [`check_unique_keys`], which names the key.
     pub async fn finish(self, frame: &DataFrame, key: &str) -> Result<()> {
+        let within = self.within.as_ref().map(|(c, _)| c.clone());
         if self.repeats()? {
-            check_unique_keys(frame, key).await?;
+            check_unique_keys(frame, key, within.as_deref()).await?;
         }
         Ok(())
     }
