@@ -10,7 +10,7 @@
 //! a key repeated within a table is refused by name and the same key in two tables is not;
 //! `duplicate_keys = "sum"` or `"mean"` groups by `(table, key)` ([`group_by_table_and_key`]).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
@@ -82,7 +82,11 @@ pub fn group_by_table_and_key(p: &CoordinatedSketchParams, frame: DataFrame) -> 
 pub(crate) struct Corpus {
     table: String,
     table_index: usize,
-    cores: BTreeMap<String, Core>,
+    /// The tables' cores, in the order first seen, and where each name is.
+    cores: Vec<(String, Core)>,
+    index: HashMap<String, usize>,
+    /// The table of the row before (rows of a table often come together).
+    last: Option<usize>,
 }
 
 impl Corpus {
@@ -90,7 +94,9 @@ impl Corpus {
         Ok(Corpus {
             table: table.to_string(),
             table_index: schema.index_of(table)?,
-            cores: BTreeMap::new(),
+            cores: Vec::new(),
+            index: HashMap::new(),
+            last: None,
         })
     }
 
@@ -114,10 +120,19 @@ impl Corpus {
         name: &str,
         make: impl FnOnce() -> Result<Core>,
     ) -> Result<&mut Core> {
-        if !self.cores.contains_key(name) {
-            self.cores.insert(name.to_string(), make()?);
-        }
-        Ok(self.cores.get_mut(name).expect("just made"))
+        let at = match self.last.filter(|&i| self.cores[i].0 == name) {
+            Some(i) => i,
+            None => match self.index.get(name) {
+                Some(&i) => i,
+                None => {
+                    self.cores.push((name.to_string(), make()?));
+                    self.index.insert(name.to_string(), self.cores.len() - 1);
+                    self.cores.len() - 1
+                }
+            },
+        };
+        self.last = Some(at);
+        Ok(&mut self.cores[at].1)
     }
 
     /// The `sketches` table: one row per table, in name order.
@@ -131,10 +146,12 @@ impl Corpus {
                 "the input has no rows: nothing to sketch".into(),
             ));
         }
-        let mut names = Vec::with_capacity(self.cores.len());
-        let mut bytes = Vec::with_capacity(self.cores.len());
+        let mut cores = self.cores;
+        cores.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut names = Vec::with_capacity(cores.len());
+        let mut bytes = Vec::with_capacity(cores.len());
         let mut stats = Stats::default();
-        for (name, core) in self.cores {
+        for (name, core) in cores {
             let sketch = finish(core);
             bytes.push(table::to_bytes(&sketch, header)?);
             stats.push(&sketch);

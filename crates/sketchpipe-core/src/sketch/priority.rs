@@ -19,7 +19,9 @@ use crate::hash::{uniform, Key};
 #[derive(Debug, Clone)]
 struct Ranked {
     rank: f64,
-    row: SampledRow,
+    /// Boxed, so the heap moves 16-byte entries: a corpus of many small tables keeps
+    /// replacing its samples' rows, and sifting whole rows was most of its time.
+    row: Box<SampledRow>,
 }
 
 impl PartialEq for Ranked {
@@ -101,21 +103,23 @@ impl PrioritySketch {
         }
         self.push(Ranked {
             rank,
-            row: SampledRow {
+            row: Box::new(SampledRow {
                 key: KeyValue::from_key(key),
                 u,
                 weight: w,
                 row: row.to_sparse(),
-            },
+            }),
         });
     }
 
     fn push(&mut self, r: Ranked) {
         if self.heap.len() == self.k + 1 {
-            if r >= *self.heap.peek().expect("full") {
-                return;
+            let mut top = self.heap.peek_mut().expect("full");
+            if r < *top {
+                // Replaces the largest in one sift (a pop and a push would sift twice).
+                *top = r;
             }
-            self.heap.pop();
+            return;
         }
         self.heap.push(r);
     }
@@ -147,7 +151,7 @@ impl PrioritySketch {
             f64::INFINITY
         }
         .min(self.tau_cap);
-        let mut rows: Vec<SampledRow> = ranked.into_iter().map(|r| r.row).collect();
+        let mut rows: Vec<SampledRow> = ranked.into_iter().map(|r| *r.row).collect();
         rows.sort_by(|a, b| a.key.cmp(&b.key));
         Sample {
             method: Method::Priority,
@@ -175,7 +179,7 @@ impl PrioritySketch {
         for row in sample.rows {
             s.push(Ranked {
                 rank: row.u / row.weight,
-                row,
+                row: Box::new(row),
             });
         }
         s
