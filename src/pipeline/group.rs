@@ -316,13 +316,17 @@ impl GroupScan<'_> {
         label: &str,
     ) -> Result<()> {
         for c in checks.iter_mut() {
-            let keys = merged.clone().select_columns(&[c.key])?;
+            let mut columns = vec![c.key.to_string()];
+            columns.extend(c.hashes.within_column().map(str::to_string));
+            let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+            let keys = merged.clone().select_columns(&names)?;
             let stream = keys.execute_stream().await?;
             let stream = stream.map(|b| b.map_err(Error::from)).boxed();
             let pass = format!("{label}: keys of the files already merged");
             let what = self.spec.stage_context(c.stage);
             self.drive(stream, None, &pass, &what, |batch| {
-                c.hashes.update_keys(batch.column(0))
+                let within = (batch.num_columns() > 1).then(|| batch.column(1));
+                c.hashes.update_columns(batch.column(0), within)
             })
             .await?;
         }
@@ -333,12 +337,14 @@ impl GroupScan<'_> {
     async fn finish_key_checks(&self, checks: Vec<KeyCheck<'_>>, frame: &DataFrame) -> Result<()> {
         for KeyCheck { stage, key, hashes } in checks {
             // With earlier increments, a repeat is looked for over their keys and the new ones.
+            let mut columns = vec![key];
+            columns.extend(hashes.within_column());
             let (frame, across) = match &self.merged {
                 Some(merged) => (
                     frame
                         .clone()
-                        .select_columns(&[key])?
-                        .union(merged.clone().select_columns(&[key])?)?,
+                        .select_columns(&columns)?
+                        .union(merged.clone().select_columns(&columns)?)?,
                     "; counting the files earlier incremental runs merged, whose rows are in the \
                      sketch already. An incremental stage needs each key in one file: rerun with \
                      incremental = false to combine a key's rows",

@@ -637,3 +637,86 @@ async fn a_directory_of_files_is_a_corpus_of_tables() {
     );
     assert_eq!(read("byfile"), b);
 }
+
+/// An incremental catalog (new files merged into the last run's, table by table) equals the
+/// catalog of one full run; a key repeated within a table across increments is refused, the
+/// same key in another table is not.
+#[tokio::test]
+async fn an_incremental_catalog_equals_a_full_run() {
+    use sketchpipe::operators::coordinated_sketch::StoredSketch;
+    let dir = TempDir::new().unwrap();
+    corpus(dir.path(), 5, 400);
+    let all = read_parquet(&dir.path().join("corpus/corpus.parquet"));
+    std::fs::create_dir(dir.path().join("parts")).unwrap();
+    let half = all.num_rows() / 2;
+    let (first, second) = (all.slice(0, half), all.slice(half, all.num_rows() - half));
+    write_parquet(&dir.path().join("parts/a.parquet"), &first);
+    let stage = |name: &str, incremental: bool| {
+        format!(
+            "[sources.p]\npath = \"parts\"\n\n[stages.{name}]\nop = \"coordinated_sketch\"\n\
+             source = \"p\"\nkey = \"key\"\ncolumns = [\"x\", \"z\"]\ntable_column = \"table\"\n\
+             size = 100\nseed = 5\nweights = \"uniform\"\nincremental = {incremental}\n"
+        )
+    };
+    run_ok(dir.path(), &stage("cat", true)).await;
+    write_parquet(&dir.path().join("parts/b.parquet"), &second);
+    run_ok(dir.path(), &stage("cat", true)).await;
+    run_ok(dir.path(), &stage("full", false)).await;
+    let read = |stage: &str| {
+        let mut out = Vec::new();
+        sketchpipe::operators::coordinated_sketch::catalog::scan(
+            &dir.path().join(format!("out/{stage}/sketches.parquet")),
+            |name, s, _| {
+                out.push((name.to_string(), s));
+                Ok(())
+            },
+        )
+        .unwrap();
+        out
+    };
+    let (inc, full) = (read("cat"), read("full"));
+    assert_eq!(inc.len(), 5);
+    for ((ni, si), (nf, sf)) in inc.iter().zip(&full) {
+        assert_eq!(ni, nf);
+        let (StoredSketch::Sample(a), StoredSketch::Sample(b)) = (si, sf) else {
+            panic!("samples")
+        };
+        // The same kept rows and τ; ‖A‖_F² summed in another order.
+        assert_eq!(a.rows, b.rows, "{ni}");
+        assert_eq!((a.level, a.rows_seen), (b.level, b.rows_seen), "{ni}");
+        assert!(
+            (a.frobenius_sq - b.frobenius_sq).abs() <= 1e-12 * b.frobenius_sq,
+            "{ni}"
+        );
+    }
+    // A third file: a key of table t00 again (refused), and the same key under another name.
+    let names = all.column(0).as_string::<i32>();
+    let keys = all
+        .column(1)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+    let i = (0..all.num_rows())
+        .find(|&i| names.value(i) == "t00")
+        .unwrap();
+    let again = |table: &str| {
+        RecordBatch::try_new(
+            all.schema(),
+            vec![
+                Arc::new(datafusion::arrow::array::StringArray::from(vec![table])),
+                Arc::new(Int64Array::from(vec![keys.value(i)])),
+                Arc::new(Float64Array::from(vec![1.0])),
+                Arc::new(Float64Array::from(vec![1.0])),
+            ],
+        )
+        .unwrap()
+    };
+    write_parquet(&dir.path().join("parts/c.parquet"), &again("t00"));
+    let err = run_err(dir.path(), &stage("cat", true)).await;
+    assert!(
+        err.contains("table \"t00\"")
+            && err.contains(&format!("= {} appears on 2 rows", keys.value(i))),
+        "{err}"
+    );
+    write_parquet(&dir.path().join("parts/c.parquet"), &again("elsewhere"));
+    run_ok(dir.path(), &stage("cat", true)).await;
+    assert_eq!(read("cat").len(), 6);
+}

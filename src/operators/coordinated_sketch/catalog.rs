@@ -10,7 +10,7 @@
 //! a key repeated within a table is refused by name and the same key in two tables is not;
 //! `duplicate_keys = "sum"` or `"mean"` groups by `(table, key)` ([`group_by_table_and_key`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
@@ -29,7 +29,7 @@ use datafusion::prelude::col;
 use super::{table, CoordinatedSketchParams, Core, DuplicateKeys};
 use crate::hash::HASH_VERSION;
 use crate::operators::OutputTable;
-use crate::sketch::stored::{Header, StoredSketch};
+use crate::sketch::stored::{self, Header, KeyType, StoredSketch};
 use crate::{Error, Result};
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -87,6 +87,8 @@ pub(crate) struct Corpus {
     index: HashMap<String, usize>,
     /// The table of the row before (rows of a table often come together).
     last: Option<usize>,
+    /// Incremental: the previous run's catalog, merged in at the end table by table.
+    previous: Vec<(String, StoredSketch, Header)>,
 }
 
 impl Corpus {
@@ -97,6 +99,7 @@ impl Corpus {
             cores: Vec::new(),
             index: HashMap::new(),
             last: None,
+            previous: Vec::new(),
         })
     }
 
@@ -135,25 +138,66 @@ impl Corpus {
         Ok(&mut self.cores[at].1)
     }
 
+    /// Continues from the catalog of a previous incremental run (`path`): the rows read now
+    /// are merged into its tables' sketches, and new tables are added.
+    pub(crate) fn resume(&mut self, path: &Path, key_type: KeyType) -> Result<()> {
+        let mut previous = Vec::new();
+        scan(path, |name, s, h| {
+            if h.key_type != key_type {
+                return Err(Error::Input(format!(
+                    "{}: the previous catalog has {} keys, the input now {}",
+                    path.display(),
+                    h.key_type.as_str(),
+                    key_type.as_str()
+                )));
+            }
+            previous.push((name.to_string(), s, h));
+            Ok(())
+        })?;
+        self.previous = previous;
+        Ok(())
+    }
+
     /// The `sketches` table: one row per table, in name order.
     pub(crate) fn finish(
         self,
         header: &Header,
         finish: fn(Core) -> StoredSketch,
     ) -> Result<Vec<OutputTable>> {
-        if self.cores.is_empty() {
+        if self.cores.is_empty() && self.previous.is_empty() {
             return Err(Error::Input(
                 "the input has no rows: nothing to sketch".into(),
             ));
         }
-        let mut cores = self.cores;
-        cores.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut names = Vec::with_capacity(cores.len());
-        let mut bytes = Vec::with_capacity(cores.len());
+        let mut tables: BTreeMap<String, (StoredSketch, Header)> = self
+            .previous
+            .into_iter()
+            .map(|(name, s, h)| (name, (s, h)))
+            .collect();
+        for (name, core) in self.cores {
+            let now = finish(core);
+            let merged = match tables.remove(&name) {
+                None => (now, header.clone()),
+                Some((before, h)) => stored::merge(vec![
+                    (
+                        before,
+                        h,
+                        format!("the previous run's sketch of table {name:?}"),
+                    ),
+                    (
+                        now,
+                        header.clone(),
+                        format!("the new files' sketch of table {name:?}"),
+                    ),
+                ])?,
+            };
+            tables.insert(name, merged);
+        }
+        let mut names = Vec::with_capacity(tables.len());
+        let mut bytes = Vec::with_capacity(tables.len());
         let mut stats = Stats::default();
-        for (name, core) in cores {
-            let sketch = finish(core);
-            bytes.push(table::to_bytes(&sketch, header)?);
+        for (name, (sketch, h)) in tables {
+            bytes.push(table::to_bytes(&sketch, &h)?);
             stats.push(&sketch);
             names.push(name);
         }

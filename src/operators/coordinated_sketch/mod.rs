@@ -317,6 +317,9 @@ impl CoordinatedSketchOp {
     /// Continues from the sketch of a previous incremental run in `dir`: the rows read now
     /// are merged into it ([`crate::sketch::stored::merge`]: as one pass for priority).
     pub fn resume(&mut self, dir: &Path) -> Result<()> {
+        if let Some(corpus) = &mut self.corpus {
+            return corpus.resume(&dir.join("sketches.parquet"), self.key_type);
+        }
         let path = dir.join("sketch.parquet");
         let (sketch, header) = table::read(&path)?;
         if header.key_type != self.key_type {

@@ -69,10 +69,10 @@ impl Op for CoordinatedSketchParams {
     }
 
     fn make_incremental(&mut self) -> std::result::Result<(), String> {
-        if self.table_column.is_some() {
+        if self.table_from_file.is_some() {
             return Err(
-                "a corpus (table_column) is sketched whole for now: a key repeated within a \
-                 table across increments could not be caught"
+                "a corpus of files (table_from = \"file\") is sketched whole for now; a corpus \
+                 with a table_column can be incremental"
                     .into(),
             );
         }

@@ -68,7 +68,8 @@ const BUCKETS: usize = 256;
 pub struct KeyHashes {
     key_index: usize,
     key_type: KeyType,
-    /// The column within whose values keys must be unique (a corpus's table), if any.
+    /// The column within whose values keys must be unique (a corpus's table), if any, and
+    /// its index in the schema.
     within: Option<(String, usize)>,
     buckets: Vec<Vec<u64>>,
     held: usize,
@@ -113,16 +114,30 @@ impl KeyHashes {
 
     /// Adds a batch's keys (null keys are skipped: the sketch refuses them, naming the row).
     pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        match &self.within {
-            None => self.update_keys(batch.column(self.key_index)),
-            Some((_, w)) => {
+        let within = self.within.as_ref().map(|(_, w)| batch.column(*w).clone());
+        self.update_columns(batch.column(self.key_index), within.as_ref())
+    }
+
+    /// Adds a key column's keys and, for a check [`Self::within`] a column, that column's
+    /// values (e.g. the key and table columns alone of files merged by earlier increments).
+    pub fn update_columns(
+        &mut self,
+        keys: &datafusion::arrow::array::ArrayRef,
+        within: Option<&datafusion::arrow::array::ArrayRef>,
+    ) -> Result<()> {
+        match (&self.within, within) {
+            (Some(_), Some(w)) => {
                 let names = datafusion::arrow::compute::cast(
-                    batch.column(*w),
+                    w,
                     &datafusion::arrow::datatypes::DataType::Utf8,
                 )?;
                 let names = datafusion::arrow::array::AsArray::as_string::<i32>(&names).clone();
-                self.update_scoped(batch.column(self.key_index), &names)
+                self.update_scoped(keys, &names)
             }
+            (None, _) => self.update_keys(keys),
+            (Some((c, _)), None) => Err(Error::Internal(format!(
+                "the key check within `{c}` was given keys without that column"
+            ))),
         }
     }
 
@@ -218,6 +233,11 @@ impl KeyHashes {
     /// Bytes of key hashes written to disk so far (0 while they fit in the budget).
     pub fn spilled_bytes(&self) -> u64 {
         self.spilled_bytes
+    }
+
+    /// The column the check is scoped by, if any.
+    pub fn within_column(&self) -> Option<&str> {
+        self.within.as_ref().map(|(c, _)| c.as_str())
     }
 
     /// Ends the check of the rows of `frame`: a repeated hash (a repeated key, or rarely a
