@@ -22,6 +22,15 @@ pub(super) fn df_err(e: impl Into<crate::Error>) -> DataFusionError {
     DataFusionError::External(Box::new(e.into()))
 }
 
+/// Whether values of type `t` can be sketch values (any binary layout: a catalog's `sketch`
+/// column read back from Parquet arrives as `BinaryView`).
+pub(super) fn is_binary(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::Null
+    )
+}
+
 /// Argument `i` of an aggregate call, which must be a constant (`None` when not given).
 pub(super) fn literal(
     args: &AccumulatorArgs,

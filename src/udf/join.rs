@@ -30,7 +30,7 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use super::args::{call_result, call_rows, df_err};
+use super::args::{call_result, call_rows, df_err, is_binary};
 use crate::operators::coordinated_sketch::table;
 use crate::sketch::join::{Estimate, JoinEstimator};
 use crate::sketch::stored::{self, Header, StoredSketch};
@@ -168,13 +168,7 @@ impl ScalarUDFImpl for JoinUdf {
     fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
         for (i, t) in args.iter().enumerate() {
             let ok = if i < 2 {
-                matches!(
-                    t,
-                    DataType::Binary
-                        | DataType::LargeBinary
-                        | DataType::BinaryView
-                        | DataType::Null
-                )
+                is_binary(t)
             } else {
                 t.is_numeric() || *t == DataType::Null
             };

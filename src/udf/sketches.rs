@@ -29,7 +29,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, Float64Builder, ListBuilder, RecordBatch,
 };
 use datafusion::arrow::compute::kernels::boolean::and;
-use datafusion::arrow::compute::{filter_record_batch, is_not_null};
+use datafusion::arrow::compute::{cast, filter_record_batch, is_not_null};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::common::{exec_err, plan_err, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -38,7 +38,7 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 
-use super::args::{call_result, call_rows, df_err, literal};
+use super::args::{call_result, call_rows, df_err, is_binary, literal};
 use crate::operators::coordinated_sketch::{table, CoordinatedSketchOp, CoordinatedSketchParams};
 use crate::operators::op::Functions;
 use crate::operators::{Operator, PassInfo};
@@ -72,17 +72,24 @@ fn to_scalar(s: Option<&Sketch>) -> DfResult<ScalarValue> {
 
 /// Every non-null sketch value of `array`, merged into `acc`.
 fn merge_values(acc: &mut Option<Sketch>, array: &ArrayRef, what: &str) -> DfResult<()> {
-    let Some(values) = array.as_binary_opt::<i32>() else {
-        return exec_err!(
-            "{what}: expected sketch values (Binary), got {}",
-            array.data_type()
-        );
-    };
+    let values = binary_values(array, what)?;
     for v in values.iter().flatten() {
         let s = table::from_bytes(v, what).map_err(df_err)?;
         *acc = Some(merge_two(acc.take(), s, what)?);
     }
     Ok(())
+}
+
+/// Sketch values as `Binary`, from any binary layout (a catalog's `sketch` column read back
+/// from Parquet arrives as `BinaryView`).
+fn binary_values(array: &ArrayRef, what: &str) -> DfResult<BinaryArray> {
+    if !is_binary(array.data_type()) {
+        return exec_err!(
+            "{what}: expected sketch values (Binary), got {}",
+            array.data_type()
+        );
+    }
+    Ok(cast(array, &DataType::Binary)?.as_binary::<i32>().clone())
 }
 
 fn binary_state(args: &StateFieldsArgs) -> Vec<FieldRef> {
@@ -443,7 +450,7 @@ pub(super) struct SketchMergeUdaf {
 impl SketchMergeUdaf {
     pub(super) fn new() -> Self {
         SketchMergeUdaf {
-            signature: Signature::exact(vec![DataType::Binary], Volatility::Immutable),
+            signature: Signature::any(1, Volatility::Immutable),
         }
     }
 }
@@ -457,7 +464,13 @@ impl AggregateUDFImpl for SketchMergeUdaf {
         &self.signature
     }
 
-    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        if !is_binary(&args[0]) {
+            return plan_err!(
+                "sketch_merge(sketch): expected sketch values (Binary), got {}",
+                args[0]
+            );
+        }
         Ok(DataType::Binary)
     }
 
@@ -510,10 +523,7 @@ pub(super) struct SketchProduct {
 impl SketchProduct {
     pub(super) fn new() -> Self {
         SketchProduct {
-            signature: Signature::exact(
-                vec![DataType::Binary, DataType::Binary],
-                Volatility::Immutable,
-            ),
+            signature: Signature::any(2, Volatility::Immutable),
         }
     }
 }
@@ -532,7 +542,12 @@ impl ScalarUDFImpl for SketchProduct {
         &self.signature
     }
 
-    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        if let Some(t) = args.iter().find(|t| !is_binary(t)) {
+            return plan_err!(
+                "sketch_product(left, right): expected sketch values (Binary), got {t}"
+            );
+        }
         Ok(matrix_type())
     }
 
@@ -540,7 +555,10 @@ impl ScalarUDFImpl for SketchProduct {
         let (n, scalar) = call_rows(&args);
         let left = args.args[0].to_array(n)?;
         let right = args.args[1].to_array(n)?;
-        let (left, right): (&BinaryArray, &BinaryArray) = (left.as_binary(), right.as_binary());
+        let (left, right) = (
+            binary_values(&left, "sketch_product")?,
+            binary_values(&right, "sketch_product")?,
+        );
         let mut out = ListBuilder::new(ListBuilder::new(Float64Builder::new()));
         let mut dense = Vec::new();
         for i in 0..n {

@@ -720,3 +720,79 @@ async fn an_incremental_catalog_equals_a_full_run() {
     run_ok(dir.path(), &stage("cat", true)).await;
     assert_eq!(read("cat").len(), 6);
 }
+
+/// Catalogs of disjoint parts of a corpus (days, partitions) merge table by table in SQL with
+/// `sketch_merge`, into the catalog of the whole.
+#[tokio::test]
+async fn catalogs_of_parts_merge_in_sql_into_the_whole() {
+    use sketchpipe::operators::coordinated_sketch::{catalog, table, StoredSketch};
+    let dir = TempDir::new().unwrap();
+    corpus(dir.path(), 4, 300);
+    let all = read_parquet(&dir.path().join("corpus/corpus.parquet"));
+    let half = all.num_rows() / 2;
+    for (name, part) in [
+        ("one", all.slice(0, half)),
+        ("two", all.slice(half, all.num_rows() - half)),
+    ] {
+        std::fs::create_dir_all(dir.path().join(name)).unwrap();
+        write_parquet(&dir.path().join(format!("{name}/part.parquet")), &part);
+    }
+    let stage = |name: &str, path: &str| {
+        format!(
+            "[sources.{name}]\npath = \"{path}\"\n\n[stages.{name}]\nop = \"coordinated_sketch\"\n\
+             source = \"{name}\"\nkey = \"key\"\ncolumns = [\"x\", \"z\"]\ntable_column = \
+             \"table\"\nsize = 80\nseed = 2\nweights = \"uniform\"\n\n"
+        )
+    };
+    let text = format!(
+        "{}{}{}",
+        stage("one", "one"),
+        stage("two", "two"),
+        stage("whole", "corpus/corpus.parquet")
+    );
+    run_ok(dir.path(), &text).await;
+    let out = dir.path().join("out");
+    let sql = format!(
+        "SELECT \"table\", sketch_merge(sketch) AS sketch FROM (SELECT * FROM '{0}/one/sketches.parquet' \
+         UNION ALL SELECT * FROM '{0}/two/sketches.parquet') GROUP BY \"table\" ORDER BY \"table\"",
+        out.display()
+    );
+    let batches = collect_sql(&session(), &sql).await;
+    let mut merged = Vec::new();
+    for b in &batches {
+        let names = b.column(0).as_string_view_opt().map(|a| {
+            (0..a.len())
+                .map(|i| a.value(i).to_string())
+                .collect::<Vec<_>>()
+        });
+        let names = names.unwrap_or_else(|| {
+            let a = b.column(0).as_string::<i32>();
+            (0..a.len()).map(|i| a.value(i).to_string()).collect()
+        });
+        let sketches = b.column(1).as_binary::<i32>();
+        for (i, name) in names.into_iter().enumerate() {
+            merged.push((
+                name,
+                table::from_bytes(sketches.value(i), "merged").unwrap().0,
+            ));
+        }
+    }
+    let mut whole = Vec::new();
+    catalog::scan(&out.join("whole/sketches.parquet"), |name, s, _| {
+        whole.push((name.to_string(), s));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(merged.len(), 4);
+    for ((nm, m), (nw, w)) in merged.iter().zip(&whole) {
+        assert_eq!(nm, nw);
+        let (StoredSketch::Sample(m), StoredSketch::Sample(w)) = (m, w) else {
+            panic!("samples")
+        };
+        assert_eq!(
+            (&m.rows, m.level, m.rows_seen),
+            (&w.rows, w.level, w.rows_seen),
+            "{nm}"
+        );
+    }
+}
