@@ -30,7 +30,7 @@ use super::op::{sketch_pair, Execution, FromSketches, Functions, InputForm, Op, 
 use super::{OutputTable, TableDecl};
 use crate::keys::Keys;
 use crate::sketch::stored::{self, Header, Named, StoredSketch};
-use crate::sketch::{estimate_join_gram, for_each_joined, Sample};
+use crate::sketch::{estimate_join_gram, for_each_joined};
 use crate::{Error, Result};
 
 /// The registry's entry.
@@ -121,17 +121,6 @@ pub fn tables() -> Vec<TableDecl> {
     ]
 }
 
-fn sample<'a>(s: &'a StoredSketch, name: &str) -> Result<&'a Sample> {
-    match s {
-        StoredSketch::Sample(s) => Ok(s),
-        StoredSketch::Linear(l) => Err(Error::Input(format!(
-            "{name}: a `{}` sketch cannot tell which rows the other table has; regression over a \
-             join needs sampling sketches (priority, threshold or exact)",
-            l.method.as_str()
-        ))),
-    }
-}
-
 /// Fits the regression of two stored sketches, each named for messages.
 pub fn regress(
     p: &RegressionParams,
@@ -140,7 +129,7 @@ pub fn regress(
 ) -> Result<Vec<OutputTable>> {
     stored::check_compatible(left, right)?;
     let names = (left.2, right.2);
-    let (a, b) = (sample(left.0, names.0)?, sample(right.0, names.1)?);
+    let (a, b) = (left.0.sample(names.0)?, right.0.sample(names.1)?);
     let target = match (&p.target, right.1.columns.as_slice()) {
         (Some(t), cols) => cols.iter().position(|c| c == t).ok_or_else(|| {
             Error::Config(format!(

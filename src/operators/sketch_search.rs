@@ -27,7 +27,6 @@ use super::{OutputTable, TableDecl};
 use crate::keys::Keys;
 use crate::sketch::join::{Estimate, JoinEstimator};
 use crate::sketch::stored::{self, Header, StoredSketch};
-use crate::sketch::Sample;
 use crate::{Error, Result};
 
 /// The registry's entry.
@@ -197,17 +196,6 @@ fn read_query(dir: &Path) -> Result<(StoredSketch, Header, String)> {
     Ok(found.pop().expect("one"))
 }
 
-fn sample<'a>(s: &'a StoredSketch, name: &str) -> Result<&'a Sample> {
-    match s {
-        StoredSketch::Sample(s) => Ok(s),
-        StoredSketch::Linear(l) => Err(Error::Input(format!(
-            "{name}: a `{}` sketch cannot tell which keys the other table has; a search needs \
-             sampling sketches (priority, threshold or exact)",
-            l.method.as_str()
-        ))),
-    }
-}
-
 /// The name of value column `j` of a sketch (`values[1]` … for one list column, 1-based as in
 /// SQL).
 fn column_name(h: &Header, dim: usize, j: usize) -> String {
@@ -259,7 +247,7 @@ impl Row {
 impl FromOutputs for SearchParams {
     fn compute(&self, dirs: &[PathBuf]) -> Result<Vec<OutputTable>> {
         let (qs, qh, qname) = read_query(&dirs[0])?;
-        let q = sample(&qs, &qname)?;
+        let q = qs.sample(&qname)?;
         let names: Vec<String> = (0..q.dim).map(|j| column_name(&qh, q.dim, j)).collect();
         let target = match &self.target {
             Some(t) => names.iter().position(|n| n == t).ok_or_else(|| {
@@ -281,7 +269,7 @@ impl FromOutputs for SearchParams {
         catalog::scan(&path, |name, s, h| {
             let cname = format!("table {name:?} of the catalog");
             stored::check_compatible((&qs, &qh, &qname), (&s, &h, &cname))?;
-            let c = sample(&s, &cname)?;
+            let c = s.sample(&cname)?;
             let e = JoinEstimator::new(q, c, self.confidence)?;
             let join_size = e.join_size();
             if let Ok(js) = &join_size {

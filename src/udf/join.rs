@@ -34,7 +34,6 @@ use super::args::{call_result, call_rows, df_err, is_binary};
 use crate::operators::coordinated_sketch::table;
 use crate::sketch::join::{Estimate, JoinEstimator};
 use crate::sketch::stored::{self, Header, StoredSketch};
-use crate::sketch::Sample;
 
 /// Which estimate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,26 +132,10 @@ impl Decoded {
     fn get(&mut self, bytes: &[u8], what: &str) -> DfResult<&(StoredSketch, Header)> {
         if self.sketch.is_none() || self.bytes != bytes {
             let (s, h) = table::from_bytes(bytes, what).map_err(df_err)?;
-            if let StoredSketch::Linear(l) = &s {
-                return exec_err!(
-                    "{what}: a `{}` sketch keeps combinations of all rows, not rows, so it cannot \
-                     tell which keys the other table has; estimates over a join need sampling \
-                     sketches (priority, threshold or exact)",
-                    l.method.as_str()
-                );
-            }
             self.bytes = bytes.to_vec();
             self.sketch = Some((s, h));
         }
         Ok(self.sketch.as_ref().expect("just decoded"))
-    }
-}
-
-/// The sample of a sketch [`Decoded::get`] accepted.
-fn sample(s: &StoredSketch) -> &Sample {
-    match s {
-        StoredSketch::Sample(s) => s,
-        StoredSketch::Linear(_) => unreachable!("linear sketches are refused when decoded"),
     }
 }
 
@@ -264,7 +247,11 @@ impl ScalarUDFImpl for JoinUdf {
                 (sb, hb, "the second argument"),
             )
             .map_err(|e| df_err(crate::Error::from(e).context(self.stat.name())))?;
-            let e = JoinEstimator::new(sample(sa), sample(sb), confidence)
+            let samples = sa
+                .sample(&what("first"))
+                .and_then(|a| Ok((a, sb.sample(&what("second"))?)))
+                .map_err(|e| df_err(crate::Error::from(e)))?;
+            let e = JoinEstimator::new(samples.0, samples.1, confidence)
                 .map_err(|e| df_err(crate::Error::from(e).context(&usage)))?;
             let estimate: Estimate = match self.stat {
                 JoinStat::Size => Ok(e.join_size()),

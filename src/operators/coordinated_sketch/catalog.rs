@@ -26,7 +26,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::prelude::col;
 
-use super::{table, CoordinatedSketchParams, Core, DuplicateKeys};
+use super::{table, CoordinatedSketchParams, Core, DuplicateKeys, SketchStats};
 use crate::hash::HASH_VERSION;
 use crate::operators::OutputTable;
 use crate::sketch::stored::{self, Header, KeyType, StoredSketch};
@@ -229,26 +229,16 @@ struct Stats {
 
 impl Stats {
     fn push(&mut self, s: &StoredSketch) {
-        self.method.push(s.method().as_str());
-        self.rows.push(s.rows_seen());
+        let st = SketchStats::of(s);
+        self.method.push(st.method.as_str());
+        self.weights.push(st.weights);
+        self.rows.push(st.rows);
+        self.kept.push(st.kept);
         self.dim.push(s.dim() as u32);
-        self.seed.push(s.seed());
-        match s {
-            StoredSketch::Sample(x) => {
-                self.weights.push(Some(x.weights.as_str()));
-                self.kept.push(x.rows.len() as u64);
-                self.words.push(x.stored_words());
-                self.frob.push(x.frobenius_sq);
-                self.level.push(Some(x.level).filter(|l| l.is_finite()));
-            }
-            StoredSketch::Linear(l) => {
-                self.weights.push(None);
-                self.kept.push(l.t as u64);
-                self.words.push(l.stored_words());
-                self.frob.push(l.frobenius_sq);
-                self.level.push(None);
-            }
-        }
+        self.words.push(st.words);
+        self.frob.push(st.frob);
+        self.level.push(st.level);
+        self.seed.push(st.seed);
     }
 
     fn columns(self) -> Vec<ArrayRef> {

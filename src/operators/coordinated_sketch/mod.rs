@@ -492,32 +492,66 @@ impl Operator for CoordinatedSketchOp {
     }
 }
 
+/// What a sketch's stats say about it: the `stats` table's row, and a catalog's per-table
+/// columns.
+pub(crate) struct SketchStats {
+    pub method: Method,
+    /// `norm` or `uniform` for a sample; `None` for a linear sketch.
+    pub weights: Option<&'static str>,
+    pub rows: u64,
+    pub size: u64,
+    pub words: f64,
+    pub kept: u64,
+    pub frob: f64,
+    /// `τ` or `λ`; `None` when infinite (nothing cut) or for a linear sketch.
+    pub level: Option<f64>,
+    pub seed: u64,
+}
+
+impl SketchStats {
+    pub(crate) fn of(stored: &StoredSketch) -> Self {
+        match stored {
+            StoredSketch::Sample(s) => SketchStats {
+                method: s.method,
+                weights: Some(s.weights.as_str()),
+                rows: s.rows_seen,
+                size: s.size as u64,
+                words: s.stored_words(),
+                kept: s.rows.len() as u64,
+                frob: s.frobenius_sq,
+                level: Some(s.level).filter(|l| l.is_finite()),
+                seed: s.seed,
+            },
+            StoredSketch::Linear(s) => SketchStats {
+                method: s.method,
+                weights: None,
+                rows: s.rows_seen,
+                size: s.t as u64,
+                words: s.stored_words(),
+                kept: s.t as u64,
+                frob: s.frobenius_sq,
+                level: None,
+                seed: s.seed,
+            },
+        }
+    }
+}
+
 /// The `sketch` and `stats` tables of a sketch (built here or merged).
 pub fn output_tables(stored: &StoredSketch, header: &Header) -> Result<Vec<OutputTable>> {
     let dim = stored.dim();
     let (sketch, metadata) = table::write(stored, header)?;
-    let (method, rows, size, words, kept, frob, level, seed) = match stored {
-        StoredSketch::Sample(s) => (
-            s.method,
-            s.rows_seen,
-            s.size as u64,
-            s.stored_words(),
-            s.rows.len() as u64,
-            s.frobenius_sq,
-            Some(s.level).filter(|l| l.is_finite()),
-            s.seed,
-        ),
-        StoredSketch::Linear(s) => (
-            s.method,
-            s.rows_seen,
-            s.t as u64,
-            s.stored_words(),
-            s.t as u64,
-            s.frobenius_sq,
-            None,
-            s.seed,
-        ),
-    };
+    let SketchStats {
+        method,
+        rows,
+        size,
+        words,
+        kept,
+        frob,
+        level,
+        seed,
+        ..
+    } = SketchStats::of(stored);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec![method.as_str()])),
         Arc::new(UInt64Array::from(vec![rows])),

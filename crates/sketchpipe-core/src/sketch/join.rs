@@ -34,12 +34,10 @@
 //! estimate. With `exact` sketches every `p_i = 1`: the estimates are the exact values and the
 //! intervals have width 0.
 
-use std::collections::HashMap;
-
 use faer::prelude::Solve;
 use faer::Mat;
 
-use super::{check_compatible, Sample, SparseRow};
+use super::{for_each_joined_p, Sample, SparseRow};
 use crate::{Error, Result};
 
 /// An estimate and its confidence interval.
@@ -123,22 +121,8 @@ struct Joined<'a> {
 
 impl<'a> Joined<'a> {
     fn new(a: &'a Sample, b: &'a Sample) -> Result<Self> {
-        check_compatible(a.method, a.seed, b.method, b.seed)?;
-        let index: HashMap<_, usize> = b
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (&r.key, i))
-            .collect();
-        let rows = a
-            .rows
-            .iter()
-            .filter_map(|ra| {
-                let rb = &b.rows[*index.get(&ra.key)?];
-                let p = a.probability(ra.weight).min(b.probability(rb.weight));
-                Some((&ra.row, &rb.row, p))
-            })
-            .collect();
+        let mut rows = Vec::new();
+        for_each_joined_p(a, b, |ra, rb, p| rows.push((ra, rb, p)))?;
         Ok(Joined { rows })
     }
 

@@ -280,6 +280,16 @@ pub fn for_each_joined(
     b: &Sample,
     mut f: impl FnMut(&SparseRow, &SparseRow, f64),
 ) -> Result<u64> {
+    for_each_joined_p(a, b, |ra, rb, p| f(ra, rb, 1.0 / p))
+}
+
+/// [`for_each_joined`] with the probability itself, `p_i = min(1, p_i^A, p_i^B)`, and the rows
+/// borrowed for as long as the samples, in the left sample's key order.
+pub fn for_each_joined_p<'a>(
+    a: &'a Sample,
+    b: &'a Sample,
+    mut f: impl FnMut(&'a SparseRow, &'a SparseRow, f64),
+) -> Result<u64> {
     check_compatible(a.method, a.seed, b.method, b.seed)?;
     let index: HashMap<&KeyValue, usize> = b
         .rows
@@ -293,8 +303,11 @@ pub fn for_each_joined(
             continue;
         };
         let rb = &b.rows[j];
-        let p = a.probability(ra.weight).min(b.probability(rb.weight));
-        f(&ra.row, &rb.row, 1.0 / p);
+        f(
+            &ra.row,
+            &rb.row,
+            a.probability(ra.weight).min(b.probability(rb.weight)),
+        );
         joined += 1;
     }
     Ok(joined)

@@ -82,6 +82,21 @@ impl StoredSketch {
         }
     }
 
+    /// The sample of a sampling sketch; `name` names it in the error a linear sketch gets
+    /// (it keeps combinations of all rows, so it cannot tell which keys another table has:
+    /// everything over a join needs a sample).
+    pub fn sample(&self, name: &str) -> Result<&Sample> {
+        match self {
+            StoredSketch::Sample(s) => Ok(s),
+            StoredSketch::Linear(l) => Err(Error::Input(format!(
+                "{name}: a `{}` sketch keeps combinations of all rows, not rows, so it cannot \
+                 tell which keys the other table has; an estimate over a join needs sampling \
+                 sketches (priority, threshold or exact)",
+                l.method.as_str()
+            ))),
+        }
+    }
+
     /// Input rows the sketch has seen.
     pub fn rows_seen(&self) -> u64 {
         match self {
