@@ -146,9 +146,8 @@ impl Error {
     pub fn exit_kind(&self) -> ExitKind {
         match self {
             Error::Config(_) => ExitKind::Config,
-            Error::Input(_) | Error::Numeric(_) | Error::Arrow(_) | Error::Parquet(_) => {
-                ExitKind::Input
-            }
+            Error::Input(_) | Error::Numeric(_) | Error::Arrow(_) => ExitKind::Input,
+            Error::Parquet(e) => parquet_kind(e),
             Error::Io { .. } => ExitKind::Io,
             Error::Busy(_) => ExitKind::Busy,
             Error::Internal(_) => ExitKind::Internal,
@@ -182,8 +181,24 @@ impl Error {
                 _ => Error::Internal(format!("{prefix}: {e}")),
             },
             Error::Arrow(e) => Error::Input(format!("{prefix}: {e}")),
-            Error::Parquet(e) => Error::Input(format!("{prefix}: {e}")),
+            Error::Parquet(e) => match parquet_kind(&e) {
+                ExitKind::Io => Error::io(prefix.to_string(), std::io::Error::other(e.to_string())),
+                _ => Error::Input(format!("{prefix}: {e}")),
+            },
         }
+    }
+}
+
+/// A Parquet reader's failure to get bytes (from a disk or an object store) is I/O; the rest
+/// is about the data.
+fn parquet_kind(e: &ParquetError) -> ExitKind {
+    match e {
+        ParquetError::External(inner)
+            if inner.is::<std::io::Error>() || inner.is::<object_store::Error>() =>
+        {
+            ExitKind::Io
+        }
+        _ => ExitKind::Input,
     }
 }
 
@@ -195,13 +210,12 @@ fn datafusion_kind(e: &DataFusionError) -> ExitKind {
             ArrowError::IoError(..) => ExitKind::Io,
             _ => ExitKind::Input,
         },
-        DataFusionError::ParquetError(p) => match p.as_ref() {
-            ParquetError::External(inner) if inner.is::<std::io::Error>() => ExitKind::Io,
-            _ => ExitKind::Input,
-        },
+        DataFusionError::ParquetError(p) => parquet_kind(p),
         DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
             Some(ours) => ours.exit_kind(),
-            None if inner.is::<std::io::Error>() => ExitKind::Io,
+            None if inner.is::<std::io::Error>() || inner.is::<object_store::Error>() => {
+                ExitKind::Io
+            }
             None => ExitKind::Internal,
         },
         DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {

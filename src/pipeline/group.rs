@@ -399,6 +399,10 @@ impl GroupScan<'_> {
             };
             let Some(batch) = next else { break };
             let batch = batch.map_err(|e| match e {
+                // Bytes that could not be read (a disk, an object store) stay I/O failures.
+                Error::DataFusion(_) if e.exit_kind() == crate::error::ExitKind::Io => {
+                    e.context(format!("reading {what}"))
+                }
                 Error::DataFusion(_) | Error::Arrow(_) => {
                     Error::Input(format!("reading {what}: {e}"))
                 }

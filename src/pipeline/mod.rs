@@ -21,6 +21,7 @@ pub mod shuffle;
 pub mod sink;
 pub mod source;
 pub mod spec;
+pub mod stores;
 mod writer;
 
 pub use run::{run, RunOptions, RunSummary, StageSummary, Stop};

@@ -33,7 +33,7 @@ use super::source::{
     file_tables_frame, files_frame, register_sources, session_with_memory, source_files,
     source_frame,
 };
-use super::spec::{Input, OutputRef, PipelineSpec, StageSpec};
+use super::spec::{Input, OutputRef, PipelineSpec, SourceSpec, StageSpec};
 use super::writer::{Produced, StageWriter};
 pub use super::writer::{RunSummary, StageSummary};
 use crate::operators::coordinated_sketch::table;
@@ -75,8 +75,30 @@ impl std::fmt::Debug for RunOptions {
     }
 }
 
+/// The Ballista scheduler and executors are not given the object-store clients of
+/// [`super::stores`]: a `--cluster` run of a pipeline with an object-store source is refused
+/// before anything starts, rather than failing on the executors.
+fn refuse_remote_sources_on_a_cluster(spec: &PipelineSpec) -> Result<()> {
+    for (name, source) in &spec.sources {
+        if let SourceSpec::Path { path, .. } = source {
+            if super::stores::is_remote(path) {
+                return Err(Error::Config(format!(
+                    "{}: {} is in an object store, which `run --cluster` cannot read yet; run \
+                     this pipeline without --cluster",
+                    spec.section(&format!("sources.{name}")),
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs `spec`; see the module docs.
 pub async fn run(spec: &PipelineSpec, opts: &RunOptions) -> Result<RunSummary> {
+    if opts.cluster.is_some() {
+        refuse_remote_sources_on_a_cluster(spec)?;
+    }
     let ctx = session_with_memory(spec.memory)?;
     register_sources(&ctx, spec).await?;
     let output_dir = opts

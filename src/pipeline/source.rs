@@ -5,8 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::dataframe::DataFrame;
-use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::options::ReadOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 
@@ -14,6 +16,7 @@ use futures::StreamExt;
 
 use super::incremental::FileEntry;
 use super::spec::{FileFormat, PipelineSpec, SourceSpec};
+use super::stores::is_remote;
 use crate::{Error, Result};
 
 /// The session every sketchpipe run and query uses. Quoted file paths work as tables in SQL
@@ -28,6 +31,7 @@ pub fn session_with_memory(memory: u64) -> Result<SessionContext> {
     let config = SessionConfig::new().with_information_schema(true);
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(memory as usize)))
+        .with_object_store_registry(Arc::new(super::stores::CloudStores::default()))
         .build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config, runtime).enable_url_table();
     crate::udf::register(&ctx);
@@ -46,7 +50,7 @@ pub async fn register_sources(ctx: &SessionContext, spec: &PipelineSpec) -> Resu
         } = source
         {
             let context = || spec.section(&format!("sources.{name}"));
-            if !glob && !path.exists() {
+            if !glob && !is_remote(path) && !path.exists() {
                 return Err(Error::io(
                     format!(
                         "{}: {} does not exist (paths in a pipeline file are relative to the \
@@ -57,41 +61,74 @@ pub async fn register_sources(ctx: &SessionContext, spec: &PipelineSpec) -> Resu
                     std::io::ErrorKind::NotFound.into(),
                 ));
             }
-            let (location, extension) = location(path, *format);
+            let (url, extension) = location(path, *format)?;
             let registered = match format {
                 FileFormat::Parquet => {
                     let options = ParquetReadOptions {
                         file_extension: &extension,
                         ..Default::default()
                     };
-                    ctx.register_parquet(name.as_str(), &location, options)
-                        .await
+                    register_listing(ctx, name, url, options).await
                 }
                 FileFormat::Csv => {
                     let options = CsvReadOptions::new()
                         .has_header(*has_header)
                         .file_extension(&extension);
-                    ctx.register_csv(name.as_str(), &location, options).await
+                    register_listing(ctx, name, url, options).await
                 }
             };
             registered.map_err(|e| {
-                Error::Input(format!(
-                    "{}: cannot open {}: {e}",
-                    context(),
-                    path.display()
-                ))
+                let what = format!("{}: cannot open {}", context(), path.display());
+                // An object store that cannot be reached or has nothing at the URL is an I/O
+                // failure (exit 4), as a local path that does not exist is.
+                let missing =
+                    matches!(&e, DataFusionError::Plan(m) if m.starts_with("No files found"));
+                let message = e.to_string();
+                let io = Error::DataFusion(e).exit_kind() == crate::error::ExitKind::Io;
+                if is_remote(path) && (io || missing) {
+                    Error::io(what, std::io::Error::other(message))
+                } else {
+                    Error::Input(format!("{what}: {message}"))
+                }
             })?;
         }
     }
     Ok(())
 }
 
+/// Registers `url` as table `name`, as `SessionContext::register_parquet`/`register_csv` do
+/// from a string — which would drop the glob of an object-store URL (DataFusion parses globs
+/// in local paths only).
+async fn register_listing(
+    ctx: &SessionContext,
+    name: &str,
+    url: ListingTableUrl,
+    options: impl ReadOptions<'_>,
+) -> datafusion::error::Result<()> {
+    let state = ctx.state();
+    let listing = options.to_listing_options(&ctx.copied_config(), ctx.copied_table_options());
+    let schema = options
+        .get_resolved_schema(&ctx.copied_config(), state, url.clone())
+        .await?;
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(listing)
+        .with_schema(schema);
+    ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
+}
+
 /// Where DataFusion lists a `path` source's files, and the extension it keeps: a directory's
-/// files of the format's extension; a single file or a glob, exactly what was named, whatever
-/// its extension.
-fn location(path: &Path, format: FileFormat) -> (String, String) {
+/// (or an object-store prefix's, ending in `/`) files of the format's extension; a single file
+/// or a glob, exactly what was named, whatever its extension.
+fn location(path: &Path, format: FileFormat) -> Result<(ListingTableUrl, String)> {
     let mut location = path.to_string_lossy().into_owned();
-    let extension = if path.is_dir() {
+    let remote = is_remote(path);
+    let dir = if remote {
+        location.ends_with('/')
+    } else {
+        path.is_dir()
+    };
+    let extension = if dir {
         if !location.ends_with('/') {
             location.push('/');
         }
@@ -101,7 +138,19 @@ fn location(path: &Path, format: FileFormat) -> (String, String) {
             .map(|e| format!(".{}", e.to_string_lossy()))
             .unwrap_or_default()
     };
-    (location, extension)
+    let bad = |e: String| Error::Config(format!("{location}: not a URL sketchpipe can list: {e}"));
+    let url = match location.find(['*', '?', '[']) {
+        // The part up to the last `/` before the first glob character is the prefix listed;
+        // the rest is matched against the objects under it, as DataFusion does for local globs.
+        Some(star) if remote => {
+            let split = location[..star].rfind('/').map_or(0, |i| i + 1);
+            let prefix = url::Url::parse(&location[..split]).map_err(|e| bad(e.to_string()))?;
+            let pattern = glob::Pattern::new(&location[split..]).map_err(|e| bad(e.to_string()))?;
+            ListingTableUrl::try_new(prefix, Some(pattern))?
+        }
+        _ => ListingTableUrl::parse(&location)?,
+    };
+    Ok((url, extension))
 }
 
 /// The files of `path` source `name` as DataFusion lists them (path, size, modification
@@ -116,18 +165,24 @@ pub async fn source_files(
             "[sources.{name}]: an incremental stage needs a `path` source"
         )));
     };
-    let (location, extension) = location(path, *format);
-    let url = ListingTableUrl::parse(&location)?;
+    let (url, extension) = location(path, *format)?;
     let store = ctx.runtime_env().object_store(url.object_store())?;
     let state = ctx.state();
     let mut listed = url
         .list_all_files(&state, store.as_ref(), &extension)
         .await?;
     let mut out = Vec::new();
+    // Local files keep their absolute path (as manifests have always recorded them); objects
+    // their full URL, so that DataFusion reads them from the same store.
+    let prefix = if is_remote(path) {
+        url.object_store().as_str().to_string()
+    } else {
+        "/".to_string()
+    };
     while let Some(meta) = listed.next().await {
         let meta = meta?;
         out.push(FileEntry {
-            file: format!("/{}", meta.location),
+            file: format!("{prefix}{}", meta.location),
             bytes: meta.size,
             modified: meta
                 .last_modified
@@ -156,7 +211,7 @@ pub async fn files_frame(
             "[sources.{name}]: an incremental stage needs a `path` source"
         )));
     };
-    let (_, extension) = location(path, *format);
+    let (_, extension) = location(path, *format)?;
     let paths: Vec<String> = files.iter().map(|f| f.file.clone()).collect();
     let frame = match format {
         FileFormat::Parquet => {

@@ -241,6 +241,12 @@ impl PipelineSpec {
             .string("output_dir")?
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("out").join(&name));
+        if super::stores::is_remote(&output_dir) {
+            return Err(keys.error(
+                "output_dir",
+                "must be a local directory: outputs are committed by an atomic rename and                  guarded by a file lock, which object stores do not have (sources may be                  object-store URLs; copy the committed outputs to a bucket after the run)",
+            ));
+        }
         keys.string("description")?;
         let memory = keys.bytes("memory")?.unwrap_or(DEFAULT_MEMORY);
         if memory < 64 << 20 {
@@ -393,7 +399,14 @@ fn parse_source_kind(keys: &mut Keys<'_>, base: &Path) -> Result<SourceSpec> {
             Ok(SourceSpec::Sql { query })
         }
         (Some(p), None) => {
-            let path = base.join(&p);
+            let remote = super::stores::is_url(&p);
+            // A URL names an object store (or a `file://` path) as it is; a path is relative
+            // to the pipeline file.
+            let path = if remote {
+                PathBuf::from(&p)
+            } else {
+                base.join(&p)
+            };
             let glob = p.contains(['*', '?', '[']);
             let format = match format.as_deref() {
                 Some("parquet") => FileFormat::Parquet,
@@ -424,6 +437,10 @@ fn parse_source_kind(keys: &mut Keys<'_>, base: &Path) -> Result<SourceSpec> {
 /// The format of a file or glob from its extension; of a directory, from the first file in it
 /// with a known extension (listing a directory reads no data).
 fn detect_format(path: &Path, glob: bool) -> Option<FileFormat> {
+    if super::stores::is_remote(path) {
+        // An object-store prefix is not listed while the file is parsed (no network then).
+        return FileFormat::from_extension(path);
+    }
     if glob || !path.is_dir() {
         return FileFormat::from_extension(path);
     }

@@ -306,6 +306,38 @@ async fn standalone_mode_runs_every_stage_of_the_demos_as_locally() {
     }
 }
 
+/// An object-store source with `--cluster` is refused before anything runs (the executors
+/// have no clients for it), naming the source and the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_store_sources_are_refused_on_a_cluster() {
+    use sketchpipe::pipeline::{self, PipelineSpec, RunOptions};
+    let tmp = TempDir::new().unwrap();
+    let file = tmp.path().join("p.toml");
+    std::fs::write(
+        &file,
+        "[sources.s]\npath = \"s3://bucket/x/\"\nformat = \"parquet\"\n\n[stages.t]\n\
+         op = \"top_eigenvector\"\nsource = \"s\"\ncolumns = [\"v\"]\nalgorithm = \"exact\"\n",
+    )
+    .unwrap();
+    let spec = PipelineSpec::load(&file, &[]).unwrap();
+    let opts = RunOptions {
+        output_dir: Some(tmp.path().join("out")),
+        progress: sketchpipe::progress::ProgressMode::Quiet,
+        cluster: Some(sketchpipe::cluster::standalone_context().await.unwrap()),
+        ..Default::default()
+    };
+    let err = pipeline::run(&spec, &opts).await.unwrap_err();
+    assert_eq!(err.exit_kind(), sketchpipe::error::ExitKind::Config);
+    let text = err.to_string();
+    assert!(
+        text.contains("[sources.s]")
+            && text.contains("s3://bucket/x/")
+            && text.contains("without --cluster"),
+        "{text}"
+    );
+    assert!(!tmp.path().join("out").exists());
+}
+
 /// Child processes stopped when the test ends, however it ends.
 struct Processes(Vec<Child>);
 
