@@ -168,7 +168,7 @@ struct EigenAccumulator {
     ell: usize,
     rows: RowsArg,
     core: Option<MergeableEigen>,
-    /// The exact core's rows in fixed blocks, as the stage sums them.
+    /// The exact and Frequent Directions cores' rows in fixed blocks, as the stage sums them.
     blocks: Blocks,
 }
 
@@ -193,11 +193,15 @@ fn core_for(
 impl EigenAccumulator {
     /// Feeds the rows kept back for a whole block.
     fn settle(&mut self) -> DfResult<()> {
-        if let Some(MergeableEigen::Exact(g)) = &mut self.core {
-            self.blocks.flush(|b| {
+        match &mut self.core {
+            Some(MergeableEigen::Exact(g)) => self.blocks.flush(|b| {
                 g.update(b);
                 Ok::<_, datafusion::error::DataFusionError>(())
-            })?;
+            })?,
+            Some(MergeableEigen::FrequentDirections(f)) => {
+                self.blocks.flush(|b| f.update(b).map_err(df_err))?
+            }
+            None => {}
         }
         Ok(())
     }
@@ -224,7 +228,9 @@ impl Accumulator for EigenAccumulator {
                     g.update(b);
                     Ok::<_, datafusion::error::DataFusionError>(())
                 })?,
-                MergeableEigen::FrequentDirections(f) => f.update(rows.values).map_err(df_err)?,
+                MergeableEigen::FrequentDirections(f) => {
+                    blocks.push(rows.values, rows.dim, |b| f.update(b).map_err(df_err))?
+                }
             }
             Ok(())
         })

@@ -114,7 +114,7 @@ fn incremental_runs_equal_a_full_rerun_and_refuse_changed_inputs() {
     let bound = spectrum(&i, "pcf", "error_bound")[0];
     for (e, s) in exact.iter().zip(spectrum(&i, "pcf", "eigenvalue")) {
         assert!(
-            s <= e * (1.0 + 1e-9) && e - s <= bound * (1.0 + 1e-9),
+            s <= e * (1.0 + 1e-9) && e - s <= bound * (1.0 + 1e-9) + 1e-9 * e,
             "pca fd: {s} vs {e} ± {bound}"
         );
     }

@@ -488,5 +488,6 @@ fn frequent_directions_agrees_with_exact_within_its_bound() {
     let bound = stat_f64(&fd, "error_bound");
     assert!(sketched <= lambda * (1.0 + 1e-9) && lambda - sketched <= bound * (1.0 + 1e-9));
     assert_eq!(stat_f64(&exact, "error_bound"), 0.0);
-    assert_eq!(stat_u64(&fd, "state_bytes"), 2 * 16 * 64 * 8);
+    // d = 64 against ℓ = 16: the Gram route, its `2ℓ × d` rows and `d × d` matrix.
+    assert_eq!(stat_u64(&fd, "state_bytes"), (2 * 16 * 64 + 64 * 64) * 8);
 }

@@ -133,7 +133,9 @@ async fn frequent_directions_in_sql_stays_within_its_bound_when_merged() {
         };
         let (eigenvalue, bound) = (get("eigenvalue"), get("error_bound"));
         // FD's guarantee: σ₁² − Δ ≤ σ₁(B)² ≤ σ₁², whatever the merge tree.
-        assert!(bound > 0.0, "ell = 4 < d must shrink");
+        // One partition keeps its rows' Gram matrix (the Gram route at this small d) and does
+        // not shrink; partitions hand over states of ℓ rows, which shrink.
+        assert!(partitions == 1 || bound > 0.0, "ell = 4 < d must shrink");
         assert!(
             eigenvalue <= 10.0 + 1e-9 && eigenvalue >= 10.0 - bound - 1e-9,
             "{partitions} partitions: {eigenvalue} outside [10 − {bound}, 10]"

@@ -153,7 +153,8 @@ impl MergeablePca {
             MergeablePca::FrequentDirections(f) => {
                 let st = f.sketch();
                 let (mean, diag) = (f.mean().to_vec(), f.diagonal().to_vec());
-                let (center, shrunk) = (f.centred(), f.shrunk());
+                // The state's own `Δ`: handing a sketch over may shrink it once more.
+                let (center, shrunk) = (f.centred(), st.shrunk);
                 (
                     f.rows(),
                     st.d,

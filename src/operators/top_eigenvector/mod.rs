@@ -280,7 +280,8 @@ pub struct TopEigenvectorOp {
     /// Incremental: the previous run's state, until merged; then the merged state.
     previous: Option<MergeableEigen>,
     state: Option<MergeableEigen>,
-    /// The exact core's rows in fixed blocks, so its sums do not depend on batch sizes.
+    /// The exact and Frequent Directions cores' rows in fixed blocks, so their sums do not
+    /// depend on batch sizes.
     blocks: Blocks,
 }
 
@@ -487,7 +488,10 @@ impl TopEigenvectorOp {
         };
         let Some(buffered) = core.buffered_rows() else {
             return match core {
-                Core::Exact(_) => self.blocks.push(rows.values, rows.dim, |b| core.update(b)),
+                // One SYRK per call (exact, and Frequent Directions' Gram route): fixed blocks.
+                Core::Exact(_) | Core::FrequentDirections(_) => {
+                    self.blocks.push(rows.values, rows.dim, |b| core.update(b))
+                }
                 _ => core.update(rows.values),
             };
         };
@@ -692,7 +696,7 @@ mod tests {
     /// Every algorithm gives the same bits however the stream is cut into batches (a
     /// cluster, a different file layout or DataFusion version, a Python loop cuts it
     /// differently): the `‖A‖_F²` prefix ends after exactly `prefix_rows` rows, and the exact
-    /// Gram matrix is summed in fixed blocks of rows.
+    /// Gram matrix (and Frequent Directions' on its Gram route) is summed in fixed blocks of rows.
     #[test]
     fn batch_boundaries_do_not_change_a_bit() {
         let batch = rows(20_000, 48);

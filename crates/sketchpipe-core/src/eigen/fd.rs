@@ -9,12 +9,64 @@
 //! `Δ = Σ δ`, which bounds the error: `‖AᵀA − BᵀB‖₂ ≤ Δ ≤ ‖A − A_k‖_F² / (ℓ − k)` for every
 //! `k < ℓ` (Theorem 1.1 of the SICOMP paper). Any row order; two sketches merge by stacking
 //! and shrinking, with `Δ` adding up.
+//!
+//! Two ways to hold the rows between shrinks ([`Route`]); both are Algorithm 2's shrink of
+//! `[B; X]` (the sketch over the rows `X` since the last shrink), which is all its proof uses,
+//! so the bound holds for either:
+//! * [`Route::Rows`]: the `2ℓ`-row buffer of the paper, shrunk through its `r × r` Gram matrix
+//!   every `ℓ` rows — `O(ℓd)` memory; per row about `4ℓd` multiply-adds plus a `2ℓ × 2ℓ`
+//!   eigensolve every `ℓ` rows.
+//! * [`Route::Gram`]: the rows since the last shrink kept as their `d × d` Gram matrix `XᵀX`
+//!   (the same blocked SYRK as `exact`), shrunk through the eigensolve of `BᵀB + XᵀX` (whose
+//!   eigenpairs are `[B; X]`'s `σ_i², v_i`) when the sketch is handed over (a partial
+//!   aggregate's state, an incremental stage's `state` table, a merge) or every `every` rows.
+//!   Per row `d²/2` multiply-adds, `O(d²)` memory. [`FrequentDirections::new`] takes it where
+//!   it costs less than the row buffer (small `d` against `ℓ`, see [`Route::auto`]), and
+//!   never shrinks in between: a single pass's answer is then `exact`'s, with `Δ = 0`.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par, Side};
 
+use super::exact::add_gram_lower;
 use super::{canonical_sign, TopEigen};
 use crate::{Error, Result};
+
+/// How a sketch holds the rows between shrinks (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A `2ℓ`-row buffer, shrunk every `ℓ` rows.
+    Rows,
+    /// The `d × d` Gram matrix of the rows since the last shrink, shrunk every `every` rows
+    /// and whenever the sketch is handed over ([`FrequentDirections::to_state`]). Its memory
+    /// does not grow with the rows, so [`Route::auto`] never shrinks in between
+    /// (`usize::MAX`): each shrink would cost a `d × d` eigensolve and add to `Δ`.
+    Gram { every: usize },
+}
+
+impl Route {
+    /// The cheaper route for rows of dimension `d` and `ℓ` directions. Per row, the Gram
+    /// route costs the SYRK's `d²/2` multiply-adds, the row buffer about `4ℓd` plus its share
+    /// of a `2ℓ × 2ℓ` eigensolve every `ℓ` rows (`72ℓ²` flops, at a third of the SYRK's
+    /// speed): measured (`cargo bench -p sketchpipe-core --bench fd_routes`, ℓ = 32) as
+    /// `2.5e-11·d²` s against `10.6 µs + 11.3 ns·d`, scaled by `ℓ²` and `ℓ`, which gives the
+    /// Gram route for `d² ≤ 414ℓ² + 14ℓd` (`d` up to about 900 at ℓ = 32).
+    pub fn auto(d: usize, ell: usize) -> Route {
+        let (d, ell) = (d as f64, ell as f64);
+        if d * d <= 414.0 * ell * ell + 14.0 * ell * d {
+            Route::Gram { every: usize::MAX }
+        } else {
+            Route::Rows
+        }
+    }
+}
+
+/// The Gram route's rows since the last shrink: `XᵀX` (lower triangle) and their count.
+#[derive(Debug, Clone)]
+struct Pending {
+    g: Mat<f64>,
+    rows: usize,
+    every: usize,
+}
 
 /// A [`FrequentDirections`] sketch taken apart: its rows in use (row-major) and counters.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,11 +91,19 @@ pub struct FrequentDirections {
     frobenius_sq: f64,
     /// `Δ`: the sum of shrinkages, a bound on `‖AᵀA − BᵀB‖₂`.
     shrunk: f64,
+    /// [`Route::Gram`]'s rows since the last shrink (`None`: [`Route::Rows`]).
+    pending: Option<Pending>,
 }
 
 impl FrequentDirections {
-    /// A sketch of rows of dimension `d` keeping `ell ≥ 2` directions.
+    /// A sketch of rows of dimension `d` keeping `ell ≥ 2` directions, on the cheaper
+    /// [`Route`] for them.
     pub fn new(d: usize, ell: usize) -> Result<Self> {
+        Self::with_route(d, ell, Route::auto(d, ell))
+    }
+
+    /// A sketch on a chosen [`Route`] (the answers of both satisfy the same bound).
+    pub fn with_route(d: usize, ell: usize, route: Route) -> Result<Self> {
         if d == 0 {
             return Err(Error::Input("rows have dimension 0".into()));
         }
@@ -58,26 +118,68 @@ impl FrequentDirections {
             rows: 0,
             frobenius_sq: 0.0,
             shrunk: 0.0,
+            pending: match route {
+                Route::Rows => None,
+                Route::Gram { every } => Some(Pending {
+                    g: Mat::zeros(d, d),
+                    rows: 0,
+                    every: every.max(1),
+                }),
+            },
         })
+    }
+
+    /// The route this sketch holds its rows on.
+    pub fn route(&self) -> Route {
+        match &self.pending {
+            None => Route::Rows,
+            Some(p) => Route::Gram { every: p.every },
+        }
     }
 
     /// Adds the rows of a row-major `n × d` buffer.
     pub fn update(&mut self, rows: &[f64]) -> Result<()> {
         assert_eq!(rows.len() % self.d, 0, "row buffer is not n × d");
-        for row in rows.chunks_exact(self.d) {
-            self.frobenius_sq += row.iter().map(|x| x * x).sum::<f64>();
-            self.push(row)?;
-        }
+        self.frobenius_sq += self.absorb(rows)?;
         self.rows += (rows.len() / self.d) as u64;
         Ok(())
+    }
+
+    /// Sketches the rows of a row-major buffer (counters aside); returns their `Σ‖row‖²` — on
+    /// the Gram route read off the trace of `XᵀX`, so the rows are read once, by the SYRK.
+    fn absorb(&mut self, rows: &[f64]) -> Result<f64> {
+        let d = self.d;
+        if self.pending.is_none() {
+            for row in rows.chunks_exact(d) {
+                self.push(row)?;
+            }
+            return Ok(rows.iter().map(|x| x * x).sum());
+        }
+        let trace = |g: &Mat<f64>| (0..d).map(|i| g[(i, i)]).sum::<f64>();
+        let mut squares = 0.0;
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let p = self.pending.as_mut().expect("the Gram route");
+            let take = (p.every - p.rows).min(rest.len() / d);
+            let (now, later) = rest.split_at(take * d);
+            let before = trace(&p.g);
+            add_gram_lower(&mut p.g, now, d);
+            squares += trace(&p.g) - before;
+            p.rows += take;
+            rest = later;
+            if p.rows == p.every {
+                self.shrink_gram()?;
+            }
+        }
+        Ok(squares)
     }
 
     /// Adds one row that is not an input row (a correction term, e.g. the centring row of
     /// [`super::pca::CentredFd`]): sketched and counted in `‖·‖_F²`, not in [`Self::rows`].
     pub fn add_row(&mut self, row: &[f64]) -> Result<()> {
         assert_eq!(row.len(), self.d, "a row of dimension {}", self.d);
-        self.frobenius_sq += row.iter().map(|x| x * x).sum::<f64>();
-        self.push(row)
+        self.frobenius_sq += self.absorb(row)?;
+        Ok(())
     }
 
     /// The sketch size `ℓ`.
@@ -138,6 +240,58 @@ impl FrequentDirections {
         Ok(())
     }
 
+    /// `BᵀB + XᵀX` (lower triangle) on the Gram route.
+    fn gram_lower(&self, p: &Pending) -> Mat<f64> {
+        let mut c = p.g.clone();
+        add_gram_lower(&mut c, &self.buf[..self.filled * self.d], self.d);
+        c
+    }
+
+    /// The Gram route's shrink of `[B; X]`: from the eigenpairs `(λ_i, v_i)` of `BᵀB + XᵀX`,
+    /// `δ = λ_ℓ` and the rows `sqrt(λ_i − δ)·v_iᵀ`, `i < ℓ`.
+    fn shrink_gram(&mut self) -> Result<()> {
+        let Some(p) = &self.pending else {
+            return Ok(());
+        };
+        if p.rows == 0 {
+            return Ok(());
+        }
+        let d = self.d;
+        let evd = self
+            .gram_lower(p)
+            .self_adjoint_eigen(Side::Lower)
+            .map_err(|e| {
+                Error::Numeric(format!("Frequent Directions: eigensolver failed: {e:?}"))
+            })?;
+        // Eigenvalues ascending: the i-th largest is at d − 1 − i.
+        let s = evd.S().column_vector();
+        let u = evd.U();
+        let delta = if d >= self.ell {
+            s[d - self.ell].max(0.0)
+        } else {
+            0.0
+        };
+        self.shrunk += delta;
+        self.buf.fill(0.0);
+        let mut kept = 0;
+        for i in 0..self.ell.min(d) {
+            let lambda = s[d - 1 - i];
+            if lambda <= delta {
+                break;
+            }
+            let scale = (lambda - delta).sqrt();
+            for j in 0..d {
+                self.buf[kept * d + j] = scale * u[(j, d - 1 - i)];
+            }
+            kept += 1;
+        }
+        self.filled = kept;
+        let p = self.pending.as_mut().expect("checked above");
+        p.g.fill(0.0);
+        p.rows = 0;
+        Ok(())
+    }
+
     /// Singular values (descending) and right singular vectors (`d × r`, row-major) of the
     /// buffer.
     fn svd(&self) -> Result<(Vec<f64>, Vec<f64>)> {
@@ -169,8 +323,36 @@ impl FrequentDirections {
                 self.d, self.ell, other.d, other.ell
             )));
         }
-        for row in other.buf[..other.filled * other.d].chunks_exact(self.d) {
-            self.push(row)?;
+        match (&mut self.pending, &other.pending) {
+            (Some(mine), Some(theirs)) => {
+                // `XᵀX` adds up; the rows then go the same way as `other`'s sketch rows.
+                for j in 0..self.d {
+                    for i in j..self.d {
+                        mine.g[(i, j)] += theirs.g[(i, j)];
+                    }
+                }
+                mine.rows += theirs.rows;
+                if mine.rows >= mine.every {
+                    self.shrink_gram()?;
+                }
+            }
+            (_, Some(theirs)) if theirs.rows > 0 => {
+                let mut flushed = other.clone();
+                flushed.shrink_gram()?;
+                return self.merge_rows(&flushed);
+            }
+            _ => {}
+        }
+        self.merge_rows(other)
+    }
+
+    fn merge_rows(&mut self, other: &FrequentDirections) -> Result<()> {
+        // Sketch rows, not input rows: their squares are in `other.frobenius_sq` already.
+        self.absorb(&other.buf[..other.filled * other.d])?;
+        if let Some(p) = &self.pending {
+            if p.rows >= p.every {
+                self.shrink_gram()?;
+            }
         }
         self.rows += other.rows;
         self.frobenius_sq += other.frobenius_sq;
@@ -191,6 +373,16 @@ impl FrequentDirections {
     /// Everything needed to rebuild the sketch ([`Self::from_state`]): e.g. the state a
     /// partition of an SQL aggregate hands to the merge.
     pub fn to_state(&self) -> FdState {
+        if self.pending.as_ref().is_some_and(|p| p.rows > 0) {
+            // The rows since the last shrink become sketch rows (one more shrink, in `shrunk`).
+            let mut flushed = self.clone();
+            match flushed.shrink_gram() {
+                Ok(()) => return flushed.to_state(),
+                // Only a non-finite input makes the eigensolver fail, and the stages refuse
+                // those before they reach a sketch.
+                Err(e) => panic!("Frequent Directions state: {e}"),
+            }
+        }
         FdState {
             d: self.d,
             ell: self.ell,
@@ -201,7 +393,8 @@ impl FrequentDirections {
         }
     }
 
-    /// The sketch [`Self::to_state`] came from.
+    /// The sketch [`Self::to_state`] came from (on the route [`Self::new`] picks; a state is
+    /// route-free).
     pub fn from_state(s: &FdState) -> Result<Self> {
         let mut fd = FrequentDirections::new(s.d, s.ell)?;
         if !s.rows.len().is_multiple_of(s.d) || s.rows.len() > fd.buf.len() {
@@ -225,29 +418,87 @@ impl FrequentDirections {
         self.shrunk
     }
 
-    /// `BᵀB`'s quadratic form `xᵀBᵀBx` (for checking the guarantee).
+    /// The sketch's quadratic form `xᵀ(BᵀB + XᵀX)x` (for checking the guarantee; `X`: the
+    /// Gram route's rows since the last shrink).
     pub fn quadratic_form(&self, x: &[f64]) -> f64 {
-        self.buf[..self.filled * self.d]
+        let rows: f64 = self.buf[..self.filled * self.d]
             .chunks_exact(self.d)
             .map(|r| {
                 let p: f64 = r.iter().zip(x).map(|(a, b)| a * b).sum();
                 p * p
             })
-            .sum()
+            .sum();
+        let pending = self.pending.as_ref().map_or(0.0, |p| {
+            let mut q = 0.0;
+            for j in 0..self.d {
+                q += p.g[(j, j)] * x[j] * x[j];
+                for i in j + 1..self.d {
+                    q += 2.0 * p.g[(i, j)] * x[i] * x[j];
+                }
+            }
+            q
+        });
+        rows + pending
     }
 
-    /// Bytes of the sketch buffer (`2ℓd` doubles).
+    /// The sketch's covariance `BᵀB` (plus, on the Gram route, the rows since the last shrink,
+    /// `XᵀX`), `d × d` and symmetric: what its guarantee bounds against `AᵀA`.
+    pub fn covariance(&self) -> Mat<f64> {
+        let mut c = match &self.pending {
+            Some(p) => self.gram_lower(p),
+            None => {
+                let mut c = Mat::zeros(self.d, self.d);
+                add_gram_lower(&mut c, &self.buf[..self.filled * self.d], self.d);
+                c
+            }
+        };
+        for j in 0..self.d {
+            for i in j + 1..self.d {
+                c[(j, i)] = c[(i, j)];
+            }
+        }
+        c
+    }
+
+    /// Bytes of the sketch buffer (`2ℓd` doubles), and on the Gram route its `d × d` matrix.
     pub fn state_bytes(&self) -> u64 {
-        (self.buf.len() * std::mem::size_of::<f64>()) as u64
+        let gram = self.pending.as_ref().map_or(0, |_| self.d * self.d);
+        ((self.buf.len() + gram) * std::mem::size_of::<f64>()) as u64
     }
 
     /// The top right singular vector of `B`; the eigenvalue is `σ_1(B)²`, which
     /// underestimates `σ_1(A)²` by at most `Δ`.
     pub fn finish(&self) -> Result<TopEigen> {
-        if self.rows == 0 || self.filled == 0 {
+        let pending = self.pending.as_ref().map_or(0, |p| p.rows);
+        if self.rows == 0 || (self.filled == 0 && pending == 0) {
             return Err(Error::Input(
                 "no rows: the eigenvector of an empty matrix is undefined".into(),
             ));
+        }
+        if let Some(p) = &self.pending {
+            // The top eigenpair of `BᵀB + XᵀX` itself: no last shrink, so the bound stays `Δ`.
+            let d = self.d;
+            let evd = self
+                .gram_lower(p)
+                .self_adjoint_eigen(Side::Lower)
+                .map_err(|e| {
+                    Error::Numeric(format!("Frequent Directions: eigensolver failed: {e:?}"))
+                })?;
+            let s = evd.S().column_vector();
+            let u = evd.U();
+            let mut vector: Vec<f64> = (0..d).map(|j| u[(j, d - 1)]).collect();
+            let norm = vector.iter().map(|x| x * x).sum::<f64>().sqrt();
+            vector.iter_mut().for_each(|x| *x /= norm);
+            canonical_sign(&mut vector);
+            return Ok(TopEigen {
+                vector,
+                eigenvalue: s[d - 1].max(0.0),
+                second_eigenvalue: (d > 1).then(|| s[d - 2].max(0.0)),
+                frobenius_sq: self.frobenius_sq,
+                rows: self.rows,
+                heavy_rows: 0,
+                state_bytes: self.state_bytes(),
+            });
         }
         let (sigma, v) = self.svd()?;
         let r = sigma.len();
@@ -334,43 +585,83 @@ mod tests {
         }
     }
 
+    /// Both routes; the Gram route shrinking often (every 37 rows), so that its shrinks are
+    /// exercised on small inputs.
+    const ROUTES: [Route; 2] = [Route::Rows, Route::Gram { every: 37 }];
+
     #[test]
     fn finds_the_top_direction_of_low_rank_data_within_its_bound() {
         let (n, d) = (4000, 64);
         let rows = low_rank(n, d, 20.0, 1);
-        let mut fd = FrequentDirections::new(d, 16).unwrap();
-        fd.update(&rows).unwrap();
-        let top = fd.finish().unwrap();
+        for route in ROUTES {
+            let mut fd = FrequentDirections::with_route(d, 16, route).unwrap();
+            // In uneven batches, as a scan hands them over.
+            for part in rows.chunks(d * 301) {
+                fd.update(part).unwrap();
+            }
+            assert!(fd.error_bound() > 0.0, "{route:?}: no shrink happened");
+            let top = fd.finish().unwrap();
+            let (_, truth) = exact(&rows, d);
+            let a = alignment(&top.vector, &truth.vector);
+            assert!(a > 0.99, "{route:?}: {a}");
+            assert!(top.eigenvalue <= truth.eigenvalue * (1.0 + 1e-12));
+            assert!(truth.eigenvalue - top.eigenvalue <= fd.error_bound() * (1.0 + 1e-9));
+            assert!((top.frobenius_sq - truth.frobenius_sq).abs() <= 1e-9 * truth.frobenius_sq);
+            check_guarantee(&fd, &rows, d, 2);
+            // The state (which shrinks the Gram route's pending rows into sketch rows) is a
+            // sketch within its own, larger, bound.
+            let back = FrequentDirections::from_state(&fd.to_state()).unwrap();
+            assert!(back.error_bound() >= fd.error_bound());
+            check_guarantee(&back, &rows, d, 3);
+        }
+    }
+
+    #[test]
+    fn the_gram_route_is_taken_where_it_is_cheaper() {
+        assert!(matches!(Route::auto(128, 32), Route::Gram { .. }));
+        assert!(matches!(Route::auto(256, 32), Route::Gram { .. }));
+        assert_eq!(Route::auto(1024, 32), Route::Rows);
+        assert_eq!(Route::auto(4096, 16), Route::Rows);
+        // The default never shrinks in one pass: exact's answer, Δ = 0, where the row buffer
+        // has shrunk.
+        let (n, d) = (3000, 24);
+        let rows = low_rank(n, d, 20.0, 4);
+        let mut gram = FrequentDirections::new(d, 8).unwrap();
+        let mut buffer = FrequentDirections::with_route(d, 8, Route::Rows).unwrap();
+        gram.update(&rows).unwrap();
+        buffer.update(&rows).unwrap();
+        assert!(matches!(gram.route(), Route::Gram { .. }));
+        assert_eq!(gram.error_bound(), 0.0);
+        assert!(buffer.error_bound() > 0.0);
+        check_guarantee(&gram, &rows, d, 5);
         let (_, truth) = exact(&rows, d);
-        assert!(
-            alignment(&top.vector, &truth.vector) > 0.99,
-            "{}",
-            alignment(&top.vector, &truth.vector)
-        );
-        assert!(top.eigenvalue <= truth.eigenvalue * (1.0 + 1e-12));
-        assert!(truth.eigenvalue - top.eigenvalue <= fd.error_bound() * (1.0 + 1e-9));
-        assert!((top.frobenius_sq - truth.frobenius_sq).abs() <= 1e-9 * truth.frobenius_sq);
-        check_guarantee(&fd, &rows, d, 2);
+        let top = gram.finish().unwrap();
+        assert!(alignment(&top.vector, &truth.vector) > 1.0 - 1e-12);
+        assert!((top.eigenvalue - truth.eigenvalue).abs() <= 1e-12 * truth.eigenvalue);
+        // Its state is ℓ rows within its bound, as the row buffer's.
+        let state = gram.to_state();
+        assert!(state.rows.len() <= 8 * d && state.shrunk > 0.0);
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         /// Two halves sketched apart and merged keep the guarantee for the whole input.
         #[test]
-        fn merged_sketches_keep_the_guarantee(seed in 0u64..1000, split in 0.05f64..0.95, ell in 2usize..10) {
+        fn merged_sketches_keep_the_guarantee(seed in 0u64..1000, split in 0.05f64..0.95, ell in 2usize..10, gram: bool) {
             let (n, d) = (600, 12);
+            let route = ROUTES[gram as usize];
             let rows = low_rank(n, d, 5.0, seed);
             let cut = ((n as f64) * split) as usize * d;
-            let mut left = FrequentDirections::new(d, ell).unwrap();
+            let mut left = FrequentDirections::with_route(d, ell, route).unwrap();
             left.update(&rows[..cut]).unwrap();
-            let mut right = FrequentDirections::new(d, ell).unwrap();
+            let mut right = FrequentDirections::with_route(d, ell, route).unwrap();
             right.update(&rows[cut..]).unwrap();
             left.merge(&right).unwrap();
             prop_assert_eq!(left.rows, n as u64);
             check_guarantee(&left, &rows, d, seed);
             // And the merged sketch is within its bound of the single-pass one: both lie
             // between AᵀA − Δ·I and AᵀA, so on any unit x they differ by at most max Δ.
-            let mut single = FrequentDirections::new(d, ell).unwrap();
+            let mut single = FrequentDirections::with_route(d, ell, route).unwrap();
             single.update(&rows).unwrap();
             let bound = left.error_bound().max(single.error_bound());
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);

@@ -24,10 +24,10 @@
 //! `σ_j = sqrt(M_jj / (n − 1))` from the exact diagonal, and the decomposed matrix is
 //! `D⁻¹ M D⁻¹` with `D = diag(σ)`. FD's bound carries through as `Δ / min_j σ_j²`.
 
-use faer::{Accum, Mat, MatRef, Par, Side};
+use faer::{Mat, MatRef, Side};
 
 use super::exact::add_gram_lower;
-use super::fd::FdState;
+use super::fd::{FdState, Route};
 use super::{canonical_sign, FrequentDirections};
 use crate::{Error, Result};
 
@@ -262,8 +262,13 @@ pub struct CentredFd {
 impl CentredFd {
     /// A sketch of rows of dimension `d` keeping `ell ≥ 2` directions.
     pub fn new(d: usize, ell: usize, center: bool) -> Result<Self> {
+        Self::with_route(d, ell, center, Route::auto(d, ell))
+    }
+
+    /// The same on a chosen [`Route`] of the underlying sketch.
+    pub fn with_route(d: usize, ell: usize, center: bool, route: Route) -> Result<Self> {
         Ok(CentredFd {
-            fd: FrequentDirections::new(d, ell)?,
+            fd: FrequentDirections::with_route(d, ell, route)?,
             center,
             mean: vec![0.0; d],
             diag: vec![0.0; d],
@@ -300,11 +305,6 @@ impl CentredFd {
     pub fn constant_column(&self) -> Option<usize> {
         let s = Moments::sample_std(self.rows(), &self.diag);
         constant_column(&self.mean, &s).map(|c| c.0)
-    }
-
-    /// `Δ` of the sketch: `‖M − BᵀB‖₂ ≤ Δ` (before scaling).
-    pub fn shrunk(&self) -> f64 {
-        self.fd.error_bound()
     }
 
     /// Folds the correction `w δδᵀ` in: one sketched row and the exact diagonal.
@@ -415,11 +415,9 @@ impl CentredFd {
         let scales = scales(self.rows(), &self.mean, &self.diag, scale, self.center)?;
         check_components(k, d, self.rows())?;
         let inv = inverse(&scales, d);
-        let state = self.fd.to_state();
-        let r = state.rows.len() / d;
-        let b = Mat::<f64>::from_fn(r, d, |i, j| state.rows[i * d + j] * inv[j]);
-        let mut g = Mat::<f64>::zeros(d, d);
-        faer::linalg::matmul::matmul(&mut g, Accum::Replace, b.transpose(), &b, 1.0, Par::Seq);
+        // D⁻¹ BᵀB D⁻¹ (with, on FD's Gram route, the rows since its last shrink).
+        let c = self.fd.covariance();
+        let g = Mat::<f64>::from_fn(d, d, |i, j| c[(i, j)] * inv[i] * inv[j]);
         let (components, eigenvalues) = top_k(g.as_ref(), k)?;
         let total = self.diag.iter().zip(&inv).map(|(m, s)| m * s * s).sum();
         // ‖D⁻¹ E D⁻¹‖₂ ≤ ‖E‖₂ / min σ².
@@ -792,34 +790,41 @@ mod tests {
         let lambdas: Vec<f64> = (0..d).map(|j| 30.0 / (1.0 + j as f64).powi(2)).collect();
         let (rows, _) = spectrum_rows(4000, &mean, &lambdas, 11);
         let mut exact = Scatter::new(d, true).unwrap();
-        let mut fd = CentredFd::new(d, 8, true).unwrap();
         for chunk in rows.chunks(d * 333) {
             exact.update(chunk);
-            fd.update(chunk).unwrap();
         }
-        for scale in [false, true] {
-            let e = exact.finish(3, scale).unwrap();
-            let f = fd.finish(3, scale).unwrap();
-            let bound = f.error_bound.unwrap();
-            assert!((e.total - f.total).abs() <= 1e-9 * e.total);
-            for i in 0..3 {
-                assert!(f.eigenvalues[i] <= e.eigenvalues[i] * (1.0 + 1e-9) + 1e-9);
-                assert!(
-                    e.eigenvalues[i] - f.eigenvalues[i] <= bound * (1.0 + 1e-9),
-                    "pc {i}: {} vs {} (Δ {bound})",
-                    e.eigenvalues[i],
-                    f.eigenvalues[i]
-                );
+        // The row buffer, the Gram route shrinking every 101 rows, and the default (the Gram
+        // route here, which does not shrink in one pass: the exact answer up to rounding).
+        for route in [Route::Rows, Route::Gram { every: 101 }, Route::auto(d, 8)] {
+            let mut fd = CentredFd::with_route(d, 8, true, route).unwrap();
+            for chunk in rows.chunks(d * 333) {
+                fd.update(chunk).unwrap();
             }
-            assert!(alignment(&e.components[0], &f.components[0]) > 0.99);
-            if !scale {
-                // The centred bound is FD's `‖C − C_k‖_F² / (ℓ − k)` for the centred rows C; a
-                // sketch of the raw rows would have the mean's mass (about 1e4 × λ₁ here) in it.
-                let tail: f64 = e.total - e.eigenvalues.iter().sum::<f64>();
-                assert!(
-                    bound <= tail / (8.0 - 3.0) * (1.0 + 1e-9),
-                    "Δ = {bound}, tail {tail}"
-                );
+            for scale in [false, true] {
+                let e = exact.finish(3, scale).unwrap();
+                let f = fd.finish(3, scale).unwrap();
+                let bound = f.error_bound.unwrap();
+                assert!((e.total - f.total).abs() <= 1e-9 * e.total);
+                for i in 0..3 {
+                    assert!(f.eigenvalues[i] <= e.eigenvalues[i] * (1.0 + 1e-9) + 1e-9);
+                    assert!(
+                        e.eigenvalues[i] - f.eigenvalues[i]
+                            <= bound * (1.0 + 1e-9) + 1e-12 * e.eigenvalues[i],
+                        "pc {i}: {} vs {} (Δ {bound})",
+                        e.eigenvalues[i],
+                        f.eigenvalues[i]
+                    );
+                }
+                assert!(alignment(&e.components[0], &f.components[0]) > 0.99);
+                if !scale {
+                    // The centred bound is FD's `‖C − C_k‖_F² / (ℓ − k)` for the centred rows C; a
+                    // sketch of the raw rows would have the mean's mass (about 1e4 × λ₁ here) in it.
+                    let tail: f64 = e.total - e.eigenvalues.iter().sum::<f64>();
+                    assert!(
+                        bound <= tail / (8.0 - 3.0) * (1.0 + 1e-9),
+                        "Δ = {bound}, tail {tail}"
+                    );
+                }
             }
         }
     }
