@@ -7,7 +7,8 @@ with duckdb, numpy, pyarrow and scikit-learn. From the repository root:
     cargo build --release
     python3 benches/peers.py [--ids 2000000] [--rows 1000000] [--dim 256]
                              [--sketch-rows 4000000] [--sketch-dim 50] [--rounds 3]
-                             [--only prune,eigen,sketch] [--bin target/release/sketchpipe]
+                             [--jl-size 128] [--only prune,eigen,sketch]
+                             [--bin target/release/sketchpipe]
 
 It generates its inputs with `sketchpipe generate` into a temporary directory and times whole
 processes from the files to the written answer, rounds interleaved (A B C … A B C …) so that
@@ -29,6 +30,9 @@ a drift of the machine's speed hits every command alike. Each pair:
   sum(array_length(emb)) …"` and `… sum(array_sum(emb))` against the same queries in DuckDB
   (`len`, which DuckDB can answer from the lists' offsets, and `list_sum`, which decodes
   every value).
+  And the linear sketches, `jl` (`--jl-size`, default 128) and `countsketch` (size 1 000),
+  against the numpy code a user would write: the same `ΠA` with signs (JL) or buckets and
+  signs (CountSketch) from a multiplicative hash of the key, in record batches of 65 536.
 
 Each answer is checked against its peer's (EL2N by id to 1e-6; the eigenvector's alignment
 with numpy's; the sample's size). For the eigen and sketch tables it also times the decode
@@ -61,6 +65,37 @@ else:
         model.partial_fit(col.flatten().to_numpy().reshape(len(col), -1))
     top = model.components_[0]
 np.save(out, top)
+"""
+
+# The linear sketches a numpy user would write: coordinated through a multiplicative hash of
+# the key (so two tables sketched apart combine), in record batches of 65 536 rows.
+PY_LINEAR = r"""
+import sys, numpy as np, pyarrow.parquet as pq
+path, kind, t, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+M1, M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F)
+s, total = None, 0.0
+for b in pq.ParquetFile(path).iter_batches(batch_size=65536, columns=["id", "emb"]):
+    ids = b.column(0).to_numpy().astype(np.uint64)
+    col = b.column(1)
+    a = col.flatten().to_numpy().reshape(len(col), -1).astype(np.float64)
+    total += float(np.einsum("ij,ij->", a, a))
+    if s is None:
+        s = np.zeros((t, a.shape[1]))
+    if kind == "countsketch":
+        bucket = ((ids * M1) >> np.uint64(40)) % np.uint64(t)
+        sign = np.where(((ids * M2) >> np.uint64(63)) == 1, -1.0, 1.0)
+        for j in range(a.shape[1]):
+            s[:, j] += np.bincount(bucket.astype(np.int64), weights=sign * a[:, j], minlength=t)
+    else:
+        signs = np.empty((len(ids), t))
+        for r0 in range(0, t, 64):
+            h = (ids + np.uint64((r0 // 64 + 1) * int(M2) % 2**64)) * M1
+            width = min(64, t - r0)
+            bits = (h[:, None] >> np.arange(width, dtype=np.uint64)) & np.uint64(1)
+            signs[:, r0:r0 + width] = 1.0 - 2.0 * bits
+        s += signs.T @ a / np.sqrt(t)
+np.save(out, s)
+np.save(out + ".total.npy", np.array(total))
 """
 
 PY_DUCK = r"""
@@ -140,8 +175,8 @@ class Bench:
         self.commands[name] = [self.binary, "-q", "sql",
                                f"SELECT count(*), sum({f}({column})) FROM '{table}'"]
 
-    def python(self, name, *args):
-        self.commands[name] = [sys.executable, self.tmp / "eigen.py", *args]
+    def python(self, name, *args, script="eigen.py"):
+        self.commands[name] = [sys.executable, self.tmp / script, *args]
 
 
 def main():
@@ -152,6 +187,7 @@ def main():
     ap.add_argument("--sketch-rows", type=int, default=4_000_000)
     ap.add_argument("--sketch-dim", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--jl-size", type=int, default=128)
     ap.add_argument("--only", default="prune,eigen,sketch")
     ap.add_argument("--bin", default="target/release/sketchpipe")
     a = ap.parse_args()
@@ -165,6 +201,7 @@ def main():
         tmp = pathlib.Path(tmp)
         (tmp / "duck.py").write_text(PY_DUCK)
         (tmp / "eigen.py").write_text(PY_EIGEN)
+        (tmp / "linear.py").write_text(PY_LINEAR)
         b = Bench(binary, tmp)
         checks = []
 
@@ -239,6 +276,24 @@ def main():
                        sql.format(src=table, k=1000, out=tmp / f"duck-{method}.parquet"))
                 b.pairs.append((f"coordinated sample of 1000, {method}", method,
                                 f"duck-{method}"))
+
+            for method, size in (("jl", a.jl_size), ("countsketch", 1000)):
+                b.stage(method, src, f'source = "t"\nop = "coordinated_sketch"\nkey = "id"\n'
+                        f'columns = ["emb"]\nmethod = "{method}"\nsize = {size}\n')
+                b.python(f"numpy-{method}", table, method, size, tmp / f"numpy-{method}.npy",
+                         script="linear.py")
+                b.pairs.append((f"{method} sketch of size {size}, vs numpy (hashed signs/buckets)",
+                                method, f"numpy-{method}"))
+
+            def linear(method):
+                s = np.load(tmp / f"numpy-{method}.npy")
+                total = float(np.load(tmp / f"numpy-{method}.npy.total.npy"))
+                ratio = float((s * s).sum()) / total
+                rows = pq.read_metadata(tmp / f"out-{method}/s/sketch.parquet").num_rows
+                text = (f"{method}: numpy's ||S||_F^2 / ||A||_F^2 = {ratio:.3f}, ours wrote "
+                        f"{rows} sketch row(s)")
+                return text, 0.5 < ratio < 1.5 and rows > 0
+            checks += [lambda m=m: linear(m) for m in ("jl", "countsketch")]
 
             def sample(method):
                 rows = pq.read_metadata(tmp / f"out-{method}/s/sketch.parquet").num_rows
