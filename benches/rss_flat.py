@@ -20,26 +20,14 @@ live in a temporary directory removed at the end.
 """
 
 import argparse
-import os
 import pathlib
 import subprocess
 import sys
 import tempfile
-import time
+
+from peers import timed as peak  # wall seconds and peak RSS (MiB) of one process
 
 OVERHEAD_MIB = 128
-
-
-def peak(cmd):
-    """Wall seconds and peak RSS (MiB) of one whole process; exits on failure."""
-    start = time.monotonic()
-    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read().decode()
-    if status != 0:
-        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{err}")
-    return time.monotonic() - start, usage.ru_maxrss / 1024
 
 
 def mib(size):

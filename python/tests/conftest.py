@@ -27,22 +27,34 @@ def cli() -> list:
     return [sys.executable, "-m", "sketchpipe"]
 
 
-def run_cli(cli: list, *args: str) -> subprocess.CompletedProcess:
-    out = subprocess.run([*map(str, cli), "--quiet", *args], capture_output=True, text=True)
-    if out.returncode != 0:
+def run_cli(
+    cli: list, *args: str, env: dict | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    """`sketchpipe --quiet ARGS` (in `env`, if given); with `check`, a failure is an error."""
+    out = subprocess.run(
+        [*map(str, cli), "--quiet", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    if check and out.returncode != 0:
         raise AssertionError(f"sketchpipe {' '.join(args)} failed: {out.stderr}")
     return out
 
 
-def embeddings(path: pathlib.Path, n: int = 3000, d: int = 16, seed: int = 7) -> np.ndarray:
-    """A low-rank-plus-noise table `emb` (list<float64>) with an `id`, written to `path`."""
+def embeddings(
+    path: pathlib.Path, n: int = 3000, d: int = 16, seed: int = 7, first_id: int = 0
+) -> np.ndarray:
+    """A low-rank-plus-noise table `emb` (list<float64>) with an `id` from `first_id`, written
+    to `path`."""
     rng = np.random.default_rng(seed)
     top = rng.normal(size=d)
     top /= np.linalg.norm(top)
     a = rng.normal(size=(n, d)) * 0.3 + np.outer(rng.normal(size=n) * 3.0, top)
     table = pa.table(
         {
-            "id": pa.array(np.arange(n, dtype=np.int64)),
+            "id": pa.array(np.arange(first_id, first_id + n, dtype=np.int64)),
             "emb": pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), d).cast(
                 pa.list_(pa.float64())
             ),

@@ -14,11 +14,10 @@ import time
 import urllib.request
 
 import boto3
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import embeddings
+from conftest import embeddings, run_cli
 
 BUCKET = "lake"
 
@@ -149,10 +148,8 @@ def s3_env(port: int, **extra: str) -> dict:
     return env
 
 
-def sketchpipe(cli: list, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*map(str, cli), "--quiet", *args], capture_output=True, text=True, env=env, timeout=300
-    )
+def sketchpipe(cli: list, env: dict, *args) -> subprocess.CompletedProcess:
+    return run_cli(cli, *args, env=env, check=False)
 
 
 PIPELINE = """
@@ -176,15 +173,17 @@ columns = ["emb"]
 shuffle = true
 seed = 3
 
+"""
+SAMPLE = """
 [stages.sample]
 op = "coordinated_sketch"
 source = "emb"
 key = "id"
 columns = ["emb"]
 method = "priority"
-size = 200
 seed = 5
 """
+PIPELINE += SAMPLE + "size = 200\n"
 
 
 def tables(out: pathlib.Path) -> dict:
@@ -202,16 +201,11 @@ def upload(client, files: list[pathlib.Path], prefix: str) -> None:
 
 
 def write_parts(dir: pathlib.Path, parts: int, n: int, d: int) -> list[pathlib.Path]:
+    """`parts` files of `n` rows each, with distinct ids across them (the sample's keys)."""
     dir.mkdir()
-    files = []
-    for i in range(parts):
-        f = dir / f"part-{i}.parquet"
-        embeddings(f, n=n, d=d, seed=i)
-        # distinct ids across the parts (the sample's keys)
-        t = pq.read_table(f)
-        t = t.set_column(0, "id", pa.array(range(i * n, (i + 1) * n), pa.int64()))
-        pq.write_table(t, f, row_group_size=1000)
-        files.append(f)
+    files = [dir / f"part-{i}.parquet" for i in range(parts)]
+    for i, f in enumerate(files):
+        embeddings(f, n=n, d=d, seed=i, first_id=i * n)
     return files
 
 
@@ -256,22 +250,10 @@ def test_sql_reads_an_object_by_url(cli, s3_server, tmp_path):
 def test_incremental_runs_over_a_bucket_equal_one_full_run(cli, s3_server, tmp_path):
     port, client = s3_server
     files = write_parts(tmp_path / "local", parts=3, n=700, d=6)
-    pipeline = """
-[pipeline]
-output_dir = "out"
-[sources.emb]
-path = "s3://{bucket}/{prefix}/"
-format = "parquet"
-[stages.sample]
-op = "coordinated_sketch"
-source = "emb"
-key = "id"
-columns = ["emb"]
-method = "priority"
-size = 100
-seed = 5
-incremental = {incremental}
-"""
+    pipeline = (
+        '[pipeline]\noutput_dir = "out"\n[sources.emb]\npath = "s3://{bucket}/{prefix}/"\n'
+        'format = "parquet"\n' + SAMPLE + "size = 100\nincremental = {incremental}\n"
+    )
     inc, full = tmp_path / "inc", tmp_path / "full"
     for d in (inc, full):
         d.mkdir()

@@ -11,6 +11,7 @@ use datafusion::arrow::datatypes::Float64Type;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use sketchpipe::operators::coordinated_sketch::StoredSketch;
 use sketchpipe::pipeline::source::session;
 use tempfile::TempDir;
 
@@ -316,6 +317,20 @@ fn query_stage(name: &str, method: &str, seed: u64) -> String {
     )
 }
 
+/// The `(table, sketch)` entries of stage `stage`'s catalog under `dir/out`, in file order.
+fn read_catalog(dir: &std::path::Path, stage: &str) -> Vec<(String, StoredSketch)> {
+    let mut out = Vec::new();
+    sketchpipe::operators::coordinated_sketch::catalog::scan(
+        &dir.join(format!("out/{stage}/sketches.parquet")),
+        |name, s, _| {
+            out.push((name.to_string(), s));
+            Ok(())
+        },
+    )
+    .unwrap();
+    out
+}
+
 /// The catalog's sketch of each table is exactly the sketch a stage makes of that table alone.
 #[tokio::test]
 async fn a_catalog_holds_each_tables_own_sketch() {
@@ -410,21 +425,15 @@ async fn a_key_repeated_within_a_table_is_refused_by_name_but_not_across_tables(
         ),
     )
     .await;
-    use sketchpipe::operators::coordinated_sketch::{catalog, StoredSketch};
     let mut rows = Vec::new();
-    catalog::scan(
-        &dir.path().join("out/cat/sketches.parquet"),
-        |name, s, _| {
-            let StoredSketch::Sample(s) = s else {
-                panic!("a sample")
-            };
-            for r in &s.rows {
-                rows.push((name.to_string(), r.key.to_string(), r.row.values[0]));
-            }
-            Ok(())
-        },
-    )
-    .unwrap();
+    for (name, s) in read_catalog(dir.path(), "cat") {
+        let StoredSketch::Sample(s) = s else {
+            panic!("a sample")
+        };
+        for r in &s.rows {
+            rows.push((name.clone(), r.key.to_string(), r.row.values[0]));
+        }
+    }
     assert_eq!(
         rows,
         vec![
@@ -594,18 +603,7 @@ async fn a_directory_of_files_is_a_corpus_of_tables() {
         catalog_stage("bycol", "priority", 9)
     );
     run_ok(dir.path(), &text).await;
-    let read = |stage: &str| {
-        let mut out = Vec::new();
-        sketchpipe::operators::coordinated_sketch::catalog::scan(
-            &dir.path().join(format!("out/{stage}/sketches.parquet")),
-            |name, s, _| {
-                out.push((name.to_string(), s));
-                Ok(())
-            },
-        )
-        .unwrap();
-        out
-    };
+    let read = |stage: &str| read_catalog(dir.path(), stage);
     let (a, b) = (read("bycol"), read("byfile"));
     assert_eq!(a.len(), 4);
     assert_eq!(a, b);
@@ -643,7 +641,6 @@ async fn a_directory_of_files_is_a_corpus_of_tables() {
 /// same key in another table is not.
 #[tokio::test]
 async fn an_incremental_catalog_equals_a_full_run() {
-    use sketchpipe::operators::coordinated_sketch::StoredSketch;
     let dir = TempDir::new().unwrap();
     corpus(dir.path(), 5, 400);
     let all = read_parquet(&dir.path().join("corpus/corpus.parquet"));
@@ -662,18 +659,7 @@ async fn an_incremental_catalog_equals_a_full_run() {
     write_parquet(&dir.path().join("parts/b.parquet"), &second);
     run_ok(dir.path(), &stage("cat", true)).await;
     run_ok(dir.path(), &stage("full", false)).await;
-    let read = |stage: &str| {
-        let mut out = Vec::new();
-        sketchpipe::operators::coordinated_sketch::catalog::scan(
-            &dir.path().join(format!("out/{stage}/sketches.parquet")),
-            |name, s, _| {
-                out.push((name.to_string(), s));
-                Ok(())
-            },
-        )
-        .unwrap();
-        out
-    };
+    let read = |stage: &str| read_catalog(dir.path(), stage);
     let (inc, full) = (read("cat"), read("full"));
     assert_eq!(inc.len(), 5);
     for ((ni, si), (nf, sf)) in inc.iter().zip(&full) {
@@ -725,7 +711,7 @@ async fn an_incremental_catalog_equals_a_full_run() {
 /// `sketch_merge`, into the catalog of the whole.
 #[tokio::test]
 async fn catalogs_of_parts_merge_in_sql_into_the_whole() {
-    use sketchpipe::operators::coordinated_sketch::{catalog, table, StoredSketch};
+    use sketchpipe::operators::coordinated_sketch::{catalog, table};
     let dir = TempDir::new().unwrap();
     corpus(dir.path(), 4, 300);
     let all = read_parquet(&dir.path().join("corpus/corpus.parquet"));

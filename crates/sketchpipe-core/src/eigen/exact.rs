@@ -34,6 +34,24 @@ pub(crate) fn add_gram_lower(g: &mut Mat<f64>, rows: &[f64], d: usize) {
     );
 }
 
+/// The top eigenpair of the symmetric matrix whose lower triangle is `g`: the unit eigenvector
+/// (signed by [`canonical_sign`]), its eigenvalue and the second largest (`None` for `d = 1`).
+/// `what` names the caller in the error of a failed eigensolver.
+pub(crate) fn top_of_lower(g: &Mat<f64>, what: &str) -> Result<(Vec<f64>, f64, Option<f64>)> {
+    let d = g.nrows();
+    let evd = g
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|e| Error::Numeric(format!("{what} eigensolver failed: {e:?}")))?;
+    let s = evd.S().column_vector();
+    let u = evd.U();
+    let top = d - 1;
+    let mut vector: Vec<f64> = (0..d).map(|i| u[(i, top)]).collect();
+    let norm = vector.iter().map(|x| x * x).sum::<f64>().sqrt();
+    vector.iter_mut().for_each(|x| *x /= norm);
+    canonical_sign(&mut vector);
+    Ok((vector, s[top], (d > 1).then(|| s[top - 1])))
+}
+
 /// Streaming Gram accumulator `G = Σ a_i a_iᵀ` (lower triangle kept).
 #[derive(Debug, Clone)]
 pub struct Gram {
@@ -144,21 +162,11 @@ impl Gram {
                 "no rows: the eigenvector of an empty matrix is undefined".into(),
             ));
         }
-        let evd = self
-            .g
-            .self_adjoint_eigen(Side::Lower)
-            .map_err(|e| Error::Numeric(format!("symmetric eigensolver failed: {e:?}")))?;
-        let s = evd.S().column_vector();
-        let u = evd.U();
-        let top = self.d - 1;
-        let mut vector: Vec<f64> = (0..self.d).map(|i| u[(i, top)]).collect();
-        let norm = vector.iter().map(|x| x * x).sum::<f64>().sqrt();
-        vector.iter_mut().for_each(|x| *x /= norm);
-        canonical_sign(&mut vector);
+        let (vector, eigenvalue, second_eigenvalue) = top_of_lower(&self.g, "symmetric")?;
         Ok(TopEigen {
             vector,
-            eigenvalue: s[top],
-            second_eigenvalue: (self.d > 1).then(|| s[top - 1]),
+            eigenvalue,
+            second_eigenvalue,
             frobenius_sq: self.frobenius_sq(),
             rows: self.rows,
             heavy_rows: 0,

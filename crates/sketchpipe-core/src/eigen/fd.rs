@@ -27,7 +27,7 @@
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par, Side};
 
-use super::exact::add_gram_lower;
+use super::exact::{add_gram_lower, top_of_lower};
 use super::{canonical_sign, TopEigen};
 use crate::{Error, Result};
 
@@ -477,23 +477,11 @@ impl FrequentDirections {
         }
         if let Some(p) = &self.pending {
             // The top eigenpair of `BᵀB + XᵀX` itself: no last shrink, so the bound stays `Δ`.
-            let d = self.d;
-            let evd = self
-                .gram_lower(p)
-                .self_adjoint_eigen(Side::Lower)
-                .map_err(|e| {
-                    Error::Numeric(format!("Frequent Directions: eigensolver failed: {e:?}"))
-                })?;
-            let s = evd.S().column_vector();
-            let u = evd.U();
-            let mut vector: Vec<f64> = (0..d).map(|j| u[(j, d - 1)]).collect();
-            let norm = vector.iter().map(|x| x * x).sum::<f64>().sqrt();
-            vector.iter_mut().for_each(|x| *x /= norm);
-            canonical_sign(&mut vector);
+            let (vector, top, second) = top_of_lower(&self.gram_lower(p), "Frequent Directions:")?;
             return Ok(TopEigen {
                 vector,
-                eigenvalue: s[d - 1].max(0.0),
-                second_eigenvalue: (d > 1).then(|| s[d - 2].max(0.0)),
+                eigenvalue: top.max(0.0),
+                second_eigenvalue: second.map(|s| s.max(0.0)),
                 frobenius_sq: self.frobenius_sq,
                 rows: self.rows,
                 heavy_rows: 0,
